@@ -1,0 +1,214 @@
+//! A sink writing rows into part files, one series per subtask (Flink's `FileSink` with a row
+//! format).
+//!
+//! Rows go to a hidden in-progress file, `.part-<uuid>-<subtask>-<n>.inprogress`. When the file
+//! rolls (by size or age) or the input ends, it is renamed to its final name
+//! `part-<uuid>-<subtask>-<n>`, so readers only ever see complete part files.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eddy_runtime::sink::{Sink, SinkWriter, SinkWriterContext};
+use eddy_runtime::{Result, RuntimeError};
+
+use super::encoder::Encoder;
+
+/// When a part file is closed and a new one started (Flink's `DefaultRollingPolicy`).
+#[derive(Clone, Copy, Debug)]
+pub struct RollingPolicy {
+    /// Roll when the part file reaches this size.
+    pub max_part_size: u64,
+    /// Roll when the part file is this old.
+    pub rollover_interval: Duration,
+}
+
+impl Default for RollingPolicy {
+    fn default() -> Self {
+        RollingPolicy {
+            max_part_size: 128 << 20,
+            rollover_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Names of part files: `<prefix>-<uuid>-<subtask>-<n><suffix>`.
+#[derive(Clone, Debug)]
+pub struct OutputFileConfig {
+    /// Defaults to `part`.
+    pub part_prefix: String,
+    /// Defaults to empty.
+    pub part_suffix: String,
+}
+
+impl Default for OutputFileConfig {
+    fn default() -> Self {
+        OutputFileConfig {
+            part_prefix: "part".into(),
+            part_suffix: String::new(),
+        }
+    }
+}
+
+/// Writes records as rows into part files under a directory.
+pub struct FileSink<T, E> {
+    base_path: PathBuf,
+    encoder: E,
+    rolling: RollingPolicy,
+    names: OutputFileConfig,
+    _t: PhantomData<fn(&T)>,
+}
+
+impl<T, E: Encoder<T>> FileSink<T, E> {
+    /// Rows encoded by `encoder`, in part files under `base_path` (created if missing).
+    pub fn for_row_format(base_path: impl Into<PathBuf>, encoder: E) -> Self {
+        FileSink {
+            base_path: base_path.into(),
+            encoder,
+            rolling: RollingPolicy::default(),
+            names: OutputFileConfig::default(),
+            _t: PhantomData,
+        }
+    }
+
+    /// Sets the rolling policy.
+    pub fn with_rolling_policy(mut self, rolling: RollingPolicy) -> Self {
+        self.rolling = rolling;
+        self
+    }
+
+    /// Sets the part file names.
+    pub fn with_output_file_config(mut self, names: OutputFileConfig) -> Self {
+        self.names = names;
+        self
+    }
+}
+
+impl<T: 'static, E: Encoder<T>> Sink<T> for FileSink<T, E> {
+    type Writer = FileSinkWriter<T, E>;
+
+    fn create_writer(&self, ctx: &SinkWriterContext) -> Result<FileSinkWriter<T, E>> {
+        std::fs::create_dir_all(&self.base_path).map_err(|e| {
+            RuntimeError::io(
+                format!("cannot create output directory '{}'", self.base_path.display()),
+                e,
+            )
+        })?;
+        Ok(FileSinkWriter {
+            base_path: self.base_path.clone(),
+            encoder: self.encoder.clone(),
+            rolling: self.rolling,
+            names: self.names.clone(),
+            uuid: uuid::Uuid::new_v4().to_string(),
+            subtask: ctx.task_info.subtask_index,
+            counter: 0,
+            current: None,
+            row: Vec::new(),
+            _t: PhantomData,
+        })
+    }
+}
+
+struct PartFile {
+    in_progress: PathBuf,
+    finished: PathBuf,
+    out: BufWriter<File>,
+    size: u64,
+    opened: Instant,
+}
+
+/// Writes one subtask's part files.
+pub struct FileSinkWriter<T, E> {
+    base_path: PathBuf,
+    encoder: E,
+    rolling: RollingPolicy,
+    names: OutputFileConfig,
+    uuid: String,
+    subtask: u32,
+    counter: u64,
+    current: Option<PartFile>,
+    row: Vec<u8>,
+    _t: PhantomData<fn(&T)>,
+}
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> RuntimeError {
+    RuntimeError::io(format!("cannot {what} '{}'", path.display()), e)
+}
+
+impl<T, E: Encoder<T>> FileSinkWriter<T, E> {
+    fn open_part(&mut self) -> Result<&mut PartFile> {
+        if self.current.is_none() {
+            let name = format!(
+                "{}-{}-{}-{}{}",
+                self.names.part_prefix, self.uuid, self.subtask, self.counter, self.names.part_suffix
+            );
+            self.counter += 1;
+            let finished = self.base_path.join(&name);
+            let in_progress = self.base_path.join(format!(".{name}.inprogress"));
+            let file = File::create(&in_progress).map_err(|e| io_err(&in_progress, "create", e))?;
+            self.current = Some(PartFile {
+                in_progress,
+                finished,
+                out: BufWriter::with_capacity(64 << 10, file),
+                size: 0,
+                opened: Instant::now(),
+            });
+        }
+        self.current
+            .as_mut()
+            .ok_or_else(|| RuntimeError::Internal("part file vanished".into()))
+    }
+
+    /// Closes the current part file and gives it its final name.
+    fn roll(&mut self) -> Result<()> {
+        if let Some(mut part) = self.current.take() {
+            part.out
+                .flush()
+                .map_err(|e| io_err(&part.in_progress, "write", e))?;
+            let file = part
+                .out
+                .into_inner()
+                .map_err(|e| io_err(&part.in_progress, "write", e.into_error()))?;
+            file.sync_all()
+                .map_err(|e| io_err(&part.in_progress, "sync", e))?;
+            std::fs::rename(&part.in_progress, &part.finished)
+                .map_err(|e| io_err(&part.finished, "finish part file", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl<T, E: Encoder<T>> SinkWriter<T> for FileSinkWriter<T, E> {
+    fn write(&mut self, value: T, _timestamp: Option<i64>) -> Result<()> {
+        self.row.clear();
+        self.encoder.encode(&value, &mut self.row)?;
+        let rolling = self.rolling;
+        let row = std::mem::take(&mut self.row);
+        let part = self.open_part()?;
+        part.out
+            .write_all(&row)
+            .map_err(|e| io_err(&part.in_progress, "write", e))?;
+        part.size += row.len() as u64;
+        let roll = part.size >= rolling.max_part_size
+            || part.opened.elapsed() >= rolling.rollover_interval;
+        self.row = row;
+        if roll {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, end_of_input: bool) -> Result<()> {
+        if end_of_input {
+            return self.roll();
+        }
+        if let Some(part) = self.current.as_mut() {
+            part.out
+                .flush()
+                .map_err(|e| io_err(&part.in_progress, "write", e))?;
+        }
+        Ok(())
+    }
+}

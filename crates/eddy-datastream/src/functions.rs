@@ -1,0 +1,192 @@
+//! User functions: the [`Collector`] that flat-map style functions emit into, the
+//! [`RuntimeContext`] rich functions receive in `open`, and the rich function traits.
+//!
+//! Plain closures cover most programs: `map(|x| ...)`, `filter(|x| ...)`. A *rich* function is
+//! a struct with per-subtask state and `open` / `close` hooks; each subtask gets its own clone.
+
+use std::sync::Arc;
+
+use eddy_core::config::Configuration;
+use eddy_core::element::StreamRecord;
+use eddy_core::graph::ExecutionMode;
+use eddy_core::ids::JobId;
+use eddy_runtime::accumulators::{
+    Accumulators, DoubleCounter, HistogramAccumulator, ListAccumulator, LongCounter,
+};
+use eddy_runtime::metrics::MetricGroup;
+use eddy_runtime::operator::{OperatorContext, TaskInfo};
+use eddy_runtime::{Result, RuntimeError};
+
+/// The error a user function may return; any error type converts into it with `?`.
+pub type FunctionError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The result of a fallible user function.
+pub type FunctionResult<T> = std::result::Result<T, FunctionError>;
+
+/// Converts a user function's error into a runtime error.
+pub(crate) fn user_error(e: FunctionError) -> RuntimeError {
+    RuntimeError::User(e.to_string())
+}
+
+/// Where a function emits any number of output records. Every record gets the timestamp of the
+/// input record being processed, as in Flink.
+pub struct Collector<'a, T> {
+    pub(crate) out: &'a mut Vec<StreamRecord<T>>,
+    pub(crate) timestamp: i64,
+}
+
+impl<'a, T> Collector<'a, T> {
+    /// A collector appending to `out` with `timestamp`.
+    pub fn new(out: &'a mut Vec<StreamRecord<T>>, timestamp: i64) -> Self {
+        Collector { out, timestamp }
+    }
+
+    /// Emits a record.
+    #[inline]
+    pub fn collect(&mut self, value: T) {
+        self.out.push(StreamRecord {
+            value,
+            timestamp: self.timestamp,
+        });
+    }
+}
+
+/// What a rich function can see of the runtime (Flink's `RuntimeContext`).
+#[derive(Clone)]
+pub struct RuntimeContext {
+    task_info: Arc<TaskInfo>,
+    metrics: MetricGroup,
+    accumulators: Accumulators,
+    config: Arc<Configuration>,
+    mode: ExecutionMode,
+}
+
+impl RuntimeContext {
+    /// The context of the operator described by `ctx`.
+    pub fn new(ctx: &OperatorContext) -> Self {
+        RuntimeContext {
+            task_info: ctx.task_info.clone(),
+            metrics: ctx.metrics.clone(),
+            accumulators: ctx.accumulators.clone(),
+            config: ctx.config.clone(),
+            mode: ctx.execution_mode,
+        }
+    }
+
+    /// Facts about this subtask.
+    pub fn get_task_info(&self) -> &TaskInfo {
+        &self.task_info
+    }
+
+    /// The task's name.
+    pub fn get_task_name(&self) -> &str {
+        &self.task_info.task_name
+    }
+
+    /// `Task (i/n)#attempt`.
+    pub fn get_task_name_with_subtasks(&self) -> String {
+        self.task_info.task_name_with_subtask()
+    }
+
+    /// 0-based index of this subtask.
+    pub fn get_index_of_this_subtask(&self) -> u32 {
+        self.task_info.subtask_index
+    }
+
+    /// Number of parallel subtasks.
+    pub fn get_number_of_parallel_subtasks(&self) -> u32 {
+        self.task_info.parallelism
+    }
+
+    /// Number of key groups.
+    pub fn get_max_number_of_parallel_subtasks(&self) -> u32 {
+        self.task_info.max_parallelism
+    }
+
+    /// Restart attempt, from 0.
+    pub fn get_attempt_number(&self) -> u32 {
+        self.task_info.attempt_number
+    }
+
+    /// The job's id.
+    pub fn get_job_id(&self) -> JobId {
+        self.task_info.job_id
+    }
+
+    /// The job's configuration.
+    pub fn get_configuration(&self) -> &Configuration {
+        &self.config
+    }
+
+    /// Streaming or batch.
+    pub fn get_execution_mode(&self) -> ExecutionMode {
+        self.mode
+    }
+
+    /// The operator's metric group, for user counters, gauges, meters and histograms.
+    pub fn get_metric_group(&self) -> &MetricGroup {
+        &self.metrics
+    }
+
+    /// The long-counter accumulator `name` (Flink's `getLongCounter`).
+    pub fn get_long_counter(&self, name: &str) -> Result<LongCounter> {
+        self.accumulators.long_counter(name)
+    }
+
+    /// The double-counter accumulator `name`.
+    pub fn get_double_counter(&self, name: &str) -> Result<DoubleCounter> {
+        self.accumulators.double_counter(name)
+    }
+
+    /// The histogram accumulator `name`.
+    pub fn get_histogram(&self, name: &str) -> Result<HistogramAccumulator> {
+        self.accumulators.histogram(name)
+    }
+
+    /// The list accumulator `name`.
+    pub fn get_list_accumulator(&self, name: &str) -> Result<ListAccumulator> {
+        self.accumulators.list(name)
+    }
+}
+
+/// A map function with state and `open` / `close` (Flink's `RichMapFunction`).
+pub trait RichMapFunction<T, U>: Clone + Send + Sync + 'static {
+    /// Called once per subtask before the first record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
+        Ok(())
+    }
+    /// Maps one record.
+    fn map(&mut self, value: T) -> FunctionResult<U>;
+    /// Called once per subtask at the end.
+    fn close(&mut self) -> FunctionResult<()> {
+        Ok(())
+    }
+}
+
+/// A flat-map function with state and `open` / `close` (Flink's `RichFlatMapFunction`).
+pub trait RichFlatMapFunction<T, U>: Clone + Send + Sync + 'static {
+    /// Called once per subtask before the first record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
+        Ok(())
+    }
+    /// Emits any number of records for one input record.
+    fn flat_map(&mut self, value: T, out: &mut Collector<'_, U>) -> FunctionResult<()>;
+    /// Called once per subtask at the end.
+    fn close(&mut self) -> FunctionResult<()> {
+        Ok(())
+    }
+}
+
+/// A filter with state and `open` / `close` (Flink's `RichFilterFunction`).
+pub trait RichFilterFunction<T>: Clone + Send + Sync + 'static {
+    /// Called once per subtask before the first record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
+        Ok(())
+    }
+    /// Whether to keep the record.
+    fn filter(&mut self, value: &T) -> FunctionResult<bool>;
+    /// Called once per subtask at the end.
+    fn close(&mut self) -> FunctionResult<()> {
+        Ok(())
+    }
+}

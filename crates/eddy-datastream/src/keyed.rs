@@ -1,0 +1,107 @@
+//! [`KeyedStream`]: a stream partitioned by key, with per-key aggregations.
+
+use std::ops::Add;
+use std::sync::Arc;
+
+use crate::datastream::DataStream;
+use crate::operators::{KeyedReduceOperator, KeySelector};
+use crate::{Data, Key};
+
+/// A stream partitioned by key (Flink's `KeyedStream`). Records with the same key are processed
+/// by the same subtask, which keeps state per key.
+///
+/// The aggregations are *rolling*: in STREAMING mode each input record emits its key's updated
+/// result; in BATCH mode only the final result per key is emitted.
+pub struct KeyedStream<T, K> {
+    pub(crate) stream: DataStream<T>,
+    pub(crate) key_selector: KeySelector<T, K>,
+}
+
+impl<T: Data, K: Key> KeyedStream<T, K> {
+    pub(crate) fn new(stream: DataStream<T>, key_selector: KeySelector<T, K>) -> Self {
+        KeyedStream {
+            stream,
+            key_selector,
+        }
+    }
+
+    /// The key selector.
+    pub fn get_key_selector(&self) -> &KeySelector<T, K> {
+        &self.key_selector
+    }
+
+    fn keyed_reduce(self, name: &str, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DataStream<T> {
+        let selector = self.key_selector;
+        let f = Arc::new(f);
+        self.stream
+            .transform(name, move || KeyedReduceOperator::new(selector.clone(), f.clone()))
+    }
+
+    /// Combines each record with its key's previous result (Flink's `reduce`).
+    pub fn reduce(self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DataStream<T> {
+        self.keyed_reduce("Keyed Reduce", f)
+    }
+
+    /// The running sum of a numeric field, per key. The other fields are those of the key's
+    /// first record, as in Flink.
+    ///
+    /// The field is given by an accessor: `sum(|t: &mut (String, i64)| &mut t.1)`.
+    pub fn sum<N>(self, field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static) -> DataStream<T>
+    where
+        N: Add<Output = N> + Copy,
+    {
+        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
+            let add = *field(&mut v);
+            let slot = field(&mut acc);
+            *slot = *slot + add;
+            acc
+        })
+    }
+
+    /// The running minimum of a field, per key; the other fields are those of the key's first
+    /// record (Flink's `min`; use [`min_by`](Self::min_by) for the whole minimal record).
+    pub fn min<N>(self, field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static) -> DataStream<T>
+    where
+        N: PartialOrd + Copy,
+    {
+        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
+            let candidate = *field(&mut v);
+            let slot = field(&mut acc);
+            if candidate < *slot {
+                *slot = candidate;
+            }
+            acc
+        })
+    }
+
+    /// The running maximum of a field, per key (Flink's `max`).
+    pub fn max<N>(self, field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static) -> DataStream<T>
+    where
+        N: PartialOrd + Copy,
+    {
+        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
+            let candidate = *field(&mut v);
+            let slot = field(&mut acc);
+            if candidate > *slot {
+                *slot = candidate;
+            }
+            acc
+        })
+    }
+
+    /// The record with the smallest field value so far, per key; on ties the earlier record
+    /// (Flink's `minBy`).
+    pub fn min_by<N: PartialOrd>(self, field: impl Fn(&T) -> N + Send + Sync + 'static) -> DataStream<T> {
+        self.keyed_reduce("Keyed Aggregation", move |acc, v| {
+            if field(&v) < field(&acc) { v } else { acc }
+        })
+    }
+
+    /// The record with the largest field value so far, per key; on ties the earlier record
+    /// (Flink's `maxBy`).
+    pub fn max_by<N: PartialOrd>(self, field: impl Fn(&T) -> N + Send + Sync + 'static) -> DataStream<T> {
+        self.keyed_reduce("Keyed Aggregation", move |acc, v| {
+            if field(&v) > field(&acc) { v } else { acc }
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! The record writer: partitions records into per-channel buffers and sends full buffers.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use eddy_core::element::{
+    CheckpointBarrier, LatencyMarker, StreamElement, StreamRecord, Watermark, WatermarkStatus,
+};
+
+use super::channel::{ChannelSender, TaskSignals};
+use super::partitioner::Partitioner;
+use crate::chain::ChainOutput;
+use crate::error::Result;
+use crate::operator::Output;
+
+/// Writes one network edge of a task: one buffer and one channel per downstream subtask.
+pub struct RecordWriter<T> {
+    channels: Vec<ChannelSender<T>>,
+    buffers: Vec<Vec<StreamRecord<T>>>,
+    partitioner: Box<dyn Partitioner<T>>,
+    broadcast: bool,
+    batch_size: usize,
+    signals: Arc<TaskSignals>,
+    dirty: Rc<Cell<bool>>,
+}
+
+impl<T: Clone> RecordWriter<T> {
+    /// A writer over `channels`. `dirty` is set whenever records wait in a buffer, so the task
+    /// knows a timed flush is due.
+    pub fn new(
+        channels: Vec<ChannelSender<T>>,
+        partitioner: Box<dyn Partitioner<T>>,
+        batch_size: usize,
+        signals: Arc<TaskSignals>,
+        dirty: Rc<Cell<bool>>,
+    ) -> Self {
+        let broadcast = partitioner.is_broadcast();
+        RecordWriter {
+            buffers: channels.iter().map(|_| Vec::new()).collect(),
+            channels,
+            partitioner,
+            broadcast,
+            batch_size: batch_size.max(1),
+            signals,
+            dirty,
+        }
+    }
+
+    #[inline]
+    fn send_buffer(&mut self, channel: usize) -> Result<()> {
+        let batch = std::mem::replace(
+            &mut self.buffers[channel],
+            Vec::with_capacity(self.batch_size),
+        );
+        self.channels[channel].send(StreamElement::Records(batch), &self.signals)
+    }
+
+    fn flush_all(&mut self) -> Result<()> {
+        for c in 0..self.channels.len() {
+            if !self.buffers[c].is_empty() {
+                let batch = std::mem::take(&mut self.buffers[c]);
+                self.channels[c].send(StreamElement::Records(batch), &self.signals)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn broadcast_event(&mut self, element: StreamElement<T>) -> Result<()> {
+        self.flush_all()?;
+        for ch in &self.channels {
+            ch.send(element.clone(), &self.signals)?;
+        }
+        Ok(())
+    }
+
+    fn collect_single_channel(&mut self, mut batch: Vec<StreamRecord<T>>) -> Result<()> {
+        let buf = &mut self.buffers[0];
+        if buf.is_empty() && batch.len() >= self.batch_size / 2 {
+            // Large enough to send as it is: no copy.
+            return self.channels[0].send(StreamElement::Records(batch), &self.signals);
+        }
+        if buf.capacity() == 0 {
+            buf.reserve(self.batch_size);
+        }
+        if buf.len() + batch.len() <= self.batch_size {
+            buf.append(&mut batch);
+            if buf.len() == self.batch_size {
+                self.send_buffer(0)?;
+            } else {
+                self.dirty.set(true);
+            }
+            return Ok(());
+        }
+        for r in batch {
+            self.buffers[0].push(r);
+            if self.buffers[0].len() >= self.batch_size {
+                self.send_buffer(0)?;
+            }
+        }
+        if !self.buffers[0].is_empty() {
+            self.dirty.set(true);
+        }
+        Ok(())
+    }
+}
+
+impl<T: Clone> Output<T> for RecordWriter<T> {
+    fn collect(&mut self, batch: Vec<StreamRecord<T>>) -> Result<()> {
+        let n = self.channels.len();
+        if self.broadcast {
+            for c in 0..n {
+                let buf = &mut self.buffers[c];
+                buf.extend(batch.iter().cloned());
+                if buf.len() >= self.batch_size {
+                    self.send_buffer(c)?;
+                }
+            }
+        } else if n == 1 {
+            return self.collect_single_channel(batch);
+        } else {
+            for r in batch {
+                let c = self.partitioner.select_channel(&r, n)?;
+                let buf = &mut self.buffers[c];
+                if buf.capacity() == 0 {
+                    buf.reserve(self.batch_size);
+                }
+                buf.push(r);
+                if buf.len() >= self.batch_size {
+                    self.send_buffer(c)?;
+                }
+            }
+        }
+        if self.buffers.iter().any(|b| !b.is_empty()) {
+            self.dirty.set(true);
+        }
+        Ok(())
+    }
+
+    fn emit_watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.broadcast_event(StreamElement::Watermark(watermark))
+    }
+
+    fn emit_watermark_status(&mut self, status: WatermarkStatus) -> Result<()> {
+        self.broadcast_event(StreamElement::WatermarkStatus(status))
+    }
+
+    fn emit_latency_marker(&mut self, marker: LatencyMarker) -> Result<()> {
+        // A latency marker goes to one random channel, as in Flink, without flushing records.
+        let c = rand::random_range(0..self.channels.len().max(1));
+        match self.channels.get(c) {
+            Some(ch) => ch.send(StreamElement::LatencyMarker(marker), &self.signals),
+            None => Ok(()),
+        }
+    }
+
+    fn collect_side(&mut self, _tag: &str, _records: Box<dyn Any>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<T: Clone> ChainOutput<T> for RecordWriter<T> {
+    fn emit_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()> {
+        self.broadcast_event(StreamElement::Barrier(barrier))
+    }
+
+    fn emit_end_of_partition(&mut self) -> Result<()> {
+        self.broadcast_event(StreamElement::EndOfPartition)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.flush_all()
+    }
+}

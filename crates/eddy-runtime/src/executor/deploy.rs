@@ -1,0 +1,324 @@
+//! Deployment: channels for every edge, a thread per subtask, and building each task's chain
+//! inside its thread.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use eddy_core::config::options;
+use eddy_core::graph::{JobGraph, pointwise_targets};
+use eddy_core::keys::KeyGroupRange;
+
+use super::{TaskEvent, TaskHandle};
+use crate::accumulators::Accumulators;
+use crate::error::{Result, RuntimeError, panic_message};
+use crate::exchange::TaskSignals;
+use crate::metrics::{MetricGroup, MetricRegistry, TaskTimeMetrics, WatermarkGauge};
+use crate::operator::{OperatorContext, ProcessingTimeService, TaskInfo};
+use crate::registry::{AnyBox, AnySendBox, DataPort, OutputParts, TaskInputs, UserCodeRegistry};
+use crate::state::StateContext;
+use crate::task::{StreamTask, TaskEnv, TaskMessage};
+
+/// The channel ends one subtask gets.
+#[derive(Default)]
+pub(super) struct TaskChannels {
+    /// Receivers per logical input, in edge order, then upstream subtask order.
+    inputs: BTreeMap<u8, Vec<AnySendBox>>,
+    /// The element type of each input (from its first edge).
+    input_ports: BTreeMap<u8, Arc<dyn DataPort>>,
+    /// Senders per network edge, ordered by downstream subtask.
+    outputs: BTreeMap<u32, Vec<AnySendBox>>,
+}
+
+/// Creates every channel of the job.
+fn create_channels(job: &JobGraph, registry: &UserCodeRegistry) -> Result<Vec<Vec<TaskChannels>>> {
+    let buffers_per_channel = job.config.get(&options::BUFFERS_PER_CHANNEL)? as usize;
+    let floating = job.config.get(&options::FLOATING_BUFFERS_PER_GATE)? as usize;
+    let mut plans: Vec<Vec<TaskChannels>> = job
+        .vertices
+        .iter()
+        .map(|v| (0..v.parallelism).map(|_| TaskChannels::default()).collect())
+        .collect();
+
+    // Which downstream subtasks each upstream subtask of an edge connects to.
+    let targets_of = |ei: usize| -> Vec<Vec<u32>> {
+        let e = &job.edges[ei];
+        let ps = job.vertices[e.source_vertex as usize].parallelism;
+        let pt = job.vertices[e.target_vertex as usize].parallelism;
+        if e.partitioner.is_pointwise() {
+            pointwise_targets(ps, pt)
+        } else {
+            (0..ps).map(|_| (0..pt).collect()).collect()
+        }
+    };
+
+    // Channels per downstream gate, to share the floating buffers among them.
+    let mut gate_size: BTreeMap<(u32, u32, u8), usize> = BTreeMap::new();
+    for (ei, e) in job.edges.iter().enumerate() {
+        for targets in targets_of(ei) {
+            for t in targets {
+                *gate_size
+                    .entry((e.target_vertex, t, e.target_input))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    for (ei, e) in job.edges.iter().enumerate() {
+        let code = registry.edge(e.stream_edge_id)?;
+        for (s, targets) in targets_of(ei).into_iter().enumerate() {
+            for t in targets {
+                let size = gate_size[&(e.target_vertex, t, e.target_input)];
+                let capacity = buffers_per_channel + floating.div_ceil(size.max(1));
+                let (tx, rx) = code.port.channel(capacity);
+                plans[e.source_vertex as usize][s]
+                    .outputs
+                    .entry(ei as u32)
+                    .or_default()
+                    .push(tx);
+                let target = &mut plans[e.target_vertex as usize][t as usize];
+                target.inputs.entry(e.target_input).or_default().push(rx);
+                target
+                    .input_ports
+                    .entry(e.target_input)
+                    .or_insert_with(|| code.port.clone());
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// Spawns every task of `job`; each reports its end on `events`.
+pub(super) fn deploy(
+    job: &Arc<JobGraph>,
+    registry: &Arc<UserCodeRegistry>,
+    metrics: &Arc<MetricRegistry>,
+    events: Sender<TaskEvent>,
+) -> Result<Vec<Vec<TaskHandle>>> {
+    let plans = create_channels(job, registry)?;
+    let mut handles = Vec::new();
+    for (v, subtasks) in plans.into_iter().enumerate() {
+        let mut vertex_handles = Vec::new();
+        for (i, channels) in subtasks.into_iter().enumerate() {
+            let (mailbox_tx, mailbox_rx) = crossbeam_channel::unbounded();
+            let signals = Arc::new(TaskSignals::default());
+            let info = Arc::new(TaskInfo {
+                job_id: job.job_id,
+                job_name: job.name.clone(),
+                task_name: job.vertices[v].name.clone(),
+                subtask_index: i as u32,
+                parallelism: job.vertices[v].parallelism,
+                max_parallelism: job.vertices[v].max_parallelism,
+                attempt_number: 0,
+            });
+            let spec = TaskSpec {
+                job: job.clone(),
+                registry: registry.clone(),
+                metrics: metrics.clone(),
+                vertex: v,
+                info: info.clone(),
+                channels,
+                mailbox: mailbox_rx,
+                signals: signals.clone(),
+            };
+            let events = events.clone();
+            let subtask = i as u32;
+            std::thread::Builder::new()
+                .name(info.task_name_with_subtask())
+                .spawn(move || {
+                    let result = catch_unwind(AssertUnwindSafe(|| spec.run()))
+                        .unwrap_or_else(|p| {
+                            Err(RuntimeError::Internal(format!(
+                                "task thread panicked: {}",
+                                panic_message(p.as_ref())
+                            )))
+                        });
+                    let _ = events.send(TaskEvent {
+                        vertex: v,
+                        subtask,
+                        result,
+                    });
+                })
+                .map_err(|e| RuntimeError::io("cannot start a task thread", e))?;
+            vertex_handles.push(TaskHandle {
+                mailbox: mailbox_tx,
+                signals,
+            });
+        }
+        handles.push(vertex_handles);
+    }
+    Ok(handles)
+}
+
+/// Everything needed to build and run one subtask, moved into its thread.
+struct TaskSpec {
+    job: Arc<JobGraph>,
+    registry: Arc<UserCodeRegistry>,
+    metrics: Arc<MetricRegistry>,
+    vertex: usize,
+    info: Arc<TaskInfo>,
+    channels: TaskChannels,
+    mailbox: crossbeam_channel::Receiver<TaskMessage>,
+    signals: Arc<TaskSignals>,
+}
+
+impl TaskSpec {
+    fn task_metric_group(&self) -> MetricGroup {
+        let vertex = &self.job.vertices[self.vertex];
+        self.metrics
+            .root_group()
+            .add_group_with_variable("job_id", &self.job.job_id.to_string())
+            .add_group_with_variable("job_name", &self.job.name)
+            .add_group_with_variable("task_id", &vertex.id.to_string())
+            .add_group_with_variable("task_name", &vertex.name)
+            .add_group_with_variable("subtask_index", &self.info.subtask_index.to_string())
+    }
+
+    fn run(mut self) -> Result<BTreeMap<String, crate::accumulators::AccumulatorValue>> {
+        let accumulators = Accumulators::default();
+        let task = self.build(&accumulators)?;
+        task.run()?;
+        Ok(accumulators.snapshot())
+    }
+
+    fn build(&mut self, accumulators: &Accumulators) -> Result<Box<dyn StreamTask>> {
+        let job = self.job.clone();
+        let registry = self.registry.clone();
+        let vertex = &job.vertices[self.vertex];
+        let config = Arc::new(job.config.clone());
+        let buffer_timeout = if job.config.get(&options::BUFFER_TIMEOUT_ENABLED)? {
+            Some(job.config.get(&options::BUFFER_TIMEOUT)?)
+        } else {
+            None
+        };
+        let segment_size = job.config.get(&options::SEGMENT_SIZE)?.0;
+        let batch_size_of = |port: &dyn DataPort| -> usize {
+            if buffer_timeout == Some(Duration::ZERO) {
+                1
+            } else {
+                port.batch_size(segment_size)
+            }
+        };
+        let task_group = self.task_metric_group();
+        let time_metrics =
+            TaskTimeMetrics::register(&task_group, self.signals.back_pressured.clone());
+        let input_watermark = Arc::new(WatermarkGauge::default());
+        {
+            let wm = input_watermark.clone();
+            task_group.gauge("currentInputWatermark", move || wm.get() as f64);
+        }
+        let signals = self.signals.clone();
+        let dirty = Rc::new(Cell::new(false));
+        let timers = ProcessingTimeService::default();
+        let task_name = self.info.task_name_with_subtask();
+        let key_groups = KeyGroupRange::for_operator(
+            vertex.max_parallelism,
+            vertex.parallelism,
+            self.info.subtask_index,
+        );
+
+        let mut built: Vec<Option<AnyBox>> = (0..vertex.operators.len()).map(|_| None).collect();
+        for idx in (0..vertex.operators.len()).rev() {
+            let op = &vertex.operators[idx];
+            let factory = registry.operator(op.operator_id)?;
+            let mut main: Vec<AnyBox> = Vec::new();
+            let mut sides: BTreeMap<String, (Arc<dyn DataPort>, Vec<AnyBox>)> = BTreeMap::new();
+            for ce in &op.chained_outputs {
+                let link = built[ce.target as usize].take().ok_or_else(|| {
+                    RuntimeError::Internal(format!("chained operator {} built twice", ce.target))
+                })?;
+                match &ce.side_output {
+                    None => main.push(link),
+                    Some(tag) => {
+                        let port = registry.edge(ce.stream_edge_id)?.port.clone();
+                        sides.entry(tag.clone()).or_insert((port, Vec::new())).1.push(link);
+                    }
+                }
+            }
+            for &je in &op.network_outputs {
+                let e = &job.edges[je as usize];
+                let code = registry.edge(e.stream_edge_id)?;
+                let senders = self.channels.outputs.remove(&je).unwrap_or_default();
+                let target_max_parallelism = job.vertices[e.target_vertex as usize].max_parallelism;
+                let partitioner =
+                    code.partitioner
+                        .create(e.partitioner, senders.len(), target_max_parallelism)?;
+                let writer = code.port.writer(
+                    senders,
+                    partitioner,
+                    batch_size_of(code.port.as_ref()),
+                    signals.clone(),
+                    dirty.clone(),
+                )?;
+                match &e.side_output {
+                    None => main.push(writer),
+                    Some(tag) => {
+                        sides
+                            .entry(tag.clone())
+                            .or_insert((code.port.clone(), Vec::new()))
+                            .1
+                            .push(writer);
+                    }
+                }
+            }
+            let sides = sides
+                .into_iter()
+                .map(|(tag, (port, outs))| Ok((tag, port.side_output(outs)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let parts = OutputParts { main, sides };
+            let metrics = task_group
+                .add_group_with_variable("operator_id", &op.operator_id.to_string())
+                .add_group_with_variable("operator_name", &op.name);
+            let ctx = OperatorContext {
+                task_info: self.info.clone(),
+                operator_name: op.name.clone(),
+                operator_id: op.operator_id,
+                operator_index: idx,
+                metrics,
+                timer_service: timers.for_operator(idx),
+                accumulators: accumulators.clone(),
+                config: config.clone(),
+                execution_mode: job.mode,
+                state: StateContext::new(key_groups, vertex.max_parallelism),
+            };
+            if idx > 0 {
+                built[idx] = Some(
+                    factory
+                        .create_link(ctx, parts)
+                        .map_err(|e| e.in_operator(&op.name, &task_name))?,
+                );
+                continue;
+            }
+            let mut gates = Vec::new();
+            for (input, receivers) in std::mem::take(&mut self.channels.inputs) {
+                let port = self.channels.input_ports.get(&input).ok_or_else(|| {
+                    RuntimeError::Internal(format!("input {input} has no element type"))
+                })?;
+                gates.push(port.gate(receivers)?);
+            }
+            let env = TaskEnv {
+                info: self.info.clone(),
+                mailbox: self.mailbox.clone(),
+                signals: signals.clone(),
+                timers: timers.clone(),
+                dirty: dirty.clone(),
+                buffer_timeout,
+                time_metrics: time_metrics.clone(),
+                input_watermark: input_watermark.clone(),
+                mode: job.mode,
+                batch_size: batch_size_of(factory.output_port().as_ref()),
+            };
+            return factory
+                .create_task(ctx, env, TaskInputs { gates }, parts)
+                .map_err(|e| e.in_operator(&op.name, &task_name));
+        }
+        Err(RuntimeError::Internal(format!(
+            "vertex '{}' has no operators",
+            vertex.name
+        )))
+    }
+}

@@ -1,0 +1,168 @@
+//! Generic [`OperatorFactory`] implementations for sources and one-input operators.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::chain::{OperatorLink, OperatorOutput};
+use crate::error::{Result, RuntimeError};
+use crate::exchange::InputGate;
+use crate::metrics::OperatorIoMetrics;
+use crate::operator::{OneInputOperator, OperatorContext};
+use crate::registry::{
+    AnyBox, DataPort, OperatorFactory, OperatorKind, OutputParts, Port, TaskInputs, downcast,
+};
+use crate::source::{Boundedness, Source, SourceReaderContext, assign_splits};
+use crate::task::{OneInputTask, SourceTask, StreamTask, TaskEnv};
+
+fn operator_output<OUT: Clone + Send + 'static>(
+    parts: OutputParts,
+    io: &OperatorIoMetrics,
+) -> Result<OperatorOutput<OUT>> {
+    Ok(OperatorOutput::new(
+        Port::<OUT>::combine(parts.main)?,
+        parts.sides,
+        io.num_records_out.clone(),
+    ))
+}
+
+/// Makes a fresh one-input operator per subtask with a constructor closure.
+pub struct OneInputFactory<IN, OUT, OP, F> {
+    make: F,
+    _types: PhantomData<fn(IN) -> (OUT, OP)>,
+}
+
+impl<IN, OUT, OP, F> OneInputFactory<IN, OUT, OP, F>
+where
+    F: Fn() -> OP + Send + Sync + 'static,
+{
+    /// A factory calling `make` once per subtask.
+    pub fn new(make: F) -> Self {
+        OneInputFactory {
+            make,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<IN, OUT, OP, F> OneInputFactory<IN, OUT, OP, F>
+where
+    IN: Clone + Send + 'static,
+    OUT: Clone + Send + 'static,
+    OP: OneInputOperator<IN, OUT> + 'static,
+    F: Fn() -> OP + Send + Sync + 'static,
+{
+    fn link(&self, ctx: OperatorContext, output: OutputParts) -> Result<OperatorLink<IN, OUT, OP>> {
+        let io = OperatorIoMetrics::register(&ctx.metrics);
+        let out = operator_output::<OUT>(output, &io)?;
+        Ok(OperatorLink::new((self.make)(), out, ctx, io.num_records_in))
+    }
+}
+
+impl<IN, OUT, OP, F> OperatorFactory for OneInputFactory<IN, OUT, OP, F>
+where
+    IN: Clone + Send + 'static,
+    OUT: Clone + Send + 'static,
+    OP: OneInputOperator<IN, OUT> + 'static,
+    F: Fn() -> OP + Send + Sync + 'static,
+{
+    fn kind(&self) -> OperatorKind {
+        OperatorKind::OneInput
+    }
+
+    fn output_port(&self) -> Arc<dyn DataPort> {
+        Arc::new(Port::<OUT>::default())
+    }
+
+    fn create_link(&self, ctx: OperatorContext, output: OutputParts) -> Result<AnyBox> {
+        let link: Box<dyn crate::chain::ChainOutput<IN>> = Box::new(self.link(ctx, output)?);
+        Ok(Box::new(link))
+    }
+
+    fn create_task(
+        &self,
+        ctx: OperatorContext,
+        env: TaskEnv,
+        mut inputs: TaskInputs,
+        output: OutputParts,
+    ) -> Result<Box<dyn StreamTask>> {
+        if inputs.gates.len() != 1 {
+            return Err(RuntimeError::Internal(format!(
+                "one-input operator '{}' got {} inputs",
+                ctx.operator_name,
+                inputs.gates.len()
+            )));
+        }
+        let gate = downcast::<InputGate<IN>>(inputs.gates.remove(0), "input gate")?;
+        let link = self.link(ctx, output)?;
+        Ok(Box::new(OneInputTask::new(env, gate, Box::new(link))))
+    }
+}
+
+/// Makes a source's reader per subtask.
+pub struct SourceFactory<T, S> {
+    source: Arc<S>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T, S: Source<T>> SourceFactory<T, S> {
+    /// A factory for `source`.
+    pub fn new(source: S) -> Self {
+        SourceFactory {
+            source: Arc::new(source),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T, S> OperatorFactory for SourceFactory<T, S>
+where
+    T: Clone + Send + 'static,
+    S: Source<T>,
+{
+    fn kind(&self) -> OperatorKind {
+        OperatorKind::Source {
+            bounded: self.source.boundedness() == Boundedness::Bounded,
+        }
+    }
+
+    fn output_port(&self) -> Arc<dyn DataPort> {
+        Arc::new(Port::<T>::default())
+    }
+
+    fn create_link(&self, ctx: OperatorContext, _output: OutputParts) -> Result<AnyBox> {
+        Err(RuntimeError::Internal(format!(
+            "source '{}' cannot be chained behind another operator",
+            ctx.operator_name
+        )))
+    }
+
+    fn create_task(
+        &self,
+        ctx: OperatorContext,
+        env: TaskEnv,
+        _inputs: TaskInputs,
+        output: OutputParts,
+    ) -> Result<Box<dyn StreamTask>> {
+        let io = OperatorIoMetrics::register(&ctx.metrics);
+        let out = operator_output::<T>(output, &io)?;
+        let info = ctx.task_info.clone();
+        let reader = self.source.create_reader(&SourceReaderContext {
+            task_info: info.clone(),
+            metrics: ctx.metrics.clone(),
+            batch_size: env.batch_size,
+        })?;
+        let splits = assign_splits(
+            self.source.enumerate_splits(info.parallelism)?,
+            info.subtask_index,
+            info.parallelism,
+        );
+        let bounded = self.source.boundedness() == Boundedness::Bounded;
+        Ok(Box::new(SourceTask::new(
+            env,
+            reader,
+            splits,
+            bounded,
+            Box::new(out),
+        )))
+    }
+}

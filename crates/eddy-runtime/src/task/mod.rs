@@ -1,0 +1,150 @@
+//! Tasks: one thread per chained subtask, running a loop over its inputs and its mailbox.
+//!
+//! A task reads elements from its input gate(s), hands records to the head of its chain, keeps
+//! track of watermarks per channel ([`WatermarkValve`]), fires processing-time timers, flushes
+//! its output buffers when the buffer timeout passes, and reacts to mailbox messages
+//! (cancellation, checkpoint notifications). A source task polls its reader instead of gates.
+
+mod one_input;
+mod source;
+mod valve;
+
+pub use one_input::OneInputTask;
+pub use source::SourceTask;
+pub use valve::WatermarkValve;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use eddy_core::graph::ExecutionMode;
+
+use crate::chain::ChainOutput;
+use crate::error::Result;
+use crate::exchange::TaskSignals;
+use crate::metrics::{TaskTimeMetrics, WatermarkGauge};
+use crate::operator::{ProcessingTimeService, TaskInfo};
+
+/// A message to a running task.
+#[derive(Clone, Debug)]
+pub enum TaskMessage {
+    /// Stop as soon as possible.
+    Cancel,
+    /// A checkpoint completed.
+    NotifyCheckpointComplete(u64),
+    /// A checkpoint was aborted.
+    NotifyCheckpointAborted(u64),
+}
+
+/// A task ready to run on its thread.
+pub trait StreamTask {
+    /// Runs until the input ends, the task fails, or it is cancelled.
+    fn run(self: Box<Self>) -> Result<()>;
+}
+
+/// Everything the runtime hands a task besides its operators and channels.
+pub struct TaskEnv {
+    /// The subtask.
+    pub info: Arc<TaskInfo>,
+    /// Control messages.
+    pub mailbox: Receiver<TaskMessage>,
+    /// Cancellation flag and back-pressure gauge, shared with the writers.
+    pub signals: Arc<TaskSignals>,
+    /// Processing-time timers of the chain's operators.
+    pub timers: ProcessingTimeService,
+    /// Set by writers when records wait in a buffer.
+    pub dirty: Rc<Cell<bool>>,
+    /// `execution.buffer-timeout.interval`, or `None` to flush only full buffers.
+    pub buffer_timeout: Option<Duration>,
+    /// Idle and back-pressured time.
+    pub time_metrics: TaskTimeMetrics,
+    /// `currentInputWatermark` of the head operator.
+    pub input_watermark: Arc<WatermarkGauge>,
+    /// Streaming or batch.
+    pub mode: ExecutionMode,
+    /// Records per batch for the head's output.
+    pub batch_size: usize,
+}
+
+/// Flushes output buffers when the buffer timeout has passed since the last flush.
+pub(crate) struct FlushTimer {
+    interval: Option<Duration>,
+    next: Instant,
+    dirty: Rc<Cell<bool>>,
+}
+
+impl FlushTimer {
+    pub(crate) fn new(interval: Option<Duration>, dirty: Rc<Cell<bool>>) -> Self {
+        FlushTimer {
+            interval,
+            next: Instant::now() + interval.unwrap_or_default(),
+            dirty,
+        }
+    }
+
+    /// The next time a flush is due, if records are waiting.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.interval {
+            Some(_) if self.dirty.get() => Some(self.next),
+            _ => None,
+        }
+    }
+
+    /// Flushes `chain` if the timeout has passed and records are waiting.
+    #[inline]
+    pub(crate) fn maybe_flush<T>(&mut self, chain: &mut dyn ChainOutput<T>) -> Result<()> {
+        if let Some(interval) = self.interval
+            && self.dirty.get()
+        {
+            let now = Instant::now();
+            if now >= self.next {
+                self.dirty.set(false);
+                self.next = now + interval;
+                chain.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fires every due processing-time timer of the chain.
+pub(crate) fn fire_timers<T>(
+    timers: &ProcessingTimeService,
+    chain: &mut dyn ChainOutput<T>,
+) -> Result<()> {
+    if timers.next_timer().is_none() {
+        return Ok(());
+    }
+    let now = eddy_core::time::now_millis();
+    while let Some((time, op)) = timers.poll_due(now) {
+        chain.on_processing_time(op, time)?;
+    }
+    Ok(())
+}
+
+/// The instant at which the next processing-time timer is due.
+pub(crate) fn timer_deadline(timers: &ProcessingTimeService) -> Option<Instant> {
+    timers.next_timer().map(|t| {
+        let wait = t.saturating_sub(eddy_core::time::now_millis()).max(0) as u64;
+        Instant::now() + Duration::from_millis(wait)
+    })
+}
+
+/// The earlier of two optional deadlines.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Ends a chain after its input is exhausted: final watermark, finish every operator, flush,
+/// and send end-of-partition downstream.
+pub(crate) fn finish_chain<T>(chain: &mut dyn ChainOutput<T>) -> Result<()> {
+    chain.end_input()?;
+    chain.flush()?;
+    chain.emit_end_of_partition()
+}
