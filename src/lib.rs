@@ -33,9 +33,17 @@ pub mod runtime {
 
 /// The names most programs need.
 pub mod prelude {
-    pub use eddy_connectors::file::{CsvEncoder, FileSink, FileSource, JsonLinesEncoder, SimpleStringEncoder};
+    pub use eddy_connectors::file::{
+        CsvEncoder, FileSink, FileSource, JsonLinesEncoder, SimpleStringEncoder,
+    };
     pub use eddy_datastream::{
         Collector, Configuration, DataStream, KeyedStream, RichFilterFunction, RichFlatMapFunction,
-        RichMapFunction, RuntimeContext, RuntimeMode, StreamExecutionEnvironment, WatermarkStrategy,
+        RichMapFunction, RuntimeContext, RuntimeMode, StreamExecutionEnvironment,
+        WatermarkStrategy,
     };
 }
+
+/// The README's code, compiled as a doc test so that it stays correct.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -8,9 +8,9 @@
 //! | [`collection`] | records from a `Vec` (bounded, one split) |
 //! | [`sequence`] | a range of numbers, split across subtasks (bounded) |
 //! | [`datagen`] | generated records, optionally rate-limited (bounded or unbounded) |
-//! | [`file`] | text lines from files and directories, split across subtasks; a file sink with part files |
+//! | [`file`](mod@file) | text lines from files and directories, split across subtasks; a file sink with part files |
 //! | [`socket`] | text lines from a TCP socket (unbounded) |
-//! | [`print`] | `N> record` lines on stdout or stderr, as Flink prints |
+//! | [`print`](mod@print) | `N> record` lines on stdout or stderr, as Flink prints |
 //! | [`collect`] | records back to the program, for tests and examples |
 //! | [`discard`] | drops everything (for benchmarks) |
 //!

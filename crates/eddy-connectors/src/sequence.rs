@@ -74,9 +74,7 @@ impl Source<i64> for NumberSequenceSource {
     }
 
     fn create_reader(&self, _ctx: &SourceReaderContext) -> Result<SequenceReader> {
-        Ok(SequenceReader {
-            splits: Vec::new(),
-        })
+        Ok(SequenceReader { splits: Vec::new() })
     }
 }
 

@@ -108,7 +108,8 @@ impl SocketReader {
         let address = self.source.address();
         let err = |e| RuntimeError::io(format!("cannot connect to socket {address}"), e);
         let addrs: Vec<_> = address.to_socket_addrs().map_err(err)?.collect();
-        let mut last = std::io::Error::new(ErrorKind::NotFound, "the host name resolved to no address");
+        let mut last =
+            std::io::Error::new(ErrorKind::NotFound, "the host name resolved to no address");
         for addr in addrs {
             match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
                 Ok(stream) => {

@@ -423,10 +423,11 @@ impl Configuration {
     /// Parses `config.yaml` text. Nested maps become dotted keys, lists become `;`-joined values.
     /// Unknown keys and malformed values are errors.
     pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| CoreError::ConfigFile {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let docs =
+            yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| CoreError::ConfigFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         let mut conf = Configuration::new();
         if let Some(doc) = docs.first() {
             let origin = Origin::File(path.to_path_buf());
@@ -519,8 +520,7 @@ impl Configuration {
 
     /// Sets a raw value from code (validated by [`Configuration::validate`]).
     pub fn set_string(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.values
-            .insert(key.into(), (value.into(), Origin::Code));
+        self.values.insert(key.into(), (value.into(), Origin::Code));
     }
 
     /// Sets a typed option.
@@ -552,25 +552,29 @@ impl Configuration {
     /// The option's value, if set or defaulted.
     pub fn get_optional<T: ConfigValue>(&self, option: &ConfigOption<T>) -> Result<Option<T>> {
         match self.raw(option) {
-            Some((key, (value, origin))) => T::parse_config(value)
-                .map(Some)
-                .map_err(|reason| CoreError::InvalidConfigValue {
-                    key: key.to_string(),
-                    value: value.clone(),
-                    origin: origin.to_string(),
-                    reason,
-                }),
-            None => match option.default {
-                Some(d) => T::parse_config(d).map(Some).map_err(|reason| {
-                    CoreError::InvalidConfigValue {
-                        key: option.key.to_string(),
-                        value: d.to_string(),
-                        origin: "built-in default".into(),
+            Some((key, (value, origin))) => {
+                T::parse_config(value)
+                    .map(Some)
+                    .map_err(|reason| CoreError::InvalidConfigValue {
+                        key: key.to_string(),
+                        value: value.clone(),
+                        origin: origin.to_string(),
                         reason,
-                    }
-                }),
-                None => Ok(None),
-            },
+                    })
+            }
+            None => {
+                match option.default {
+                    Some(d) => T::parse_config(d).map(Some).map_err(|reason| {
+                        CoreError::InvalidConfigValue {
+                            key: option.key.to_string(),
+                            value: d.to_string(),
+                            origin: "built-in default".into(),
+                            reason,
+                        }
+                    }),
+                    None => Ok(None),
+                }
+            }
         }
     }
 
@@ -734,7 +738,8 @@ mod tests {
 
     #[test]
     fn nested_and_flat_yaml_agree() {
-        let nested = yaml("parallelism:\n  default: 4\ntaskmanager:\n  numberOfTaskSlots: 2\n").unwrap();
+        let nested =
+            yaml("parallelism:\n  default: 4\ntaskmanager:\n  numberOfTaskSlots: 2\n").unwrap();
         let flat = yaml("parallelism.default: 4\ntaskmanager.numberOfTaskSlots: 2\n").unwrap();
         assert_eq!(nested.get(&PARALLELISM_DEFAULT).unwrap(), 4);
         assert_eq!(flat.get(&PARALLELISM_DEFAULT).unwrap(), 4);
@@ -777,8 +782,14 @@ mod tests {
     #[test]
     fn dynamic_properties_override_and_fallbacks_work() {
         let mut c = yaml("parallelism.default: 4\nstate.checkpoints.dir: /tmp/cp\n").unwrap();
-        c.apply_dynamic_properties(["--input", "x", "-Dparallelism.default=8", "-D", "rest.port=9000"])
-            .unwrap();
+        c.apply_dynamic_properties([
+            "--input",
+            "x",
+            "-Dparallelism.default=8",
+            "-D",
+            "rest.port=9000",
+        ])
+        .unwrap();
         assert_eq!(c.get(&PARALLELISM_DEFAULT).unwrap(), 8);
         assert_eq!(c.get(&REST_PORT).unwrap(), 9000);
         assert_eq!(c.get(&CHECKPOINTS_DIR).unwrap(), "/tmp/cp");
@@ -796,7 +807,10 @@ mod tests {
 
     #[test]
     fn enums_parse_like_flink() {
-        assert_eq!(RuntimeMode::parse_config("batch").unwrap(), RuntimeMode::Batch);
+        assert_eq!(
+            RuntimeMode::parse_config("batch").unwrap(),
+            RuntimeMode::Batch
+        );
         assert_eq!(
             RestartStrategyType::parse_config("fixeddelay").unwrap(),
             RestartStrategyType::FixedDelay

@@ -181,7 +181,11 @@ impl JobGraph {
 
     /// The highest parallelism of any vertex: the slots the job needs with slot sharing.
     pub fn max_vertex_parallelism(&self) -> u32 {
-        self.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
+        self.vertices
+            .iter()
+            .map(|v| v.parallelism)
+            .max()
+            .unwrap_or(0)
     }
 }
 

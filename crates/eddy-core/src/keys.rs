@@ -38,7 +38,15 @@ pub const UPPER_BOUND_MAX_PARALLELISM: u32 = 1 << 15;
 /// Implemented for every type with the listed bounds; derive `Serialize`, `Deserialize`, `Hash`,
 /// `Eq` and `Clone` on your own key types.
 pub trait Key:
-    Serialize + DeserializeOwned + std::hash::Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static
+    Serialize
+    + DeserializeOwned
+    + std::hash::Hash
+    + Eq
+    + Clone
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
 {
 }
 
@@ -245,6 +253,9 @@ mod tests {
         assert_eq!(default_max_parallelism(1), 128);
         assert_eq!(default_max_parallelism(85), 128);
         assert_eq!(default_max_parallelism(86), 256);
-        assert_eq!(default_max_parallelism(100_000), UPPER_BOUND_MAX_PARALLELISM);
+        assert_eq!(
+            default_max_parallelism(100_000),
+            UPPER_BOUND_MAX_PARALLELISM
+        );
     }
 }

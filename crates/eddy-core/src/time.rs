@@ -7,9 +7,7 @@ use std::time::Duration;
 /// milliseconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(format!("'{text}' does not start with a number"));
@@ -46,7 +44,12 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0 ms".into();
     }
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("min", 60_000), ("s", 1000)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("min", 60_000),
+        ("s", 1000),
+    ] {
         if ms.is_multiple_of(size) {
             return format!("{} {unit}", ms / size);
         }
@@ -58,9 +61,7 @@ pub fn format_duration(d: Duration) -> String {
 /// `mb`, `gb`, `tb`, with or without the `b`, binary multiples). A bare number is bytes.
 pub fn parse_memory_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(format!("'{text}' does not start with a number"));
@@ -74,7 +75,11 @@ pub fn parse_memory_size(text: &str) -> Result<u64, String> {
         "m" | "mb" | "mebibytes" => 1 << 20,
         "g" | "gb" | "gibibytes" => 1 << 30,
         "t" | "tb" | "tebibytes" => 1 << 40,
-        other => return Err(format!("unknown memory unit '{other}' (use b, kb, mb, gb or tb)")),
+        other => {
+            return Err(format!(
+                "unknown memory unit '{other}' (use b, kb, mb, gb or tb)"
+            ));
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{text}' is too large"))
@@ -95,7 +100,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("100").unwrap(), Duration::from_millis(100));
-        assert_eq!(parse_duration("100 ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(
+            parse_duration("100 ms").unwrap(),
+            Duration::from_millis(100)
+        );
         assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
         assert_eq!(parse_duration("2 min").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1 h").unwrap(), Duration::from_secs(3600));

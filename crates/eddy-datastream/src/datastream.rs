@@ -1,6 +1,5 @@
 //! [`DataStream`]: a typed stream and its transformations.
 
-use std::fmt::{Debug, Display};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -124,12 +123,16 @@ macro_rules! operator_settings {
         /// Puts the operator in a slot sharing group.
         pub fn slot_sharing_group(self, group: &str) -> Self {
             let group = group.to_string();
-            self.configure("slot_sharing_group()", |n| n.slot_sharing_group = Some(group))
+            self.configure("slot_sharing_group()", |n| {
+                n.slot_sharing_group = Some(group)
+            })
         }
 
         /// Keeps the operator out of any chain.
         pub fn disable_chaining(self) -> Self {
-            self.configure("disable_chaining()", |n| n.chaining = ChainingStrategy::Never)
+            self.configure("disable_chaining()", |n| {
+                n.chaining = ChainingStrategy::Never
+            })
         }
 
         /// Starts a new chain at this operator.
@@ -174,7 +177,12 @@ impl<T: Data> DataStream<T> {
         node
     }
 
-    pub(crate) fn add_edges_to(&self, graph: &mut eddy_runtime::graph::StreamGraph, node: u32, input: u8) {
+    pub(crate) fn add_edges_to(
+        &self,
+        graph: &mut eddy_runtime::graph::StreamGraph,
+        node: u32,
+        input: u8,
+    ) {
         for up in &self.inputs {
             graph.add_edge(
                 up.node,
@@ -191,7 +199,11 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Applies a custom operator, created once per subtask by `make` (Flink's `transform`).
-    pub fn transform<OUT, OP>(self, name: &str, make: impl Fn() -> OP + Send + Sync + 'static) -> DataStream<OUT>
+    pub fn transform<OUT, OP>(
+        self,
+        name: &str,
+        make: impl Fn() -> OP + Send + Sync + 'static,
+    ) -> DataStream<OUT>
     where
         OUT: Data,
         OP: OneInputOperator<T, OUT> + 'static,
@@ -248,7 +260,10 @@ impl<T: Data> DataStream<T> {
 
     /// Partitions the stream by key: records with the same key go to the same subtask, and
     /// keyed operators keep state per key.
-    pub fn key_by<K: Key>(self, key_selector: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<T, K> {
+    pub fn key_by<K: Key>(
+        self,
+        key_selector: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> KeyedStream<T, K> {
         let selector: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key_selector);
         let stream = DataStream {
             env: self.env,
@@ -334,29 +349,22 @@ impl<T: Data> DataStream<T> {
         }
     }
 
-    /// Prints every record to stdout with `Display`, prefixed by `N> ` when the sink runs in
-    /// parallel.
-    pub fn print(self) -> DataStreamSink
-    where
-        T: Display,
-    {
+    /// Prints every record to stdout, one per line, prefixed by `N> ` (the subtask) when the
+    /// sink runs in parallel. Records are shown as Flink shows them: strings as they are, tuples
+    /// as `(hello,1)`, structs as `Name{field=value}`; map to a `String` first for another form.
+    pub fn print(self) -> DataStreamSink {
         self.sink_to(PrintSink::stdout()).name("Print to Std. Out")
     }
 
     /// Prints every record to stderr.
-    pub fn print_to_err(self) -> DataStreamSink
-    where
-        T: Display,
-    {
+    pub fn print_to_err(self) -> DataStreamSink {
         self.sink_to(PrintSink::stderr()).name("Print to Std. Err")
     }
 
-    /// Prints every record with its `Debug` form.
-    pub fn print_debug(self) -> DataStreamSink
-    where
-        T: Debug,
-    {
-        self.map(|v| format!("{v:?}")).name("Debug Format").print()
+    /// Prints every record to stdout, each line prefixed by `identifier`.
+    pub fn print_with_identifier(self, identifier: &str) -> DataStreamSink {
+        self.sink_to(PrintSink::stdout().with_identifier(identifier))
+            .name("Print to Std. Out")
     }
 
     /// Collects the records in this process; read them from the handle after the job ends.

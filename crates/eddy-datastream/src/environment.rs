@@ -19,10 +19,10 @@ use eddy_runtime::graph::{StreamGraph, build_job_graph};
 use eddy_runtime::registry::UserCodeRegistry;
 use eddy_runtime::source::Source;
 
+use crate::Data;
 use crate::datastream::DataStream;
 use crate::error::{Error, Result};
 use crate::watermark::WatermarkStrategy;
-use crate::Data;
 
 pub(crate) struct EnvInner {
     pub(crate) config: Configuration,
@@ -121,9 +121,7 @@ impl StreamExecutionEnvironment {
     pub fn set_buffer_timeout(&self, timeout_millis: i64) -> &Self {
         let mut inner = self.inner.borrow_mut();
         match timeout_millis {
-            -1 => inner
-                .config
-                .set(&options::BUFFER_TIMEOUT_ENABLED, false),
+            -1 => inner.config.set(&options::BUFFER_TIMEOUT_ENABLED, false),
             t if t >= 0 => {
                 inner.config.set(&options::BUFFER_TIMEOUT_ENABLED, true);
                 inner
@@ -225,10 +223,7 @@ impl StreamExecutionEnvironment {
     /// Lines read from a TCP socket (Flink's `socketTextStream`); ends when the server closes
     /// the connection.
     pub fn socket_text_stream(&self, hostname: &str, port: u16) -> DataStream<String> {
-        self.non_parallel_source(
-            SocketTextStreamSource::new(hostname, port),
-            "Socket Stream",
-        )
+        self.non_parallel_source(SocketTextStreamSource::new(hostname, port), "Socket Stream")
     }
 
     /// Builds the JobGraph of the program as it is now, without running it.

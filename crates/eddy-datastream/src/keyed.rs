@@ -4,7 +4,7 @@ use std::ops::Add;
 use std::sync::Arc;
 
 use crate::datastream::DataStream;
-use crate::operators::{KeyedReduceOperator, KeySelector};
+use crate::operators::{KeySelector, KeyedReduceOperator};
 use crate::{Data, Key};
 
 /// A stream partitioned by key (Flink's `KeyedStream`). Records with the same key are processed
@@ -30,11 +30,16 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         &self.key_selector
     }
 
-    fn keyed_reduce(self, name: &str, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DataStream<T> {
+    fn keyed_reduce(
+        self,
+        name: &str,
+        f: impl Fn(T, T) -> T + Send + Sync + 'static,
+    ) -> DataStream<T> {
         let selector = self.key_selector;
         let f = Arc::new(f);
-        self.stream
-            .transform(name, move || KeyedReduceOperator::new(selector.clone(), f.clone()))
+        self.stream.transform(name, move || {
+            KeyedReduceOperator::new(selector.clone(), f.clone())
+        })
     }
 
     /// Combines each record with its key's previous result (Flink's `reduce`).
@@ -46,7 +51,10 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     /// first record, as in Flink.
     ///
     /// The field is given by an accessor: `sum(|t: &mut (String, i64)| &mut t.1)`.
-    pub fn sum<N>(self, field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static) -> DataStream<T>
+    pub fn sum<N>(
+        self,
+        field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static,
+    ) -> DataStream<T>
     where
         N: Add<Output = N> + Copy,
     {
@@ -60,7 +68,10 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
 
     /// The running minimum of a field, per key; the other fields are those of the key's first
     /// record (Flink's `min`; use [`min_by`](Self::min_by) for the whole minimal record).
-    pub fn min<N>(self, field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static) -> DataStream<T>
+    pub fn min<N>(
+        self,
+        field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static,
+    ) -> DataStream<T>
     where
         N: PartialOrd + Copy,
     {
@@ -75,7 +86,10 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     }
 
     /// The running maximum of a field, per key (Flink's `max`).
-    pub fn max<N>(self, field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static) -> DataStream<T>
+    pub fn max<N>(
+        self,
+        field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static,
+    ) -> DataStream<T>
     where
         N: PartialOrd + Copy,
     {
@@ -91,7 +105,10 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
 
     /// The record with the smallest field value so far, per key; on ties the earlier record
     /// (Flink's `minBy`).
-    pub fn min_by<N: PartialOrd>(self, field: impl Fn(&T) -> N + Send + Sync + 'static) -> DataStream<T> {
+    pub fn min_by<N: PartialOrd>(
+        self,
+        field: impl Fn(&T) -> N + Send + Sync + 'static,
+    ) -> DataStream<T> {
         self.keyed_reduce("Keyed Aggregation", move |acc, v| {
             if field(&v) < field(&acc) { v } else { acc }
         })
@@ -99,7 +116,10 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
 
     /// The record with the largest field value so far, per key; on ties the earlier record
     /// (Flink's `maxBy`).
-    pub fn max_by<N: PartialOrd>(self, field: impl Fn(&T) -> N + Send + Sync + 'static) -> DataStream<T> {
+    pub fn max_by<N: PartialOrd>(
+        self,
+        field: impl Fn(&T) -> N + Send + Sync + 'static,
+    ) -> DataStream<T> {
         self.keyed_reduce("Keyed Aggregation", move |acc, v| {
             if field(&v) > field(&acc) { v } else { acc }
         })

@@ -4,8 +4,6 @@
 //! `Arc`, rich functions are cloned per subtask.
 
 use std::marker::PhantomData;
-use std::rc::Rc;
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use eddy_core::element::StreamRecord;
@@ -13,7 +11,7 @@ use eddy_core::graph::ExecutionMode;
 use eddy_core::keys::Key;
 use eddy_runtime::Result;
 use eddy_runtime::operator::{OneInputOperator, OperatorContext, Output};
-use eddy_runtime::state::{KeyedStateBackend, StateTable};
+use eddy_runtime::state::{KeyedStateBackend, SharedStateTable};
 
 use crate::functions::{
     Collector, FunctionResult, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
@@ -25,7 +23,11 @@ pub struct MapOperator<F>(pub Arc<F>);
 
 impl<T, U, F: Fn(T) -> U> OneInputOperator<T, U> for MapOperator<F> {
     #[inline]
-    fn process_batch(&mut self, batch: Vec<StreamRecord<T>>, out: &mut dyn Output<U>) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<T>>,
+        out: &mut dyn Output<U>,
+    ) -> Result<()> {
         let f = &*self.0;
         out.collect(
             batch
@@ -43,7 +45,11 @@ impl<T, U, F: Fn(T) -> U> OneInputOperator<T, U> for MapOperator<F> {
 pub struct TryMapOperator<F>(pub Arc<F>);
 
 impl<T, U, F: Fn(T) -> FunctionResult<U>> OneInputOperator<T, U> for TryMapOperator<F> {
-    fn process_batch(&mut self, batch: Vec<StreamRecord<T>>, out: &mut dyn Output<U>) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<T>>,
+        out: &mut dyn Output<U>,
+    ) -> Result<()> {
         let f = &*self.0;
         let mapped = batch
             .into_iter()
@@ -95,7 +101,11 @@ where
     F: Fn(T, &mut Collector<'_, U>),
 {
     #[inline]
-    fn process_batch(&mut self, batch: Vec<StreamRecord<T>>, out: &mut dyn Output<U>) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<T>>,
+        out: &mut dyn Output<U>,
+    ) -> Result<()> {
         let mut emitted = Vec::with_capacity(batch.len());
         for r in batch {
             let mut c = Collector {
@@ -119,7 +129,11 @@ impl<T, U, R: RichMapFunction<T, U>> OneInputOperator<T, U> for RichMapOperator<
         self.0.open(&RuntimeContext::new(ctx)).map_err(user_error)
     }
 
-    fn process_batch(&mut self, batch: Vec<StreamRecord<T>>, out: &mut dyn Output<U>) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<T>>,
+        out: &mut dyn Output<U>,
+    ) -> Result<()> {
         let mut mapped = Vec::with_capacity(batch.len());
         for r in batch {
             mapped.push(StreamRecord {
@@ -153,7 +167,11 @@ impl<T, U, R: RichFlatMapFunction<T, U>> OneInputOperator<T, U> for RichFlatMapO
         self.f.open(&RuntimeContext::new(ctx)).map_err(user_error)
     }
 
-    fn process_batch(&mut self, batch: Vec<StreamRecord<T>>, out: &mut dyn Output<U>) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<T>>,
+        out: &mut dyn Output<U>,
+    ) -> Result<()> {
         let mut emitted = Vec::with_capacity(batch.len());
         for r in batch {
             let mut c = Collector {
@@ -181,7 +199,11 @@ impl<T, R: RichFilterFunction<T>> OneInputOperator<T, T> for RichFilterOperator<
         self.0.open(&RuntimeContext::new(ctx)).map_err(user_error)
     }
 
-    fn process_batch(&mut self, batch: Vec<StreamRecord<T>>, out: &mut dyn Output<T>) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<T>>,
+        out: &mut dyn Output<T>,
+    ) -> Result<()> {
         let mut kept = Vec::with_capacity(batch.len());
         for r in batch {
             if self.0.filter(&r.value).map_err(user_error)? {
@@ -209,7 +231,7 @@ pub struct KeyedReduceOperator<T, K, F> {
     key_selector: KeySelector<T, K>,
     reduce: Arc<F>,
     backend: Option<KeyedStateBackend<K>>,
-    table: Option<Rc<RefCell<StateTable<K, (), Option<T>>>>>,
+    table: Option<SharedStateTable<K, (), Option<T>>>,
     emit_updates: bool,
 }
 
@@ -243,9 +265,15 @@ where
         Ok(())
     }
 
-    fn process_batch(&mut self, batch: Vec<StreamRecord<T>>, out: &mut dyn Output<T>) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<T>>,
+        out: &mut dyn Output<T>,
+    ) -> Result<()> {
         let (Some(backend), Some(table)) = (&self.backend, &self.table) else {
-            return Err(eddy_runtime::RuntimeError::Internal("reduce used before open".into()));
+            return Err(eddy_runtime::RuntimeError::Internal(
+                "reduce used before open".into(),
+            ));
         };
         let mut table = table.borrow_mut();
         let mut emitted = Vec::with_capacity(if self.emit_updates { batch.len() } else { 0 });

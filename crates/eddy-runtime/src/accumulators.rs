@@ -253,7 +253,10 @@ mod tests {
         job.merge_all(&b.snapshot()).unwrap();
         let s = job.snapshot();
         assert_eq!(s["lines"], AccumulatorValue::Long(7));
-        assert_eq!(s["len"], AccumulatorValue::Histogram(BTreeMap::from([(2, 2)])));
+        assert_eq!(
+            s["len"],
+            AccumulatorValue::Histogram(BTreeMap::from([(2, 2)]))
+        );
         assert_eq!(s["sum"], AccumulatorValue::Double(0.5));
         let err = a.double_counter("lines").unwrap_err().to_string();
         assert!(err.contains("'lines'"), "{err}");

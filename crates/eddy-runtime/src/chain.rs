@@ -16,7 +16,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use eddy_core::element::{CheckpointBarrier, LatencyMarker, StreamRecord, Watermark, WatermarkStatus};
+use eddy_core::element::{
+    CheckpointBarrier, LatencyMarker, StreamRecord, Watermark, WatermarkStatus,
+};
 
 use crate::error::{Result, RuntimeError, panic_message};
 use crate::metrics::Counter;
@@ -77,9 +79,18 @@ pub(crate) struct Names {
     task: String,
 }
 
+impl Names {
+    pub(crate) fn new(operator: &str, task: &str) -> Self {
+        Names {
+            operator: operator.to_string(),
+            task: task.to_string(),
+        }
+    }
+}
+
 /// Runs `f`, turning an error or a panic into an error naming the operator and task.
 #[inline]
-fn guard<R>(names: &Names, f: impl FnOnce() -> Result<R>) -> Result<R> {
+pub(crate) fn guard<R>(names: &Names, f: impl FnOnce() -> Result<R>) -> Result<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(e.in_operator(&names.operator, &names.task)),
@@ -296,11 +307,16 @@ pub struct OperatorLink<IN, OUT, OP> {
 
 impl<IN, OUT, OP: OneInputOperator<IN, OUT>> OperatorLink<IN, OUT, OP> {
     /// Links `op` to `out`; `records_in` is the operator's `numRecordsIn`.
-    pub fn new(op: OP, out: OperatorOutput<OUT>, ctx: OperatorContext, records_in: Arc<Counter>) -> Self {
-        let names = Rc::new(Names {
-            operator: ctx.operator_name.clone(),
-            task: ctx.task_info.task_name_with_subtask(),
-        });
+    pub fn new(
+        op: OP,
+        out: OperatorOutput<OUT>,
+        ctx: OperatorContext,
+        records_in: Arc<Counter>,
+    ) -> Self {
+        let names = Rc::new(Names::new(
+            &ctx.operator_name,
+            &ctx.task_info.task_name_with_subtask(),
+        ));
         OperatorLink {
             op,
             out,
@@ -320,7 +336,9 @@ impl<IN, OUT, OP: OneInputOperator<IN, OUT>> Output<IN> for OperatorLink<IN, OUT
     }
 
     fn emit_watermark(&mut self, watermark: Watermark) -> Result<()> {
-        guard(&self.names, || self.op.process_watermark(watermark, &mut self.out))
+        guard(&self.names, || {
+            self.op.process_watermark(watermark, &mut self.out)
+        })
     }
 
     fn emit_watermark_status(&mut self, status: WatermarkStatus) -> Result<()> {
@@ -351,7 +369,9 @@ impl<IN, OUT, OP: OneInputOperator<IN, OUT>> ChainOutput<IN> for OperatorLink<IN
 
     fn on_processing_time(&mut self, operator_index: usize, time: i64) -> Result<()> {
         if operator_index == self.ctx.operator_index {
-            guard(&self.names, || self.op.on_processing_time(time, &mut self.out))
+            guard(&self.names, || {
+                self.op.on_processing_time(time, &mut self.out)
+            })
         } else {
             self.out.on_processing_time(operator_index, time)
         }

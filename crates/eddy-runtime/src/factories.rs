@@ -54,7 +54,12 @@ where
     fn link(&self, ctx: OperatorContext, output: OutputParts) -> Result<OperatorLink<IN, OUT, OP>> {
         let io = OperatorIoMetrics::register(&ctx.metrics);
         let out = operator_output::<OUT>(output, &io)?;
-        Ok(OperatorLink::new((self.make)(), out, ctx, io.num_records_in))
+        Ok(OperatorLink::new(
+            (self.make)(),
+            out,
+            ctx,
+            io.num_records_in,
+        ))
     }
 }
 
@@ -159,6 +164,7 @@ where
         let bounded = self.source.boundedness() == Boundedness::Bounded;
         Ok(Box::new(SourceTask::new(
             env,
+            &ctx.operator_name,
             reader,
             splits,
             bounded,

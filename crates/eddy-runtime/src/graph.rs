@@ -219,7 +219,9 @@ pub fn build_job_graph(
             None if job_max_parallelism > 0 => job_max_parallelism as u32,
             None => default_max_parallelism(parallelism),
         };
-        if max_parallelism < parallelism || max_parallelism > eddy_core::keys::UPPER_BOUND_MAX_PARALLELISM {
+        if max_parallelism < parallelism
+            || max_parallelism > eddy_core::keys::UPPER_BOUND_MAX_PARALLELISM
+        {
             return Err(RuntimeError::InvalidJob(format!(
                 "operator '{}': max parallelism {max_parallelism} must be between its parallelism \
                  {parallelism} and {}",

@@ -163,7 +163,8 @@ impl Histogram {
     /// An empty histogram with three significant digits.
     pub fn new() -> Self {
         #[allow(clippy::expect_used)]
-        let h = hdrhistogram::Histogram::new(3).expect("3 significant figures is a valid precision");
+        let h =
+            hdrhistogram::Histogram::new(3).expect("3 significant figures is a valid precision");
         Histogram(Mutex::new(h))
     }
 
@@ -428,14 +429,16 @@ impl MetricGroup {
     /// Registers and returns a meter with its own counter.
     pub fn meter(&self, name: &str) -> Arc<Meter> {
         let m = Arc::new(Meter::over(Arc::new(Counter::default())));
-        self.registry.register(&self.scope, name, Metric::Meter(m.clone()));
+        self.registry
+            .register(&self.scope, name, Metric::Meter(m.clone()));
         m
     }
 
     /// Registers a meter over an existing counter (Flink's `meter(name, new MeterView(counter))`).
     pub fn meter_over(&self, name: &str, counter: Arc<Counter>) -> Arc<Meter> {
         let m = Arc::new(Meter::over(counter));
-        self.registry.register(&self.scope, name, Metric::Meter(m.clone()));
+        self.registry
+            .register(&self.scope, name, Metric::Meter(m.clone()));
         m
     }
 
@@ -450,7 +453,8 @@ impl MetricGroup {
     /// Registers and returns a time-in-state gauge reported in ms per second.
     pub fn time_gauge(&self, name: &str) -> Arc<TimeGauge> {
         let t = Arc::new(TimeGauge::default());
-        self.registry.register(&self.scope, name, Metric::Time(t.clone()));
+        self.registry
+            .register(&self.scope, name, Metric::Time(t.clone()));
         t
     }
 }

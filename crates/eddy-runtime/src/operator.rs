@@ -9,8 +9,8 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -159,8 +159,11 @@ pub trait OneInputOperator<IN, OUT> {
     }
 
     /// Processes a batch of records.
-    fn process_batch(&mut self, batch: Vec<StreamRecord<IN>>, out: &mut dyn Output<OUT>)
-    -> Result<()>;
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<IN>>,
+        out: &mut dyn Output<OUT>,
+    ) -> Result<()>;
 
     /// Processes a watermark. The default forwards it.
     fn process_watermark(&mut self, watermark: Watermark, out: &mut dyn Output<OUT>) -> Result<()> {

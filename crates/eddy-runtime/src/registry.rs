@@ -96,7 +96,9 @@ impl<T: Clone + Send + 'static> Port<T> {
             .collect::<Result<_>>()?;
         Ok(match typed.len() {
             0 => Box::new(NullOutput::<T>::default()),
-            1 => typed.pop().unwrap_or_else(|| Box::new(NullOutput::<T>::default())),
+            1 => typed
+                .pop()
+                .unwrap_or_else(|| Box::new(NullOutput::<T>::default())),
             _ => Box::new(FanOut::new(typed)),
         })
     }
@@ -179,7 +181,10 @@ impl<T> Default for StandardPartitioners<T> {
 
 impl<T: 'static> StandardPartitioners<T> {
     /// The partitioner of `kind`.
-    pub fn partitioner(kind: PartitionerKind, num_channels: usize) -> Result<Box<dyn Partitioner<T>>> {
+    pub fn partitioner(
+        kind: PartitionerKind,
+        num_channels: usize,
+    ) -> Result<Box<dyn Partitioner<T>>> {
         Ok(match kind {
             PartitionerKind::Forward | PartitionerKind::Global => Box::new(ForwardPartitioner),
             PartitionerKind::Rebalance | PartitionerKind::Rescale => {

@@ -95,7 +95,11 @@ impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<T, S> {
         Ok(())
     }
 
-    fn process_batch(&mut self, batch: Vec<StreamRecord<T>>, _out: &mut dyn Output<()>) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<T>>,
+        _out: &mut dyn Output<()>,
+    ) -> Result<()> {
         self.writer()?.write_batch(batch)
     }
 

@@ -82,7 +82,8 @@ impl<T> ReaderOutput<T> {
     /// Emits a record with an event timestamp (ms).
     #[inline]
     pub fn collect_with_timestamp(&mut self, value: T, timestamp: i64) {
-        self.batch.push(StreamRecord::with_timestamp(value, timestamp));
+        self.batch
+            .push(StreamRecord::with_timestamp(value, timestamp));
     }
 
     /// Whether the reader has emitted a batch's worth and should return.

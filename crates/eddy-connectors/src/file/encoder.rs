@@ -80,8 +80,9 @@ pub struct JsonLinesEncoder;
 
 impl<T: Serialize> Encoder<T> for JsonLinesEncoder {
     fn encode(&mut self, value: &T, out: &mut Vec<u8>) -> Result<()> {
-        serde_json::to_writer(&mut *out, value)
-            .map_err(|e| RuntimeError::Serialization(format!("cannot write record as JSON: {e}")))?;
+        serde_json::to_writer(&mut *out, value).map_err(|e| {
+            RuntimeError::Serialization(format!("cannot write record as JSON: {e}"))
+        })?;
         out.push(b'\n');
         Ok(())
     }
@@ -94,10 +95,19 @@ mod tests {
     #[test]
     fn encodings() {
         let mut out = Vec::new();
-        CsvEncoder::new().encode(&("hello".to_string(), 3i64), &mut out).unwrap();
-        CsvEncoder::new().encode(&("a,b".to_string(), 1i64), &mut out).unwrap();
+        CsvEncoder::new()
+            .encode(&("hello".to_string(), 3i64), &mut out)
+            .unwrap();
+        CsvEncoder::new()
+            .encode(&("a,b".to_string(), 1i64), &mut out)
+            .unwrap();
         JsonLinesEncoder.encode(&("x", 1), &mut out).unwrap();
-        SimpleStringEncoder::default().encode(&42, &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "hello,3\n\"a,b\",1\n[\"x\",1]\n42\n");
+        SimpleStringEncoder::default()
+            .encode(&42, &mut out)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "hello,3\n\"a,b\",1\n[\"x\",1]\n42\n"
+        );
     }
 }

@@ -92,7 +92,10 @@ impl<T: 'static, E: Encoder<T>> Sink<T> for FileSink<T, E> {
     fn create_writer(&self, ctx: &SinkWriterContext) -> Result<FileSinkWriter<T, E>> {
         std::fs::create_dir_all(&self.base_path).map_err(|e| {
             RuntimeError::io(
-                format!("cannot create output directory '{}'", self.base_path.display()),
+                format!(
+                    "cannot create output directory '{}'",
+                    self.base_path.display()
+                ),
                 e,
             )
         })?;
@@ -142,7 +145,11 @@ impl<T, E: Encoder<T>> FileSinkWriter<T, E> {
         if self.current.is_none() {
             let name = format!(
                 "{}-{}-{}-{}{}",
-                self.names.part_prefix, self.uuid, self.subtask, self.counter, self.names.part_suffix
+                self.names.part_prefix,
+                self.uuid,
+                self.subtask,
+                self.counter,
+                self.names.part_suffix
             );
             self.counter += 1;
             let finished = self.base_path.join(&name);

@@ -44,7 +44,10 @@ impl FileSource {
 
     fn list_files(&self) -> Result<Vec<(PathBuf, u64)>> {
         let meta = std::fs::metadata(&self.path).map_err(|e| {
-            RuntimeError::io(format!("cannot read input path '{}'", self.path.display()), e)
+            RuntimeError::io(
+                format!("cannot read input path '{}'", self.path.display()),
+                e,
+            )
         })?;
         let mut files = Vec::new();
         if meta.is_dir() {
@@ -61,8 +64,9 @@ fn collect_files(dir: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| RuntimeError::io(format!("cannot list directory '{}'", dir.display()), e))?;
     for entry in entries {
-        let entry = entry
-            .map_err(|e| RuntimeError::io(format!("cannot list directory '{}'", dir.display()), e))?;
+        let entry = entry.map_err(|e| {
+            RuntimeError::io(format!("cannot list directory '{}'", dir.display()), e)
+        })?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with('.') || name.starts_with('_') {
@@ -202,19 +206,16 @@ impl SourceReader<String> for TextLineReader {
                     break;
                 }
                 self.line.clear();
-                let n = open
-                    .reader
-                    .read_until(b'\n', &mut self.line)
-                    .map_err(|e| {
-                        RuntimeError::io(
-                            format!(
-                                "cannot read input file '{}' at byte {}",
-                                open.split.path.display(),
-                                open.split.offset
-                            ),
-                            e,
-                        )
-                    })?;
+                let n = open.reader.read_until(b'\n', &mut self.line).map_err(|e| {
+                    RuntimeError::io(
+                        format!(
+                            "cannot read input file '{}' at byte {}",
+                            open.split.path.display(),
+                            open.split.offset
+                        ),
+                        e,
+                    )
+                })?;
                 if n == 0 {
                     open.split.offset = open.split.end;
                     break;

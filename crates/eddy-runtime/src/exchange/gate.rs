@@ -116,7 +116,11 @@ impl<T> Waitable for InputGate<T> {
 
 /// Blocks until a readable channel of one of `gates` or the mailbox has something, or until
 /// `deadline`. Returns without consuming anything; the caller then polls.
-pub fn wait_for_input<M>(gates: &[&dyn Waitable], mailbox: &Receiver<M>, deadline: Option<Instant>) {
+pub fn wait_for_input<M>(
+    gates: &[&dyn Waitable],
+    mailbox: &Receiver<M>,
+    deadline: Option<Instant>,
+) {
     let mut select = Select::new();
     select.recv(mailbox);
     for g in gates {
@@ -135,8 +139,8 @@ pub fn wait_for_input<M>(gates: &[&dyn Waitable], mailbox: &Receiver<M>, deadlin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::local_channel;
     use crate::exchange::TaskSignals;
+    use crate::exchange::local_channel;
 
     #[test]
     fn round_robin_blocking_and_finish() {
@@ -144,9 +148,21 @@ mod tests {
         let (tx0, rx0) = local_channel::<u32>(4);
         let (tx1, rx1) = local_channel::<u32>(4);
         let mut gate = InputGate::new(vec![rx0, rx1]);
-        tx0.send(StreamElement::Watermark(eddy_core::element::Watermark(1)), &signals).unwrap();
-        tx0.send(StreamElement::Watermark(eddy_core::element::Watermark(2)), &signals).unwrap();
-        tx1.send(StreamElement::Watermark(eddy_core::element::Watermark(3)), &signals).unwrap();
+        tx0.send(
+            StreamElement::Watermark(eddy_core::element::Watermark(1)),
+            &signals,
+        )
+        .unwrap();
+        tx0.send(
+            StreamElement::Watermark(eddy_core::element::Watermark(2)),
+            &signals,
+        )
+        .unwrap();
+        tx1.send(
+            StreamElement::Watermark(eddy_core::element::Watermark(3)),
+            &signals,
+        )
+        .unwrap();
         let (c, _) = gate.try_next().unwrap().unwrap();
         assert_eq!(c, 0);
         let (c, _) = gate.try_next().unwrap().unwrap();
@@ -176,7 +192,11 @@ mod tests {
         let gate = InputGate::new(vec![rx]);
         let (_mtx, mrx) = crossbeam_channel::unbounded::<()>();
         let start = Instant::now();
-        wait_for_input(&[&gate], &mrx, Some(start + std::time::Duration::from_millis(30)));
+        wait_for_input(
+            &[&gate],
+            &mrx,
+            Some(start + std::time::Duration::from_millis(30)),
+        );
         assert!(start.elapsed() >= std::time::Duration::from_millis(25));
     }
 }

@@ -19,8 +19,8 @@ mod writer;
 pub use channel::{ChannelReceiver, ChannelSender, TaskSignals, local_channel};
 pub use gate::{InputGate, wait_for_input};
 pub use partitioner::{
-    BroadcastPartitioner, ForwardPartitioner, KeyGroupPartitioner, Partitioner, RebalancePartitioner,
-    ShufflePartitioner,
+    BroadcastPartitioner, ForwardPartitioner, KeyGroupPartitioner, Partitioner,
+    RebalancePartitioner, ShufflePartitioner,
 };
 pub use writer::RecordWriter;
 

@@ -136,7 +136,9 @@ mod tests {
     fn key_group_partitioner_agrees_with_key_group_ranges() {
         let mut p = KeyGroupPartitioner::new(Arc::new(|s: &String| s.clone()), 128);
         for w in ["a", "b", "hello", "world"] {
-            let ch = p.select_channel(&StreamRecord::new(w.to_string()), 4).unwrap();
+            let ch = p
+                .select_channel(&StreamRecord::new(w.to_string()), 4)
+                .unwrap();
             let kg = assign_to_key_group(w, 128).unwrap();
             assert!(eddy_core::keys::KeyGroupRange::for_operator(128, 4, ch as u32).contains(kg));
         }

@@ -41,7 +41,11 @@ fn create_channels(job: &JobGraph, registry: &UserCodeRegistry) -> Result<Vec<Ve
     let mut plans: Vec<Vec<TaskChannels>> = job
         .vertices
         .iter()
-        .map(|v| (0..v.parallelism).map(|_| TaskChannels::default()).collect())
+        .map(|v| {
+            (0..v.parallelism)
+                .map(|_| TaskChannels::default())
+                .collect()
+        })
         .collect();
 
     // Which downstream subtasks each upstream subtask of an edge connects to.
@@ -130,8 +134,8 @@ pub(super) fn deploy(
             std::thread::Builder::new()
                 .name(info.task_name_with_subtask())
                 .spawn(move || {
-                    let result = catch_unwind(AssertUnwindSafe(|| spec.run()))
-                        .unwrap_or_else(|p| {
+                    let result =
+                        catch_unwind(AssertUnwindSafe(|| spec.run())).unwrap_or_else(|p| {
                             Err(RuntimeError::Internal(format!(
                                 "task thread panicked: {}",
                                 panic_message(p.as_ref())
@@ -235,7 +239,11 @@ impl TaskSpec {
                     None => main.push(link),
                     Some(tag) => {
                         let port = registry.edge(ce.stream_edge_id)?.port.clone();
-                        sides.entry(tag.clone()).or_insert((port, Vec::new())).1.push(link);
+                        sides
+                            .entry(tag.clone())
+                            .or_insert((port, Vec::new()))
+                            .1
+                            .push(link);
                     }
                 }
             }
@@ -244,9 +252,11 @@ impl TaskSpec {
                 let code = registry.edge(e.stream_edge_id)?;
                 let senders = self.channels.outputs.remove(&je).unwrap_or_default();
                 let target_max_parallelism = job.vertices[e.target_vertex as usize].max_parallelism;
-                let partitioner =
-                    code.partitioner
-                        .create(e.partitioner, senders.len(), target_max_parallelism)?;
+                let partitioner = code.partitioner.create(
+                    e.partitioner,
+                    senders.len(),
+                    target_max_parallelism,
+                )?;
                 let writer = code.port.writer(
                     senders,
                     partitioner,

@@ -49,7 +49,10 @@ pub enum JobStatus {
 impl JobStatus {
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Canceled | JobStatus::Finished | JobStatus::Failed)
+        matches!(
+            self,
+            JobStatus::Canceled | JobStatus::Finished | JobStatus::Failed
+        )
     }
 }
 
@@ -130,7 +133,11 @@ pub struct JobClient {
 
 impl std::fmt::Debug for JobClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "JobClient({} {})", self.shared.job_name, self.shared.job_id)
+        write!(
+            f,
+            "JobClient({} {})",
+            self.shared.job_name, self.shared.job_id
+        )
     }
 }
 
@@ -174,7 +181,12 @@ impl JobClient {
             if let Some(r) = &state.result {
                 return Some(r.clone());
             }
-            if self.shared.changed.wait_until(&mut state, deadline).timed_out() {
+            if self
+                .shared
+                .changed
+                .wait_until(&mut state, deadline)
+                .timed_out()
+            {
                 return state.result.clone();
             }
         }
@@ -185,7 +197,12 @@ impl JobClient {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.state.lock();
         while state.status != status && !state.status.is_terminal() {
-            if self.shared.changed.wait_until(&mut state, deadline).timed_out() {
+            if self
+                .shared
+                .changed
+                .wait_until(&mut state, deadline)
+                .timed_out()
+            {
                 break;
             }
         }
@@ -251,7 +268,14 @@ impl MiniCluster {
         std::thread::Builder::new()
             .name(format!("jobmaster {}", job.name))
             .spawn(move || {
-                job_master(master, job, handles, events_rx, control_rx, cancellation_timeout)
+                job_master(
+                    master,
+                    job,
+                    handles,
+                    events_rx,
+                    control_rx,
+                    cancellation_timeout,
+                )
             })
             .map_err(|e| RuntimeError::io("cannot start the job master thread", e))?;
         Ok(JobClient { shared })

@@ -106,6 +106,9 @@ impl<K: Key, N: Hash + Eq + Clone, V> StateTable<K, N, V> {
     }
 }
 
+/// A state table shared between an operator and its backend.
+pub type SharedStateTable<K, N, V> = Rc<RefCell<StateTable<K, N, V>>>;
+
 pub(crate) struct BackendInner<K> {
     range: KeyGroupRange,
     max_parallelism: u32,
@@ -189,7 +192,7 @@ impl<K: Key> KeyedStateBackend<K> {
 
     /// The table behind state `name`, created on first use. Asking for the same name with a
     /// different namespace or value type is an error.
-    pub fn table<N, V>(&self, name: &str) -> Result<Rc<RefCell<StateTable<K, N, V>>>>
+    pub fn table<N, V>(&self, name: &str) -> Result<SharedStateTable<K, N, V>>
     where
         N: Hash + Eq + Clone + 'static,
         V: 'static,
@@ -261,7 +264,7 @@ trait ValueAccess<V> {
 
 struct HeapValueState<K, V> {
     backend: KeyedStateBackend<K>,
-    table: Rc<RefCell<StateTable<K, (), V>>>,
+    table: SharedStateTable<K, (), V>,
     default: Option<V>,
 }
 

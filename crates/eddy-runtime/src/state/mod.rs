@@ -7,7 +7,9 @@
 
 mod keyed;
 
-pub use keyed::{KeyedStateBackend, StateTable, ValueState, ValueStateDescriptor};
+pub use keyed::{
+    KeyedStateBackend, SharedStateTable, StateTable, ValueState, ValueStateDescriptor,
+};
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -47,7 +49,10 @@ impl StateContext {
     /// The keyed state backend for keys of type `K`, created on first use.
     pub fn keyed_backend<K: Key>(&self) -> KeyedStateBackend<K> {
         let mut slot = self.inner.keyed.borrow_mut();
-        if let Some(existing) = slot.as_ref().and_then(|b| b.clone().downcast::<keyed::BackendInner<K>>().ok()) {
+        if let Some(existing) = slot
+            .as_ref()
+            .and_then(|b| b.clone().downcast::<keyed::BackendInner<K>>().ok())
+        {
             return KeyedStateBackend::from_inner(existing);
         }
         let backend =

@@ -18,11 +18,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, TryRecvError};
 use eddy_core::graph::ExecutionMode;
 
 use crate::chain::ChainOutput;
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::exchange::TaskSignals;
 use crate::metrics::{TaskTimeMetrics, WatermarkGauge};
 use crate::operator::{ProcessingTimeService, TaskInfo};
@@ -107,6 +107,31 @@ impl FlushTimer {
         }
         Ok(())
     }
+}
+
+/// Handles every waiting mailbox message; `on_complete` is told of completed checkpoints
+/// before the chain is.
+pub(crate) fn drain_mailbox<T>(
+    env: &TaskEnv,
+    chain: &mut dyn ChainOutput<T>,
+    mut on_complete: impl FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    loop {
+        match env.mailbox.try_recv() {
+            Ok(TaskMessage::Cancel) => return Err(RuntimeError::Cancelled),
+            Ok(TaskMessage::NotifyCheckpointComplete(id)) => {
+                on_complete(id)?;
+                chain.notify_checkpoint(id, true)?;
+            }
+            Ok(TaskMessage::NotifyCheckpointAborted(id)) => chain.notify_checkpoint(id, false)?,
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => return Err(RuntimeError::Cancelled),
+        }
+    }
+    if env.signals.is_cancelled() {
+        return Err(RuntimeError::Cancelled);
+    }
+    Ok(())
 }
 
 /// Fires every due processing-time timer of the chain.

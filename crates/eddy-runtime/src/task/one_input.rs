@@ -2,12 +2,11 @@
 
 use std::time::Instant;
 
-use crossbeam_channel::TryRecvError;
 use eddy_core::element::StreamElement;
 
 use super::valve::ValveOutput;
 use super::{
-    FlushTimer, StreamTask, TaskEnv, TaskMessage, WatermarkValve, earliest, finish_chain,
+    FlushTimer, StreamTask, TaskEnv, WatermarkValve, drain_mailbox, earliest, finish_chain,
     fire_timers, timer_deadline,
 };
 use crate::chain::ChainOutput;
@@ -49,7 +48,7 @@ impl<IN> OneInputTask<IN> {
         self.chain.open()?;
         let mut flush = FlushTimer::new(self.env.buffer_timeout, self.env.dirty.clone());
         while !self.gate.is_finished() {
-            self.handle_mailbox()?;
+            drain_mailbox(&self.env, self.chain.as_mut(), |_| Ok(()))?;
             match self.gate.try_next()? {
                 Some((channel, element)) => {
                     self.process_element(channel, element)?;
@@ -93,26 +92,6 @@ impl<IN> OneInputTask<IN> {
                 self.apply_valve(out)
             }
         }
-    }
-
-    fn handle_mailbox(&mut self) -> Result<()> {
-        loop {
-            match self.env.mailbox.try_recv() {
-                Ok(TaskMessage::Cancel) => return Err(RuntimeError::Cancelled),
-                Ok(TaskMessage::NotifyCheckpointComplete(id)) => {
-                    self.chain.notify_checkpoint(id, true)?
-                }
-                Ok(TaskMessage::NotifyCheckpointAborted(id)) => {
-                    self.chain.notify_checkpoint(id, false)?
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return Err(RuntimeError::Cancelled),
-            }
-        }
-        if self.env.signals.is_cancelled() {
-            return Err(RuntimeError::Cancelled);
-        }
-        Ok(())
     }
 }
 

@@ -2,12 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::TryRecvError;
 use eddy_core::element::Watermark;
 
-use super::{FlushTimer, StreamTask, TaskEnv, TaskMessage, earliest, finish_chain, fire_timers, timer_deadline};
-use crate::chain::ChainOutput;
-use crate::error::{Result, RuntimeError};
+use super::{
+    FlushTimer, StreamTask, TaskEnv, drain_mailbox, earliest, finish_chain, fire_timers,
+    timer_deadline,
+};
+use crate::chain::{ChainOutput, Names, guard};
+use crate::error::Result;
 use crate::source::{InputStatus, ReaderOutput, SourceReader};
 
 /// The longest a source with nothing to read waits before it looks at its mailbox again.
@@ -20,39 +22,51 @@ pub struct SourceTask<T, R: SourceReader<T>> {
     chain: Box<dyn ChainOutput<T>>,
     splits: Option<Vec<R::Split>>,
     bounded: bool,
+    names: Names,
 }
 
 impl<T, R: SourceReader<T>> SourceTask<T, R> {
-    /// A task reading `splits` with `reader` into `chain`.
+    /// A task reading `splits` with `reader` into `chain`; errors name `operator_name`.
     pub fn new(
         env: TaskEnv,
+        operator_name: &str,
         reader: R,
         splits: Vec<R::Split>,
         bounded: bool,
         chain: Box<dyn ChainOutput<T>>,
     ) -> Self {
+        let names = Names::new(operator_name, &env.info.task_name_with_subtask());
         SourceTask {
             env,
             reader,
             chain,
             splits: Some(splits),
             bounded,
+            names,
         }
     }
 
     fn run_loop(&mut self) -> Result<()> {
         self.chain.open()?;
-        self.reader.start()?;
-        self.reader.add_splits(self.splits.take().unwrap_or_default())?;
-        if self.bounded {
-            self.reader.notify_no_more_splits();
-        }
+        let splits = self.splits.take().unwrap_or_default();
+        let (reader, bounded) = (&mut self.reader, self.bounded);
+        guard(&self.names, || {
+            reader.start()?;
+            reader.add_splits(splits)?;
+            if bounded {
+                reader.notify_no_more_splits();
+            }
+            Ok(())
+        })?;
         let mut output = ReaderOutput::new(self.env.batch_size);
         let mut flush = FlushTimer::new(self.env.buffer_timeout, self.env.dirty.clone());
         loop {
-            self.handle_mailbox()?;
+            let (reader, names) = (&mut self.reader, &self.names);
+            drain_mailbox(&self.env, self.chain.as_mut(), |id| {
+                guard(names, || reader.notify_checkpoint_complete(id))
+            })?;
             fire_timers(&self.env.timers, self.chain.as_mut())?;
-            let status = self.reader.poll_next(&mut output)?;
+            let status = guard(&self.names, || self.reader.poll_next(&mut output))?;
             if !output.batch.is_empty() {
                 self.chain.collect(output.take())?;
             }
@@ -67,7 +81,11 @@ impl<T, R: SourceReader<T>> SourceTask<T, R> {
                         .unwrap_or(IDLE_POLL)
                         .min(IDLE_POLL);
                     let start = Instant::now();
-                    self.reader.wait_available(wait);
+                    let reader = &mut self.reader;
+                    guard(&self.names, || {
+                        reader.wait_available(wait);
+                        Ok(())
+                    })?;
                     self.env.time_metrics.idle.add(start.elapsed());
                 }
             }
@@ -77,33 +95,13 @@ impl<T, R: SourceReader<T>> SourceTask<T, R> {
         self.chain.emit_watermark(Watermark::MAX)?;
         finish_chain(self.chain.as_mut())
     }
-
-    fn handle_mailbox(&mut self) -> Result<()> {
-        loop {
-            match self.env.mailbox.try_recv() {
-                Ok(TaskMessage::Cancel) => return Err(RuntimeError::Cancelled),
-                Ok(TaskMessage::NotifyCheckpointComplete(id)) => {
-                    self.reader.notify_checkpoint_complete(id)?;
-                    self.chain.notify_checkpoint(id, true)?;
-                }
-                Ok(TaskMessage::NotifyCheckpointAborted(id)) => {
-                    self.chain.notify_checkpoint(id, false)?;
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return Err(RuntimeError::Cancelled),
-            }
-        }
-        if self.env.signals.is_cancelled() {
-            return Err(RuntimeError::Cancelled);
-        }
-        Ok(())
-    }
 }
 
 impl<T, R: SourceReader<T>> StreamTask for SourceTask<T, R> {
     fn run(mut self: Box<Self>) -> Result<()> {
         let result = self.run_loop();
-        let closed = self.reader.close();
+        let reader = &mut self.reader;
+        let closed = guard(&self.names, || reader.close());
         let chain_closed = self.chain.close();
         result.and(closed).and(chain_closed)
     }

@@ -1,9 +1,13 @@
 //! Prints records, one per line, as Flink's `print()` does: with a `N> ` prefix naming the
-//! subtask when the sink runs in parallel, and an optional identifier.
+//! subtask when the sink runs in parallel, and an optional identifier. Records are formatted by
+//! [`flink_format`], so tuples print as `(hello,1)`.
 
-use std::fmt::Display;
+mod format;
+
+pub use format::flink_format;
+
 use std::io::Write;
-use std::marker::PhantomData;
+use std::sync::Arc;
 
 use eddy_core::element::StreamRecord;
 use eddy_runtime::sink::{Sink, SinkWriter, SinkWriterContext};
@@ -18,29 +22,41 @@ pub enum PrintTarget {
     Stderr,
 }
 
-/// Prints every record with `Display`.
+/// How a record becomes the text of its line.
+pub type RecordFormatter<T> = Arc<dyn Fn(&T, &mut String) + Send + Sync>;
+
+/// Prints every record on a line of its own.
 pub struct PrintSink<T> {
     target: PrintTarget,
     identifier: Option<String>,
-    _t: PhantomData<fn(T)>,
+    format: RecordFormatter<T>,
+}
+
+impl<T: serde::Serialize + 'static> PrintSink<T> {
+    /// Prints to stdout, formatted as Flink prints.
+    pub fn stdout() -> Self {
+        Self::with_formatter(
+            PrintTarget::Stdout,
+            Arc::new(|v: &T, out: &mut String| flink_format(v, out)),
+        )
+    }
+
+    /// Prints to stderr, formatted as Flink prints.
+    pub fn stderr() -> Self {
+        Self::with_formatter(
+            PrintTarget::Stderr,
+            Arc::new(|v: &T, out: &mut String| flink_format(v, out)),
+        )
+    }
 }
 
 impl<T> PrintSink<T> {
-    /// Prints to stdout.
-    pub fn stdout() -> Self {
+    /// Prints to `target`, formatting each record with `format`.
+    pub fn with_formatter(target: PrintTarget, format: RecordFormatter<T>) -> Self {
         PrintSink {
-            target: PrintTarget::Stdout,
+            target,
             identifier: None,
-            _t: PhantomData,
-        }
-    }
-
-    /// Prints to stderr.
-    pub fn stderr() -> Self {
-        PrintSink {
-            target: PrintTarget::Stderr,
-            identifier: None,
-            _t: PhantomData,
+            format,
         }
     }
 
@@ -61,7 +77,7 @@ pub fn print_prefix(identifier: Option<&str>, subtask_index: u32, parallelism: u
     }
 }
 
-impl<T: Display + 'static> Sink<T> for PrintSink<T> {
+impl<T: 'static> Sink<T> for PrintSink<T> {
     type Writer = PrintWriter<T>;
 
     fn create_writer(&self, ctx: &SinkWriterContext) -> Result<PrintWriter<T>> {
@@ -72,8 +88,8 @@ impl<T: Display + 'static> Sink<T> for PrintSink<T> {
                 ctx.task_info.parallelism,
             ),
             target: self.target,
-            buffer: Vec::new(),
-            _t: PhantomData,
+            buffer: String::new(),
+            format: self.format.clone(),
         })
     }
 }
@@ -82,11 +98,17 @@ impl<T: Display + 'static> Sink<T> for PrintSink<T> {
 pub struct PrintWriter<T> {
     prefix: String,
     target: PrintTarget,
-    buffer: Vec<u8>,
-    _t: PhantomData<fn(T)>,
+    buffer: String,
+    format: RecordFormatter<T>,
 }
 
-impl<T: Display> PrintWriter<T> {
+impl<T> PrintWriter<T> {
+    fn append(&mut self, value: &T) {
+        self.buffer.push_str(&self.prefix);
+        (self.format)(value, &mut self.buffer);
+        self.buffer.push('\n');
+    }
+
     fn emit(&mut self) -> Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
@@ -94,11 +116,19 @@ impl<T: Display> PrintWriter<T> {
         let (result, name) = match self.target {
             PrintTarget::Stdout => {
                 let mut out = std::io::stdout().lock();
-                (out.write_all(&self.buffer).and_then(|_| out.flush()), "stdout")
+                (
+                    out.write_all(self.buffer.as_bytes())
+                        .and_then(|_| out.flush()),
+                    "stdout",
+                )
             }
             PrintTarget::Stderr => {
                 let mut out = std::io::stderr().lock();
-                (out.write_all(&self.buffer).and_then(|_| out.flush()), "stderr")
+                (
+                    out.write_all(self.buffer.as_bytes())
+                        .and_then(|_| out.flush()),
+                    "stderr",
+                )
             }
         };
         self.buffer.clear();
@@ -106,16 +136,15 @@ impl<T: Display> PrintWriter<T> {
     }
 }
 
-impl<T: Display> SinkWriter<T> for PrintWriter<T> {
+impl<T> SinkWriter<T> for PrintWriter<T> {
     fn write(&mut self, value: T, _timestamp: Option<i64>) -> Result<()> {
-        // Writing into a Vec cannot fail.
-        let _ = writeln!(self.buffer, "{}{}", self.prefix, value);
+        self.append(&value);
         Ok(())
     }
 
     fn write_batch(&mut self, batch: Vec<StreamRecord<T>>) -> Result<()> {
-        for r in batch {
-            let _ = writeln!(self.buffer, "{}{}", self.prefix, r.value);
+        for r in &batch {
+            self.append(&r.value);
         }
         self.emit()
     }

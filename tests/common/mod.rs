@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The path of a built example binary (cargo builds examples before it runs tests).
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    dir.join("examples").join(name)
+}
+
+/// Runs an example with arguments and returns its output; panics with its stderr if it fails.
+pub fn run_example(name: &str, args: &[&str]) -> Output {
+    let out = Command::new(example_bin(name))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run example {name}: {e}"));
+    assert!(
+        out.status.success(),
+        "example {name} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Random text: words from a small vocabulary, mixed case, punctuation, digits and some
+/// non-ASCII letters.
+pub fn random_text(seed: u64, lines: usize) -> String {
+    const WORDS: &[&str] = &[
+        "the",
+        "Stream",
+        "flink",
+        "EDDY",
+        "rust",
+        "window",
+        "state",
+        "key",
+        "über",
+        "naïve",
+        "x1",
+        "42",
+        "a",
+        "B",
+        "time",
+        "watermark",
+    ];
+    const SEPARATORS: &[&str] = &[" ", "  ", ", ", ". ", "--", "\t", "!", "'", "-", "_", ";"];
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut text = String::new();
+    for _ in 0..lines {
+        let n = rng.random_range(0..12);
+        for _ in 0..n {
+            text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+            text.push_str(SEPARATORS[rng.random_range(0..SEPARATORS.len())]);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The brute-force word count: lowercase, split on every non-alphanumeric character.
+pub fn brute_force_counts(text: &str) -> BTreeMap<String, i64> {
+    let mut counts = BTreeMap::new();
+    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()) {
+        if !w.is_empty() {
+            *counts.entry(w.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Reads every `word,count` line of the part files in `dir`.
+pub fn read_counts(dir: &Path) -> BTreeMap<String, i64> {
+    let mut counts = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("output dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            !name.starts_with('.'),
+            "in-progress file left behind: {name}"
+        );
+        for line in std::fs::read_to_string(&path).expect("part file").lines() {
+            let (w, c) = line.rsplit_once(',').expect("word,count");
+            let prev = counts.insert(w.to_string(), c.parse::<i64>().expect("count"));
+            assert!(prev.is_none(), "word {w} appears twice in the output");
+        }
+    }
+    counts
+}
+
+/// Resident memory of this process in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .expect("VmRSS")
+}
