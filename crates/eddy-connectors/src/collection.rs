@@ -61,7 +61,7 @@ pub struct CollectionReader<T> {
     split: Option<CollectionSplit>,
 }
 
-impl<T: Clone> SourceReader<T> for CollectionReader<T> {
+impl<T: Clone + 'static> SourceReader<T> for CollectionReader<T> {
     type Split = CollectionSplit;
 
     fn add_splits(&mut self, splits: Vec<CollectionSplit>) -> Result<()> {

@@ -124,7 +124,7 @@ impl<T> DataGenReader<T> {
     }
 }
 
-impl<T> SourceReader<T> for DataGenReader<T> {
+impl<T: 'static> SourceReader<T> for DataGenReader<T> {
     type Split = DataGenSplit;
 
     fn start(&mut self) -> Result<()> {

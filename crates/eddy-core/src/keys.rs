@@ -63,53 +63,48 @@ impl<K> Key for K where
 {
 }
 
-/// A small inline buffer for a key's encoding; keys longer than it spill to the heap.
-struct HashBuffer {
-    inline: [u8; 64],
-    len: usize,
-    spill: Vec<u8>,
-}
+/// A postcard flavor that appends to a caller's buffer, so that encoding a key per record
+/// allocates nothing once the buffer has grown.
+struct AppendTo<'a>(&'a mut Vec<u8>);
 
-impl postcard::ser_flavors::Flavor for HashBuffer {
-    type Output = u64;
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
 
     #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.try_extend(&[data])
+        self.0.push(data);
+        Ok(())
     }
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if self.spill.is_empty() && self.len + data.len() <= self.inline.len() {
-            self.inline[self.len..self.len + data.len()].copy_from_slice(data);
-            self.len += data.len();
-        } else {
-            if self.spill.is_empty() {
-                self.spill.extend_from_slice(&self.inline[..self.len]);
-            }
-            self.spill.extend_from_slice(data);
-        }
+        self.0.extend_from_slice(data);
         Ok(())
     }
 
-    fn finalize(self) -> postcard::Result<u64> {
-        Ok(if self.spill.is_empty() {
-            xxhash_rust::xxh3::xxh3_64(&self.inline[..self.len])
-        } else {
-            xxhash_rust::xxh3::xxh3_64(&self.spill)
-        })
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
-/// The stable hash of a key (see the module docs for its exact definition).
+/// Appends the stable encoding of `key` (postcard's wire format) to `buf`.
 #[inline]
+pub fn encode_key_into<K: Serialize + ?Sized>(key: &K, buf: &mut Vec<u8>) -> Result<()> {
+    postcard::serialize_with_flavor(key, AppendTo(buf))
+        .map_err(|e| CoreError::KeyEncoding(e.to_string()))
+}
+
+/// The stable hash of an encoded key.
+#[inline]
+pub fn hash_key_bytes(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+/// The stable hash of a key (see the module docs for its exact definition).
 pub fn stable_hash<K: Serialize + ?Sized>(key: &K) -> Result<u64> {
-    let buf = HashBuffer {
-        inline: [0; 64],
-        len: 0,
-        spill: Vec::new(),
-    };
-    postcard::serialize_with_flavor(key, buf).map_err(|e| CoreError::KeyEncoding(e.to_string()))
+    let mut buf = Vec::with_capacity(32);
+    encode_key_into(key, &mut buf)?;
+    Ok(hash_key_bytes(&buf))
 }
 
 /// The key group of a key hash.

@@ -258,6 +258,18 @@ impl<T: Data> DataStream<T> {
         self.transform("Filter", move || RichFilterOperator(f.clone()))
     }
 
+    /// Assigns event timestamps and generates watermarks inside the stream (Flink's
+    /// `assignTimestampsAndWatermarks`). Watermarks from upstream are replaced by this
+    /// operator's, except the final one at the end of bounded input.
+    pub fn assign_timestamps_and_watermarks(
+        self,
+        strategy: crate::watermark::WatermarkStrategy<T>,
+    ) -> DataStream<T> {
+        self.transform("Timestamps/Watermarks", move || {
+            eddy_runtime::watermark::TimestampsAndWatermarksOperator::new(strategy.clone())
+        })
+    }
+
     /// Partitions the stream by key: records with the same key go to the same subtask, and
     /// keyed operators keep state per key.
     pub fn key_by<K: Key>(

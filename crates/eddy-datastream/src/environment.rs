@@ -176,10 +176,9 @@ impl StreamExecutionEnvironment {
         T: Data,
         S: Source<T>,
     {
-        let _ = watermark_strategy;
         let node = self.inner.borrow_mut().graph.add_node(
             format!("Source: {source_name}"),
-            Arc::new(SourceFactory::new(source)),
+            Arc::new(SourceFactory::new(source, watermark_strategy)),
         );
         DataStream::from_node(self.clone(), node)
     }

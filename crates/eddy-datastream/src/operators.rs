@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use eddy_core::element::StreamRecord;
 use eddy_core::graph::ExecutionMode;
-use eddy_core::keys::Key;
 use eddy_runtime::Result;
 use eddy_runtime::operator::{OneInputOperator, OperatorContext, Output};
 use eddy_runtime::state::{KeyedStateBackend, SharedStateTable};
@@ -17,6 +16,7 @@ use crate::functions::{
     Collector, FunctionResult, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
     RuntimeContext, user_error,
 };
+use crate::{Data, Key};
 
 /// `map` with a closure.
 pub struct MapOperator<F>(pub Arc<F>);
@@ -230,8 +230,8 @@ pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 pub struct KeyedReduceOperator<T, K, F> {
     key_selector: KeySelector<T, K>,
     reduce: Arc<F>,
-    backend: Option<KeyedStateBackend<K>>,
-    table: Option<SharedStateTable<K, (), Option<T>>>,
+    backend: Option<KeyedStateBackend>,
+    table: Option<SharedStateTable<Option<T>>>,
     emit_updates: bool,
 }
 
@@ -253,13 +253,13 @@ const REDUCE_STATE: &str = "_reduce";
 
 impl<T, K, F> OneInputOperator<T, T> for KeyedReduceOperator<T, K, F>
 where
-    T: Clone + 'static,
+    T: Data,
     K: Key,
     F: Fn(T, T) -> T,
 {
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
-        let backend = ctx.state.keyed_backend::<K>();
-        self.table = Some(backend.table::<(), Option<T>>(REDUCE_STATE)?);
+        let backend = ctx.state.keyed_backend();
+        self.table = Some(backend.table::<Option<T>>(REDUCE_STATE)?);
         self.backend = Some(backend);
         self.emit_updates = ctx.execution_mode == ExecutionMode::Streaming;
         Ok(())
@@ -278,24 +278,11 @@ where
         let mut table = table.borrow_mut();
         let mut emitted = Vec::with_capacity(if self.emit_updates { batch.len() } else { 0 });
         for r in batch {
-            let key = (self.key_selector)(&r.value);
-            let kg = backend.key_group_of(&key)?;
-            let new = match table.get_mut(kg, &key, &()) {
-                Some(slot) => {
-                    let old = slot.take();
-                    let new = match old {
-                        Some(old) => (self.reduce)(old, r.value),
-                        None => r.value,
-                    };
-                    if self.emit_updates {
-                        emitted.push(StreamRecord {
-                            value: new.clone(),
-                            timestamp: r.timestamp,
-                        });
-                    }
-                    *slot = Some(new);
-                    continue;
-                }
+            let kg = backend.set_current_key(&(self.key_selector)(&r.value))?;
+            let key = backend.current_key_bytes();
+            let slot = table.get_or_insert_with(kg, &key, || None);
+            let new = match slot.take() {
+                Some(old) => (self.reduce)(old, r.value),
                 None => r.value,
             };
             if self.emit_updates {
@@ -304,7 +291,7 @@ where
                     timestamp: r.timestamp,
                 });
             }
-            table.insert(kg, key, (), Some(new));
+            *slot = Some(new);
         }
         if emitted.is_empty() {
             return Ok(());
@@ -322,7 +309,7 @@ where
         let finals: Vec<StreamRecord<T>> = table
             .borrow_mut()
             .drain()
-            .filter_map(|(_, _, v)| v.map(StreamRecord::new))
+            .filter_map(|(_, v)| v.map(StreamRecord::new))
             .collect();
         let mut finals = finals.into_iter();
         loop {

@@ -1,15 +1,9 @@
-//! Watermark strategies: how a source assigns event timestamps and generates watermarks.
+//! Watermark strategies: how timestamps are assigned and watermarks generated.
+//!
+//! The types live in the runtime (`eddy_runtime::watermark`), which runs them in sources and in
+//! `assign_timestamps_and_watermarks`; they are re-exported here for programs.
 
-use std::marker::PhantomData;
-
-/// How a source assigns timestamps and generates watermarks (Flink's `WatermarkStrategy`).
-pub struct WatermarkStrategy<T> {
-    _t: PhantomData<fn(&T)>,
-}
-
-impl<T> WatermarkStrategy<T> {
-    /// No timestamps and no watermarks: for processing-time programs.
-    pub fn no_watermarks() -> Self {
-        WatermarkStrategy { _t: PhantomData }
-    }
-}
+pub use eddy_runtime::watermark::{
+    BoundedOutOfOrdernessWatermarks, NoWatermarksGenerator, WatermarkGenerator, WatermarkOutput,
+    WatermarkStrategy,
+};

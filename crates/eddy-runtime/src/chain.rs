@@ -21,7 +21,7 @@ use eddy_core::element::{
 };
 
 use crate::error::{Result, RuntimeError, panic_message};
-use crate::metrics::Counter;
+use crate::metrics::{Counter, OperatorIoMetrics, WatermarkGauge};
 use crate::operator::{OneInputOperator, OperatorContext, Output};
 
 /// An output inside a task's chain: data methods from [`Output`] plus the control calls that
@@ -197,24 +197,27 @@ impl<X: 'static> ErasedControl for TypedSideOutput<X> {
     }
 }
 
-/// What an operator writes to: its main output, its side outputs, and its `numRecordsOut`.
+/// What an operator writes to: its main output, its side outputs, its `numRecordsOut` and
+/// `currentOutputWatermark`.
 pub struct OperatorOutput<T> {
     main: Box<dyn ChainOutput<T>>,
     sides: Vec<(String, Box<dyn SideOutput>)>,
     records_out: Arc<Counter>,
+    watermark: Arc<WatermarkGauge>,
 }
 
 impl<T> OperatorOutput<T> {
-    /// An output to `main` and the given side outputs, counting records in `records_out`.
+    /// An output to `main` and the given side outputs, counting records and watermarks in `io`.
     pub fn new(
         main: Box<dyn ChainOutput<T>>,
         sides: Vec<(String, Box<dyn SideOutput>)>,
-        records_out: Arc<Counter>,
+        io: &OperatorIoMetrics,
     ) -> Self {
         OperatorOutput {
             main,
             sides,
-            records_out,
+            records_out: io.num_records_out.clone(),
+            watermark: io.output_watermark.clone(),
         }
     }
 
@@ -234,6 +237,7 @@ impl<T> Output<T> for OperatorOutput<T> {
     }
 
     fn emit_watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.watermark.set(watermark.0);
         self.main.emit_watermark(watermark)?;
         self.each_side(|s| s.emit_watermark(watermark))
     }
@@ -301,17 +305,18 @@ pub struct OperatorLink<IN, OUT, OP> {
     out: OperatorOutput<OUT>,
     ctx: OperatorContext,
     records_in: Arc<Counter>,
+    input_watermark: Arc<WatermarkGauge>,
     names: Rc<Names>,
     _in: PhantomData<fn(IN)>,
 }
 
 impl<IN, OUT, OP: OneInputOperator<IN, OUT>> OperatorLink<IN, OUT, OP> {
-    /// Links `op` to `out`; `records_in` is the operator's `numRecordsIn`.
+    /// Links `op` to `out`, counting its input in `io`.
     pub fn new(
         op: OP,
         out: OperatorOutput<OUT>,
         ctx: OperatorContext,
-        records_in: Arc<Counter>,
+        io: &OperatorIoMetrics,
     ) -> Self {
         let names = Rc::new(Names::new(
             &ctx.operator_name,
@@ -321,7 +326,8 @@ impl<IN, OUT, OP: OneInputOperator<IN, OUT>> OperatorLink<IN, OUT, OP> {
             op,
             out,
             ctx,
-            records_in,
+            records_in: io.num_records_in.clone(),
+            input_watermark: io.input_watermark.clone(),
             names,
             _in: PhantomData,
         }
@@ -336,6 +342,7 @@ impl<IN, OUT, OP: OneInputOperator<IN, OUT>> Output<IN> for OperatorLink<IN, OUT
     }
 
     fn emit_watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.input_watermark.set(watermark.0);
         guard(&self.names, || {
             self.op.process_watermark(watermark, &mut self.out)
         })

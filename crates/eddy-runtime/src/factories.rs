@@ -13,6 +13,7 @@ use crate::registry::{
 };
 use crate::source::{Boundedness, Source, SourceReaderContext, assign_splits};
 use crate::task::{OneInputTask, SourceTask, StreamTask, TaskEnv};
+use crate::watermark::WatermarkStrategy;
 
 fn operator_output<OUT: Clone + Send + 'static>(
     parts: OutputParts,
@@ -21,7 +22,7 @@ fn operator_output<OUT: Clone + Send + 'static>(
     Ok(OperatorOutput::new(
         Port::<OUT>::combine(parts.main)?,
         parts.sides,
-        io.num_records_out.clone(),
+        io,
     ))
 }
 
@@ -54,12 +55,7 @@ where
     fn link(&self, ctx: OperatorContext, output: OutputParts) -> Result<OperatorLink<IN, OUT, OP>> {
         let io = OperatorIoMetrics::register(&ctx.metrics);
         let out = operator_output::<OUT>(output, &io)?;
-        Ok(OperatorLink::new(
-            (self.make)(),
-            out,
-            ctx,
-            io.num_records_in,
-        ))
+        Ok(OperatorLink::new((self.make)(), out, ctx, &io))
     }
 }
 
@@ -106,15 +102,15 @@ where
 /// Makes a source's reader per subtask.
 pub struct SourceFactory<T, S> {
     source: Arc<S>,
-    _t: PhantomData<fn() -> T>,
+    watermarks: WatermarkStrategy<T>,
 }
 
-impl<T, S: Source<T>> SourceFactory<T, S> {
-    /// A factory for `source`.
-    pub fn new(source: S) -> Self {
+impl<T: 'static, S: Source<T>> SourceFactory<T, S> {
+    /// A factory for `source`, with timestamps and watermarks from `watermarks`.
+    pub fn new(source: S, watermarks: WatermarkStrategy<T>) -> Self {
         SourceFactory {
             source: Arc::new(source),
-            _t: PhantomData,
+            watermarks,
         }
     }
 }
@@ -168,6 +164,7 @@ where
             reader,
             splits,
             bounded,
+            self.watermarks.clone(),
             Box::new(out),
         )))
     }

@@ -26,5 +26,6 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod task;
+pub mod watermark;
 
 pub use error::{ErrorDomain, Result, RuntimeError};

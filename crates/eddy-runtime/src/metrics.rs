@@ -466,18 +466,30 @@ pub struct OperatorIoMetrics {
     pub num_records_in: Arc<Counter>,
     /// Records emitted.
     pub num_records_out: Arc<Counter>,
+    /// The last watermark the operator received.
+    pub input_watermark: Arc<WatermarkGauge>,
+    /// The last watermark the operator emitted.
+    pub output_watermark: Arc<WatermarkGauge>,
 }
 
 impl OperatorIoMetrics {
-    /// Registers `numRecordsIn`, `numRecordsOut` and their `PerSecond` meters in `group`.
+    /// Registers `numRecordsIn`, `numRecordsOut`, their `PerSecond` meters,
+    /// `currentInputWatermark` and `currentOutputWatermark` in `group`.
     pub fn register(group: &MetricGroup) -> Self {
         let num_records_in = group.counter("numRecordsIn");
         let num_records_out = group.counter("numRecordsOut");
         group.meter_over("numRecordsInPerSecond", num_records_in.clone());
         group.meter_over("numRecordsOutPerSecond", num_records_out.clone());
+        let input_watermark = Arc::new(WatermarkGauge::default());
+        let output_watermark = Arc::new(WatermarkGauge::default());
+        let (i, o) = (input_watermark.clone(), output_watermark.clone());
+        group.gauge("currentInputWatermark", move || i.get() as f64);
+        group.gauge("currentOutputWatermark", move || o.get() as f64);
         OperatorIoMetrics {
             num_records_in,
             num_records_out,
+            input_watermark,
+            output_watermark,
         }
     }
 }

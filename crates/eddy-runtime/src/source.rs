@@ -12,13 +12,14 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_core::element::StreamRecord;
+use eddy_core::element::{NO_TIMESTAMP, StreamRecord};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 use crate::metrics::MetricGroup;
 use crate::operator::TaskInfo;
+use crate::watermark::{SplitWatermarks, WatermarkEvent, WatermarkStrategy};
 
 /// Whether a source ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,49 +59,142 @@ pub struct SourceReaderContext {
     pub batch_size: usize,
 }
 
-/// The records a reader emits during one `poll_next`.
-pub struct ReaderOutput<T> {
-    pub(crate) batch: Vec<StreamRecord<T>>,
-    pub(crate) batch_size: usize,
+/// What a reader emitted, in order: batches of records and watermark changes.
+#[derive(Debug)]
+pub enum Emitted<T> {
+    /// Records.
+    Records(Vec<StreamRecord<T>>),
+    /// A watermark or a status change.
+    Watermark(WatermarkEvent),
 }
 
-impl<T> ReaderOutput<T> {
+/// The records a reader emits during one `poll_next`. When the source has a watermark strategy,
+/// the output assigns timestamps and runs one watermark generator per split; a watermark that
+/// an event produces follows that event.
+pub struct ReaderOutput<T> {
+    batch: Vec<StreamRecord<T>>,
+    batch_size: usize,
+    pending: Vec<Emitted<T>>,
+    pending_records: usize,
+    watermarks: Option<SplitWatermarks<T>>,
+}
+
+impl<T: 'static> ReaderOutput<T> {
     /// An output that holds batches of `batch_size` records.
     pub fn new(batch_size: usize) -> Self {
         ReaderOutput {
             batch: Vec::with_capacity(batch_size),
             batch_size,
+            pending: Vec::new(),
+            pending_records: 0,
+            watermarks: None,
         }
     }
 
-    /// Emits a record without a timestamp.
-    #[inline]
-    pub fn collect(&mut self, value: T) {
-        self.batch.push(StreamRecord::new(value));
+    /// An output that assigns timestamps and generates watermarks with `strategy`.
+    pub fn with_watermarks(batch_size: usize, strategy: WatermarkStrategy<T>) -> Self {
+        let mut out = Self::new(batch_size);
+        if strategy.generates_watermarks() || strategy.assigns_timestamps() {
+            out.watermarks = Some(SplitWatermarks::new(strategy));
+        }
+        out
     }
 
-    /// Emits a record with an event timestamp (ms).
+    /// Emits a record without a source timestamp.
+    #[inline]
+    pub fn collect(&mut self, value: T) {
+        self.collect_with_timestamp(value, NO_TIMESTAMP);
+    }
+
+    /// Emits a record with the timestamp the source knows for it (ms), which the watermark
+    /// strategy's timestamp assigner may replace.
     #[inline]
     pub fn collect_with_timestamp(&mut self, value: T, timestamp: i64) {
-        self.batch
-            .push(StreamRecord::with_timestamp(value, timestamp));
+        let Some(wm) = self.watermarks.as_mut() else {
+            self.batch
+                .push(StreamRecord::with_timestamp(value, timestamp));
+            return;
+        };
+        let ts = wm.strategy().timestamp(&value, timestamp);
+        let event = wm.on_event(&value, ts);
+        self.batch.push(StreamRecord::with_timestamp(value, ts));
+        if let Some(event) = event {
+            self.push_event(event);
+        }
+    }
+
+    /// Attributes the records that follow to `split_id`, which gets a watermark generator of its
+    /// own.
+    pub fn set_current_split(&mut self, split_id: &str) {
+        if let Some(wm) = self.watermarks.as_mut() {
+            wm.set_current_split(split_id);
+        }
+    }
+
+    /// `split_id` is finished and no longer holds back the watermark.
+    pub fn release_split(&mut self, split_id: &str) {
+        if let Some(event) = self
+            .watermarks
+            .as_mut()
+            .and_then(|w| w.release_split(split_id))
+        {
+            self.push_event(event);
+        }
+    }
+
+    /// Asks every generator for a periodic watermark.
+    pub(crate) fn emit_periodic_watermark(&mut self) {
+        if let Some(event) = self.watermarks.as_mut().and_then(|w| w.on_periodic_emit()) {
+            self.push_event(event);
+        }
+    }
+
+    /// Whether a watermark strategy runs here.
+    pub(crate) fn has_watermarks(&self) -> bool {
+        self.watermarks.is_some()
+    }
+
+    fn push_event(&mut self, event: WatermarkEvent) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+            self.pending_records += batch.len();
+            self.pending.push(Emitted::Records(batch));
+        }
+        self.pending.push(Emitted::Watermark(event));
+    }
+
+    /// Everything emitted so far, in order.
+    pub fn drain(&mut self) -> Vec<Emitted<T>> {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+            self.pending.push(Emitted::Records(batch));
+        }
+        self.pending_records = 0;
+        std::mem::take(&mut self.pending)
     }
 
     /// Whether the reader has emitted a batch's worth and should return.
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.batch.len() >= self.batch_size
+        self.batch.len() + self.pending_records >= self.batch_size
     }
 
     /// How many more records fit in this batch.
     #[inline]
     pub fn remaining(&self) -> usize {
-        self.batch_size.saturating_sub(self.batch.len())
+        self.batch_size
+            .saturating_sub(self.batch.len() + self.pending_records)
     }
 
-    /// Takes the records emitted so far.
-    pub fn take(&mut self) -> Vec<StreamRecord<T>> {
-        std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size))
+    /// Takes the records emitted so far (ignoring watermarks): for tests of readers.
+    pub fn take_records(&mut self) -> Vec<StreamRecord<T>> {
+        self.drain()
+            .into_iter()
+            .flat_map(|e| match e {
+                Emitted::Records(r) => r,
+                Emitted::Watermark(_) => Vec::new(),
+            })
+            .collect()
     }
 }
 

@@ -262,7 +262,7 @@ mod tests {
             let mut out = ReaderOutput::new(3);
             loop {
                 let status = r.poll_next(&mut out).unwrap();
-                lines.extend(out.take().into_iter().map(|r| r.value));
+                lines.extend(out.take_records().into_iter().map(|r| r.value));
                 if status == InputStatus::EndOfInput {
                     break;
                 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use eddy_core::element::StreamRecord;
-use eddy_core::keys::{Key, assign_to_key_group, operator_index_for_key_group};
+use eddy_core::keys::{
+    Key, encode_key_into, hash_key_bytes, key_group_for_hash, operator_index_for_key_group,
+};
 use rand::Rng;
 
 use crate::error::Result;
@@ -96,6 +98,7 @@ impl<T> Partitioner<T> for BroadcastPartitioner {
 pub struct KeyGroupPartitioner<T, K> {
     key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
     max_parallelism: u32,
+    buf: Vec<u8>,
 }
 
 impl<T, K> KeyGroupPartitioner<T, K> {
@@ -104,6 +107,7 @@ impl<T, K> KeyGroupPartitioner<T, K> {
         KeyGroupPartitioner {
             key_selector,
             max_parallelism,
+            buf: Vec::with_capacity(32),
         }
     }
 }
@@ -112,7 +116,9 @@ impl<T, K: Key> Partitioner<T> for KeyGroupPartitioner<T, K> {
     #[inline]
     fn select_channel(&mut self, record: &StreamRecord<T>, num_channels: usize) -> Result<usize> {
         let key = (self.key_selector)(&record.value);
-        let kg = assign_to_key_group(&key, self.max_parallelism)?;
+        self.buf.clear();
+        encode_key_into(&key, &mut self.buf)?;
+        let kg = key_group_for_hash(hash_key_bytes(&self.buf), self.max_parallelism);
         Ok(operator_index_for_key_group(self.max_parallelism, num_channels as u32, kg) as usize)
     }
 }
@@ -120,6 +126,7 @@ impl<T, K: Key> Partitioner<T> for KeyGroupPartitioner<T, K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eddy_core::keys::assign_to_key_group;
 
     #[test]
     fn rebalance_cycles_through_channels() {

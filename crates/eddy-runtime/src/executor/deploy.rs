@@ -17,7 +17,7 @@ use super::{TaskEvent, TaskHandle};
 use crate::accumulators::Accumulators;
 use crate::error::{Result, RuntimeError, panic_message};
 use crate::exchange::TaskSignals;
-use crate::metrics::{MetricGroup, MetricRegistry, TaskTimeMetrics, WatermarkGauge};
+use crate::metrics::{MetricGroup, MetricRegistry, TaskTimeMetrics};
 use crate::operator::{OperatorContext, ProcessingTimeService, TaskInfo};
 use crate::registry::{AnyBox, AnySendBox, DataPort, OutputParts, TaskInputs, UserCodeRegistry};
 use crate::state::StateContext;
@@ -210,11 +210,8 @@ impl TaskSpec {
         let task_group = self.task_metric_group();
         let time_metrics =
             TaskTimeMetrics::register(&task_group, self.signals.back_pressured.clone());
-        let input_watermark = Arc::new(WatermarkGauge::default());
-        {
-            let wm = input_watermark.clone();
-            task_group.gauge("currentInputWatermark", move || wm.get() as f64);
-        }
+        let auto_watermark_interval =
+            Some(job.config.get(&options::AUTO_WATERMARK_INTERVAL)?).filter(|d| !d.is_zero());
         let signals = self.signals.clone();
         let dirty = Rc::new(Cell::new(false));
         let timers = ProcessingTimeService::default();
@@ -318,7 +315,7 @@ impl TaskSpec {
                 dirty: dirty.clone(),
                 buffer_timeout,
                 time_metrics: time_metrics.clone(),
-                input_watermark: input_watermark.clone(),
+                auto_watermark_interval,
                 mode: job.mode,
                 batch_size: batch_size_of(factory.output_port().as_ref()),
             };

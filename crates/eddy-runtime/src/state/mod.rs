@@ -1,23 +1,35 @@
-//! Operator state and keyed state.
+//! Keyed state, timers and operator state.
 //!
-//! Keyed state lives in a [`KeyedStateBackend`], one per keyed operator subtask, organised by
-//! key group so that a checkpoint can be split and redistributed when the job is rescaled.
-//! Operators reach their backend through the [`StateContext`] in their
-//! [`OperatorContext`](crate::operator::OperatorContext).
+//! Keyed state lives in a [`KeyedStateBackend`], one per keyed operator subtask. Its tables are
+//! split by key group, so that a checkpoint can be divided and redistributed when a job is
+//! rescaled. Keys are stored in their stable encoding, so neither the backend nor the state
+//! handles depend on the key type. User functions reach their state through a
+//! [`KeyedStateStore`]; keyed operators keep their timers in an [`InternalTimerService`].
 
-mod keyed;
+mod backend;
+mod handles;
+mod operator_state;
+mod table;
+mod timers;
 
-pub use keyed::{
-    KeyedStateBackend, SharedStateTable, StateTable, ValueState, ValueStateDescriptor,
+pub use backend::KeyedStateBackend;
+pub use handles::{
+    AggregateFunction, AggregatingState, AggregatingStateDescriptor, KeyedStateStore, ListState,
+    ListStateDescriptor, MapState, MapStateDescriptor, ReduceFn, ReducingState,
+    ReducingStateDescriptor, Stamped, StateMap, StateTtlConfig, StateTtlConfigBuilder,
+    StateVisibility, UpdateType, ValueState, ValueStateDescriptor,
 };
+pub use operator_state::{BroadcastState, OperatorListState, OperatorStateStore, Redistribution};
+pub use table::{SharedStateTable, StateTable, split_composite};
+pub use timers::{InternalTimerService, Timer, TimerQueue};
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use eddy_core::keys::{Key, KeyGroupRange};
+use eddy_core::keys::KeyGroupRange;
 
-/// The state an operator may use: its keyed backend (for keyed operators).
+/// The state an operator subtask may use: a keyed backend (created by keyed operators on first
+/// use) and its operator state.
 #[derive(Clone)]
 pub struct StateContext {
     inner: Rc<StateContextInner>,
@@ -26,7 +38,8 @@ pub struct StateContext {
 struct StateContextInner {
     key_group_range: KeyGroupRange,
     max_parallelism: u32,
-    keyed: RefCell<Option<Rc<dyn Any>>>,
+    keyed: RefCell<Option<KeyedStateBackend>>,
+    operator: OperatorStateStore,
 }
 
 impl StateContext {
@@ -37,6 +50,7 @@ impl StateContext {
                 key_group_range,
                 max_parallelism,
                 keyed: RefCell::new(None),
+                operator: OperatorStateStore::default(),
             }),
         }
     }
@@ -46,18 +60,220 @@ impl StateContext {
         self.inner.key_group_range
     }
 
-    /// The keyed state backend for keys of type `K`, created on first use.
-    pub fn keyed_backend<K: Key>(&self) -> KeyedStateBackend<K> {
-        let mut slot = self.inner.keyed.borrow_mut();
-        if let Some(existing) = slot
-            .as_ref()
-            .and_then(|b| b.clone().downcast::<keyed::BackendInner<K>>().ok())
-        {
-            return KeyedStateBackend::from_inner(existing);
+    /// The keyed state backend, created on first use.
+    pub fn keyed_backend(&self) -> KeyedStateBackend {
+        self.inner
+            .keyed
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                KeyedStateBackend::new(self.inner.key_group_range, self.inner.max_parallelism)
+            })
+            .clone()
+    }
+
+    /// The keyed backend if the operator created one.
+    pub fn existing_keyed_backend(&self) -> Option<KeyedStateBackend> {
+        self.inner.keyed.borrow().clone()
+    }
+
+    /// The operator state.
+    pub fn operator_state(&self) -> &OperatorStateStore {
+        &self.inner.operator
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn backend_with_clock() -> (KeyedStateBackend, Rc<Cell<i64>>) {
+        let b = KeyedStateBackend::new(KeyGroupRange::new(0, 127), 128);
+        let now = Rc::new(Cell::new(1_000));
+        let n = now.clone();
+        b.set_ttl_clock(Rc::new(move || n.get()));
+        (b, now)
+    }
+
+    #[test]
+    fn value_state_is_scoped_to_the_current_key() {
+        let (b, _) = backend_with_clock();
+        let store = KeyedStateStore::new(b.clone());
+        let s = store
+            .get_state(&ValueStateDescriptor::with_default("count", 0i64))
+            .unwrap();
+        b.set_current_key("a").unwrap();
+        assert_eq!(s.value().unwrap(), Some(0));
+        s.update(5).unwrap();
+        b.set_current_key("b").unwrap();
+        assert_eq!(s.value().unwrap(), Some(0));
+        s.update(7).unwrap();
+        b.set_current_key("a").unwrap();
+        assert_eq!(s.value().unwrap(), Some(5));
+        assert_eq!(b.current_key::<String>().unwrap(), "a");
+        s.clear().unwrap();
+        assert_eq!(s.value().unwrap(), Some(0));
+        assert!(
+            store
+                .get_state(&ValueStateDescriptor::<String>::new("count"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn list_map_reducing_and_aggregating_state() {
+        let (b, _) = backend_with_clock();
+        let store = KeyedStateStore::new(b.clone());
+        b.set_current_key(&7u32).unwrap();
+        let list = store
+            .get_list_state(&ListStateDescriptor::<i32>::new("l"))
+            .unwrap();
+        list.add(1).unwrap();
+        list.add_all([2, 3]).unwrap();
+        assert_eq!(list.get().unwrap(), vec![1, 2, 3]);
+        list.update(vec![9]).unwrap();
+        assert_eq!(list.get().unwrap(), vec![9]);
+
+        let map = store
+            .get_map_state(&MapStateDescriptor::<String, i64>::new("m"))
+            .unwrap();
+        map.put("x".into(), 1).unwrap();
+        map.put("y".into(), 2).unwrap();
+        map.remove(&"x".into()).unwrap();
+        assert_eq!(map.entries().unwrap(), vec![("y".to_string(), 2)]);
+        assert!(!map.contains(&"x".into()).unwrap());
+
+        let red = store
+            .get_reducing_state(&ReducingStateDescriptor::new("r", |a: i64, b: i64| {
+                a.max(b)
+            }))
+            .unwrap();
+        for v in [3, 9, 4] {
+            red.add(v).unwrap();
         }
-        let backend =
-            KeyedStateBackend::<K>::new(self.inner.key_group_range, self.inner.max_parallelism);
-        *slot = Some(backend.inner_any());
-        backend
+        assert_eq!(red.get().unwrap(), Some(9));
+
+        struct Avg;
+        impl AggregateFunction<i64, (i64, i64), f64> for Avg {
+            fn create_accumulator(&self) -> (i64, i64) {
+                (0, 0)
+            }
+            fn add(&self, v: i64, acc: &mut (i64, i64)) {
+                acc.0 += v;
+                acc.1 += 1;
+            }
+            fn get_result(&self, acc: &(i64, i64)) -> f64 {
+                acc.0 as f64 / acc.1 as f64
+            }
+            fn merge(&self, a: (i64, i64), b: (i64, i64)) -> (i64, i64) {
+                (a.0 + b.0, a.1 + b.1)
+            }
+        }
+        let agg = store
+            .get_aggregating_state(&AggregatingStateDescriptor::new("a", Avg))
+            .unwrap();
+        agg.add(1).unwrap();
+        agg.add(2).unwrap();
+        assert_eq!(agg.get().unwrap(), Some(1.5));
+        b.set_current_key(&8u32).unwrap();
+        assert_eq!(agg.get().unwrap(), None, "another key has nothing");
+        assert!(list.get().unwrap().is_empty());
+    }
+
+    #[test]
+    fn expired_values_are_never_returned() {
+        let (b, now) = backend_with_clock();
+        let store = KeyedStateStore::new(b.clone());
+        let ttl = StateTtlConfig::new_builder(Duration::from_millis(100)).build();
+        let v = store
+            .get_state(&ValueStateDescriptor::<i32>::new("v").enable_time_to_live(ttl))
+            .unwrap();
+        let l = store
+            .get_list_state(&ListStateDescriptor::<i32>::new("l").enable_time_to_live(ttl))
+            .unwrap();
+        let m = store
+            .get_map_state(&MapStateDescriptor::<i32, i32>::new("m").enable_time_to_live(ttl))
+            .unwrap();
+        b.set_current_key("k").unwrap();
+        v.update(1).unwrap();
+        l.add(1).unwrap();
+        m.put(1, 1).unwrap();
+        now.set(1_050);
+        l.add(2).unwrap();
+        m.put(2, 2).unwrap();
+        // Reads do not extend the TTL (OnCreateAndWrite).
+        assert_eq!(v.value().unwrap(), Some(1));
+        now.set(1_099);
+        assert_eq!(v.value().unwrap(), Some(1), "not yet expired at 99 ms");
+        now.set(1_100);
+        assert_eq!(v.value().unwrap(), None, "expired at exactly the TTL");
+        assert_eq!(l.get().unwrap(), vec![2], "elements expire one by one");
+        assert_eq!(m.entries().unwrap(), vec![(2, 2)]);
+        now.set(1_150);
+        assert!(l.get().unwrap().is_empty());
+        assert!(m.is_empty().unwrap());
+        // A write restarts the clock.
+        v.update(3).unwrap();
+        now.set(1_249);
+        assert_eq!(v.value().unwrap(), Some(3));
+
+        // OnReadAndWrite: reading extends the life.
+        let ttl = StateTtlConfig::new_builder(Duration::from_millis(100))
+            .set_update_type(UpdateType::OnReadAndWrite)
+            .build();
+        let r = store
+            .get_state(&ValueStateDescriptor::<i32>::new("r").enable_time_to_live(ttl))
+            .unwrap();
+        r.update(1).unwrap();
+        for t in [1_300, 1_390, 1_480] {
+            now.set(t);
+            assert_eq!(r.value().unwrap(), Some(1), "read at {t} keeps it alive");
+        }
+        now.set(1_580);
+        assert_eq!(r.value().unwrap(), None);
+    }
+
+    #[test]
+    fn namespaced_state_is_separate_per_namespace() {
+        let (b, _) = backend_with_clock();
+        let ns = Rc::new(RefCell::new(Vec::new()));
+        let store = KeyedStateStore::with_namespace(b.clone(), ns.clone(), "w:");
+        let global = KeyedStateStore::new(b.clone());
+        let d = ValueStateDescriptor::<i32>::new("s");
+        let per_window = store.get_state(&d).unwrap();
+        let g = global.get_state(&d).unwrap();
+        b.set_current_key("k").unwrap();
+        *ns.borrow_mut() = vec![1];
+        per_window.update(1).unwrap();
+        *ns.borrow_mut() = vec![2];
+        per_window.update(2).unwrap();
+        g.update(3).unwrap();
+        *ns.borrow_mut() = vec![1];
+        assert_eq!(per_window.value().unwrap(), Some(1));
+        assert_eq!(g.value().unwrap(), Some(3));
+    }
+
+    #[test]
+    fn snapshot_and_restore_one_key_group() {
+        let (b, _) = backend_with_clock();
+        let store = KeyedStateStore::new(b.clone());
+        let s = store
+            .get_state(&ValueStateDescriptor::<String>::new("s"))
+            .unwrap();
+        let kg = b.set_current_key("key").unwrap();
+        s.update("value".into()).unwrap();
+        let mut bytes = Vec::new();
+        b.snapshot_group("s", kg, &mut bytes).unwrap();
+
+        let (b2, _) = backend_with_clock();
+        let store2 = KeyedStateStore::new(b2.clone());
+        let s2 = store2
+            .get_state(&ValueStateDescriptor::<String>::new("s"))
+            .unwrap();
+        b2.restore_group("s", kg, &bytes).unwrap();
+        b2.set_current_key("key").unwrap();
+        assert_eq!(s2.value().unwrap(), Some("value".into()));
     }
 }

@@ -24,7 +24,7 @@ use eddy_core::graph::ExecutionMode;
 use crate::chain::ChainOutput;
 use crate::error::{Result, RuntimeError};
 use crate::exchange::TaskSignals;
-use crate::metrics::{TaskTimeMetrics, WatermarkGauge};
+use crate::metrics::TaskTimeMetrics;
 use crate::operator::{ProcessingTimeService, TaskInfo};
 
 /// A message to a running task.
@@ -60,8 +60,8 @@ pub struct TaskEnv {
     pub buffer_timeout: Option<Duration>,
     /// Idle and back-pressured time.
     pub time_metrics: TaskTimeMetrics,
-    /// `currentInputWatermark` of the head operator.
-    pub input_watermark: Arc<WatermarkGauge>,
+    /// `pipeline.auto-watermark-interval`, or `None` when periodic watermarks are off.
+    pub auto_watermark_interval: Option<Duration>,
     /// Streaming or batch.
     pub mode: ExecutionMode,
     /// Records per batch for the head's output.

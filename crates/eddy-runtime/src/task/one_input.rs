@@ -36,10 +36,7 @@ impl<IN> OneInputTask<IN> {
     fn apply_valve(&mut self, out: ValveOutput) -> Result<()> {
         match out {
             ValveOutput::None => Ok(()),
-            ValveOutput::Watermark(w) => {
-                self.env.input_watermark.set(w.0);
-                self.chain.emit_watermark(w)
-            }
+            ValveOutput::Watermark(w) => self.chain.emit_watermark(w),
             ValveOutput::Status(s) => self.chain.emit_watermark_status(s),
         }
     }

@@ -1,0 +1,221 @@
+//! Operator (non-keyed) state: list state redistributed on rescaling, and broadcast state.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::rc::Rc;
+
+use rustc_hash::FxBuildHasher;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::handles::{ListStateDescriptor, MapStateDescriptor};
+use crate::error::{Result, RuntimeError};
+
+/// How list state is redistributed when a job resumes at another parallelism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redistribution {
+    /// The elements of all subtasks are dealt out among the new subtasks (Flink's
+    /// `getListState`).
+    EvenSplit,
+    /// Every new subtask gets all elements of all subtasks (`getUnionListState`).
+    Union,
+    /// Every subtask holds the same value; one copy is restored everywhere (broadcast state).
+    Broadcast,
+}
+
+struct Registered {
+    typed: Rc<dyn Any>,
+    mode: Redistribution,
+    snapshot: Rc<dyn Fn() -> Result<Vec<u8>>>,
+}
+
+/// The operator state of one operator subtask.
+#[derive(Clone, Default)]
+pub struct OperatorStateStore {
+    states: Rc<RefCell<BTreeMap<String, Registered>>>,
+}
+
+/// A list held by one operator subtask (Flink's operator `ListState`).
+pub struct OperatorListState<V> {
+    values: Rc<RefCell<Vec<V>>>,
+}
+
+impl<V> Clone for OperatorListState<V> {
+    fn clone(&self) -> Self {
+        OperatorListState {
+            values: self.values.clone(),
+        }
+    }
+}
+
+impl<V: Clone> OperatorListState<V> {
+    /// The elements.
+    pub fn get(&self) -> Vec<V> {
+        self.values.borrow().clone()
+    }
+
+    /// Appends an element.
+    pub fn add(&self, value: V) {
+        self.values.borrow_mut().push(value);
+    }
+
+    /// Replaces the elements.
+    pub fn update(&self, values: Vec<V>) {
+        *self.values.borrow_mut() = values;
+    }
+
+    /// Removes every element.
+    pub fn clear(&self) {
+        self.values.borrow_mut().clear();
+    }
+}
+
+/// A map that every subtask of an operator holds identically (Flink's `BroadcastState`).
+pub struct BroadcastState<K, V> {
+    map: Rc<RefCell<HashMap<K, V, FxBuildHasher>>>,
+}
+
+impl<K, V> Clone for BroadcastState<K, V> {
+    fn clone(&self) -> Self {
+        BroadcastState {
+            map: self.map.clone(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> BroadcastState<K, V> {
+    /// The value for `key`.
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.map.borrow().get(key).cloned()
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains(&self, key: &K) -> bool {
+        self.map.borrow().contains_key(key)
+    }
+
+    /// Sets the value for `key`.
+    pub fn put(&self, key: K, value: V) {
+        self.map.borrow_mut().insert(key, value);
+    }
+
+    /// Removes `key`.
+    pub fn remove(&self, key: &K) {
+        self.map.borrow_mut().remove(key);
+    }
+
+    /// Every entry.
+    pub fn entries(&self) -> Vec<(K, V)> {
+        self.map
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        self.map.borrow_mut().clear();
+    }
+}
+
+impl OperatorStateStore {
+    fn get_or_register<T: 'static>(
+        &self,
+        name: &str,
+        mode: Redistribution,
+        make: impl FnOnce() -> (Rc<T>, Rc<dyn Fn() -> Result<Vec<u8>>>),
+    ) -> Result<Rc<T>> {
+        let mut states = self.states.borrow_mut();
+        if let Some(r) = states.get(name) {
+            if r.mode != mode {
+                return Err(RuntimeError::user(format!(
+                    "operator state '{name}' was registered before with another redistribution ({:?})",
+                    r.mode
+                )));
+            }
+            return r.typed.clone().downcast::<T>().map_err(|_| {
+                RuntimeError::user(format!(
+                    "operator state '{name}' was registered before with a different type"
+                ))
+            });
+        }
+        let (typed, snapshot) = make();
+        states.insert(
+            name.to_string(),
+            Registered {
+                typed: typed.clone(),
+                mode,
+                snapshot,
+            },
+        );
+        Ok(typed)
+    }
+
+    fn list<V>(&self, name: &str, mode: Redistribution) -> Result<OperatorListState<V>>
+    where
+        V: Clone + Serialize + DeserializeOwned + 'static,
+    {
+        let values = self.get_or_register(name, mode, || {
+            let values = Rc::new(RefCell::new(Vec::<V>::new()));
+            let v = values.clone();
+            let snap: Rc<dyn Fn() -> Result<Vec<u8>>> = Rc::new(move || {
+                postcard::to_stdvec(&*v.borrow())
+                    .map_err(|e| RuntimeError::Serialization(e.to_string()))
+            });
+            (values, snap)
+        })?;
+        Ok(OperatorListState { values })
+    }
+
+    /// List state redistributed by even split on rescaling.
+    pub fn get_list_state<V>(&self, d: &ListStateDescriptor<V>) -> Result<OperatorListState<V>>
+    where
+        V: Clone + Serialize + DeserializeOwned + 'static,
+    {
+        self.list(&d.name, Redistribution::EvenSplit)
+    }
+
+    /// List state of which every subtask gets the union on restore.
+    pub fn get_union_list_state<V>(
+        &self,
+        d: &ListStateDescriptor<V>,
+    ) -> Result<OperatorListState<V>>
+    where
+        V: Clone + Serialize + DeserializeOwned + 'static,
+    {
+        self.list(&d.name, Redistribution::Union)
+    }
+
+    /// Broadcast state.
+    pub fn get_broadcast_state<K, V>(
+        &self,
+        d: &MapStateDescriptor<K, V>,
+    ) -> Result<BroadcastState<K, V>>
+    where
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + 'static,
+        V: Clone + Serialize + DeserializeOwned + 'static,
+    {
+        let map = self.get_or_register(&d.name, Redistribution::Broadcast, || {
+            let map = Rc::new(RefCell::new(HashMap::<K, V, FxBuildHasher>::default()));
+            let m = map.clone();
+            let snap: Rc<dyn Fn() -> Result<Vec<u8>>> = Rc::new(move || {
+                postcard::to_stdvec(&*m.borrow())
+                    .map_err(|e| RuntimeError::Serialization(e.to_string()))
+            });
+            (map, snap)
+        })?;
+        Ok(BroadcastState { map })
+    }
+
+    /// Encodes every registered state: `(name, redistribution, bytes)`.
+    pub fn snapshot(&self) -> Result<Vec<(String, Redistribution, Vec<u8>)>> {
+        self.states
+            .borrow()
+            .iter()
+            .map(|(name, r)| Ok((name.clone(), r.mode, (r.snapshot)()?)))
+            .collect()
+    }
+}

@@ -1,0 +1,251 @@
+//! Timers of keyed operators: event-time and processing-time timers per (key, namespace,
+//! timestamp), deduplicated, fired in timestamp order (Flink's `InternalTimerService`).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::hash::Hash;
+
+use serde::{Deserialize, Serialize};
+
+use super::backend::KeyedStateBackend;
+use crate::operator::ProcessingTimeService;
+
+/// One registered timer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timer<N> {
+    /// When it fires, in ms.
+    pub timestamp: i64,
+    /// The key's group.
+    pub key_group: u32,
+    /// The key, length-prefixed as the backend stores it.
+    pub key: Box<[u8]>,
+    /// The namespace (a window, or `()`).
+    pub namespace: N,
+}
+
+/// Timers ordered by time, with deletion and deduplication.
+#[derive(Debug)]
+pub struct TimerQueue<N: Ord + Hash> {
+    heap: BinaryHeap<Reverse<Timer<N>>>,
+    live: HashSet<Timer<N>>,
+}
+
+impl<N: Ord + Hash + Clone> Default for TimerQueue<N> {
+    fn default() -> Self {
+        TimerQueue {
+            heap: BinaryHeap::new(),
+            live: HashSet::new(),
+        }
+    }
+}
+
+impl<N: Ord + Hash + Clone> TimerQueue<N> {
+    /// Adds a timer; returns false if the same timer was already registered.
+    pub fn register(&mut self, timer: Timer<N>) -> bool {
+        if self.live.insert(timer.clone()) {
+            self.heap.push(Reverse(timer));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Removes a timer, if registered.
+    pub fn delete(&mut self, timer: &Timer<N>) {
+        self.live.remove(timer);
+    }
+
+    fn skip_deleted(&mut self) {
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if self.live.contains(top) {
+                break;
+            }
+            self.heap.pop();
+        }
+    }
+
+    /// The earliest registered timestamp.
+    pub fn next_timestamp(&mut self) -> Option<i64> {
+        self.skip_deleted();
+        self.heap.peek().map(|Reverse(t)| t.timestamp)
+    }
+
+    /// Removes and returns the earliest timer if it is due at `time`.
+    pub fn poll(&mut self, time: i64) -> Option<Timer<N>> {
+        self.skip_deleted();
+        match self.heap.peek() {
+            Some(Reverse(t)) if t.timestamp <= time => {
+                let Reverse(t) = self.heap.pop()?;
+                self.live.remove(&t);
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+
+    /// Number of registered timers.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Whether no timer is registered.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Every registered timer, in firing order.
+    pub fn timers(&self) -> Vec<Timer<N>> {
+        let mut all: Vec<Timer<N>> = self.live.iter().cloned().collect();
+        all.sort();
+        all
+    }
+}
+
+/// The timer service of one keyed operator, for namespace type `N`.
+pub struct InternalTimerService<N: Ord + Hash> {
+    backend: KeyedStateBackend,
+    event: TimerQueue<N>,
+    processing: TimerQueue<N>,
+    watermark: i64,
+    task_timers: ProcessingTimeService,
+    scheduled: Option<i64>,
+}
+
+impl<N: Ord + Hash + Clone> InternalTimerService<N> {
+    /// A timer service over `backend`'s current key; processing-time timers wake the task
+    /// through `task_timers`.
+    pub fn new(backend: KeyedStateBackend, task_timers: ProcessingTimeService) -> Self {
+        InternalTimerService {
+            backend,
+            event: TimerQueue::default(),
+            processing: TimerQueue::default(),
+            watermark: i64::MIN,
+            task_timers,
+            scheduled: None,
+        }
+    }
+
+    fn timer(&self, namespace: N, timestamp: i64) -> Timer<N> {
+        Timer {
+            timestamp,
+            key_group: self.backend.current_key_group(),
+            key: self.backend.current_key_bytes().as_slice().into(),
+            namespace,
+        }
+    }
+
+    /// The operator's current event time.
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// The wall clock, in ms.
+    pub fn current_processing_time(&self) -> i64 {
+        self.task_timers.current_processing_time()
+    }
+
+    /// Registers an event-time timer for the current key.
+    pub fn register_event_time_timer(&mut self, namespace: N, timestamp: i64) {
+        let t = self.timer(namespace, timestamp);
+        self.event.register(t);
+    }
+
+    /// Deletes an event-time timer of the current key.
+    pub fn delete_event_time_timer(&mut self, namespace: N, timestamp: i64) {
+        let t = self.timer(namespace, timestamp);
+        self.event.delete(&t);
+    }
+
+    /// Registers a processing-time timer for the current key.
+    pub fn register_processing_time_timer(&mut self, namespace: N, timestamp: i64) {
+        let t = self.timer(namespace, timestamp);
+        if self.processing.register(t) && self.scheduled.is_none_or(|s| timestamp < s) {
+            self.task_timers.register_timer(timestamp);
+            self.scheduled = Some(timestamp);
+        }
+    }
+
+    /// Deletes a processing-time timer of the current key.
+    pub fn delete_processing_time_timer(&mut self, namespace: N, timestamp: i64) {
+        let t = self.timer(namespace, timestamp);
+        self.processing.delete(&t);
+    }
+
+    /// Moves event time forward; due timers are then taken with [`Self::poll_event_timer`].
+    pub fn advance_watermark(&mut self, watermark: i64) {
+        self.watermark = self.watermark.max(watermark);
+    }
+
+    /// The next event-time timer due at the current watermark, with its key made current.
+    pub fn poll_event_timer(&mut self) -> Option<Timer<N>> {
+        let t = self.event.poll(self.watermark)?;
+        self.backend.set_current_key_bytes(&t.key, t.key_group);
+        Some(t)
+    }
+
+    /// The next processing-time timer due at `now`, with its key made current.
+    pub fn poll_processing_timer(&mut self, now: i64) -> Option<Timer<N>> {
+        let t = self.processing.poll(now)?;
+        self.backend.set_current_key_bytes(&t.key, t.key_group);
+        Some(t)
+    }
+
+    /// After processing-time timers fired: asks the task to wake for the next one.
+    pub fn reschedule_processing(&mut self) {
+        self.scheduled = self.processing.next_timestamp();
+        if let Some(next) = self.scheduled {
+            self.task_timers.register_timer(next);
+        }
+    }
+
+    /// Number of event-time and processing-time timers.
+    pub fn num_timers(&self) -> (usize, usize) {
+        (self.event.len(), self.processing.len())
+    }
+
+    /// Every registered timer: event-time, then processing-time.
+    pub fn timers(&self) -> (Vec<Timer<N>>, Vec<Timer<N>>) {
+        (self.event.timers(), self.processing.timers())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eddy_core::keys::KeyGroupRange;
+
+    #[test]
+    fn timers_fire_in_order_once_and_deleted_ones_never() {
+        let backend = KeyedStateBackend::new(KeyGroupRange::new(0, 127), 128);
+        let mut svc =
+            InternalTimerService::<()>::new(backend.clone(), ProcessingTimeService::default());
+        for (key, ts) in [
+            ("a", 30),
+            ("b", 10),
+            ("a", 10),
+            ("a", 30),
+            ("c", 20),
+            ("b", 10),
+        ] {
+            backend.set_current_key(key).unwrap();
+            svc.register_event_time_timer((), ts);
+        }
+        backend.set_current_key("c").unwrap();
+        svc.delete_event_time_timer((), 20);
+        assert_eq!(svc.num_timers().0, 3, "duplicates are registered once");
+        svc.advance_watermark(25);
+        let mut fired = Vec::new();
+        while let Some(t) = svc.poll_event_timer() {
+            fired.push((backend.current_key::<String>().unwrap(), t.timestamp));
+        }
+        fired.sort();
+        assert_eq!(fired, vec![("a".into(), 10), ("b".into(), 10)]);
+        svc.advance_watermark(i64::MAX);
+        let t = svc.poll_event_timer().unwrap();
+        assert_eq!(
+            (backend.current_key::<String>().unwrap(), t.timestamp),
+            ("a".into(), 30)
+        );
+        assert!(svc.poll_event_timer().is_none());
+    }
+}
