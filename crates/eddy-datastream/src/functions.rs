@@ -15,7 +15,14 @@ use eddy_runtime::accumulators::{
 };
 use eddy_runtime::metrics::MetricGroup;
 use eddy_runtime::operator::{OperatorContext, TaskInfo};
+use eddy_runtime::state::{
+    AggregatingState, AggregatingStateDescriptor, KeyedStateBackend, KeyedStateStore, ListState,
+    ListStateDescriptor, MapState, MapStateDescriptor, OperatorStateStore, ReducingState,
+    ReducingStateDescriptor, ValueState, ValueStateDescriptor,
+};
 use eddy_runtime::{Result, RuntimeError};
+
+use crate::Data;
 
 /// The error a user function may return; any error type converts into it with `?`.
 pub type FunctionError = Box<dyn std::error::Error + Send + Sync>;
@@ -59,10 +66,12 @@ pub struct RuntimeContext {
     accumulators: Accumulators,
     config: Arc<Configuration>,
     mode: ExecutionMode,
+    keyed: Option<KeyedStateStore>,
+    operator_state: OperatorStateStore,
 }
 
 impl RuntimeContext {
-    /// The context of the operator described by `ctx`.
+    /// The context of the operator described by `ctx`, without keyed state.
     pub fn new(ctx: &OperatorContext) -> Self {
         RuntimeContext {
             task_info: ctx.task_info.clone(),
@@ -70,7 +79,71 @@ impl RuntimeContext {
             accumulators: ctx.accumulators.clone(),
             config: ctx.config.clone(),
             mode: ctx.execution_mode,
+            keyed: None,
+            operator_state: ctx.state.operator_state().clone(),
         }
+    }
+
+    /// The context of a keyed operator: state handles are scoped to the current key.
+    pub fn keyed(ctx: &OperatorContext, backend: KeyedStateBackend) -> Self {
+        let mut rc = Self::new(ctx);
+        rc.keyed = Some(KeyedStateStore::new(backend));
+        rc
+    }
+
+    fn keyed_store(&self) -> Result<&KeyedStateStore> {
+        self.keyed.as_ref().ok_or_else(|| {
+            RuntimeError::user("keyed state is only available on a keyed stream (after key_by)")
+        })
+    }
+
+    /// A value state of the current key (Flink's `getState`).
+    pub fn get_state<V: Data>(
+        &self,
+        descriptor: &ValueStateDescriptor<V>,
+    ) -> Result<ValueState<V>> {
+        self.keyed_store()?.get_state(descriptor)
+    }
+
+    /// A list state of the current key.
+    pub fn get_list_state<V: Data>(
+        &self,
+        descriptor: &ListStateDescriptor<V>,
+    ) -> Result<ListState<V>> {
+        self.keyed_store()?.get_list_state(descriptor)
+    }
+
+    /// A map state of the current key.
+    pub fn get_map_state<UK, UV>(
+        &self,
+        descriptor: &MapStateDescriptor<UK, UV>,
+    ) -> Result<MapState<UK, UV>>
+    where
+        UK: Data + std::hash::Hash + Eq,
+        UV: Data,
+    {
+        self.keyed_store()?.get_map_state(descriptor)
+    }
+
+    /// A reducing state of the current key.
+    pub fn get_reducing_state<V: Data>(
+        &self,
+        descriptor: &ReducingStateDescriptor<V>,
+    ) -> Result<ReducingState<V>> {
+        self.keyed_store()?.get_reducing_state(descriptor)
+    }
+
+    /// An aggregating state of the current key.
+    pub fn get_aggregating_state<IN: 'static, ACC: Data, OUT: 'static>(
+        &self,
+        descriptor: &AggregatingStateDescriptor<IN, ACC, OUT>,
+    ) -> Result<AggregatingState<IN, OUT>> {
+        self.keyed_store()?.get_aggregating_state(descriptor)
+    }
+
+    /// The operator (non-keyed) state of this subtask: list state and broadcast state.
+    pub fn get_operator_state_store(&self) -> &OperatorStateStore {
+        &self.operator_state
     }
 
     /// Facts about this subtask.
@@ -146,6 +219,70 @@ impl RuntimeContext {
     /// The list accumulator `name`.
     pub fn get_list_accumulator(&self, name: &str) -> Result<ListAccumulator> {
         self.accumulators.list(name)
+    }
+}
+
+/// Names a side output and its element type (Flink's `OutputTag`).
+pub struct OutputTag<X> {
+    id: Arc<str>,
+    _x: std::marker::PhantomData<fn() -> X>,
+}
+
+impl<X> Clone for OutputTag<X> {
+    fn clone(&self) -> Self {
+        OutputTag {
+            id: self.id.clone(),
+            _x: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<X> std::fmt::Debug for OutputTag<X> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OutputTag({})", self.id)
+    }
+}
+
+impl<X> OutputTag<X> {
+    /// A tag named `id`; tags are equal when their ids are.
+    pub fn new(id: impl Into<String>) -> Self {
+        OutputTag {
+            id: Arc::from(id.into()),
+            _x: std::marker::PhantomData,
+        }
+    }
+
+    /// The tag's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Side-output records emitted during one call, flushed to the operator's output afterwards.
+#[derive(Default)]
+pub struct SideOutputs {
+    buffers: Vec<(Arc<str>, Box<dyn std::any::Any>)>,
+}
+
+impl SideOutputs {
+    /// Emits `value` with `timestamp` to the side output `tag`.
+    pub fn emit<X: 'static>(&mut self, tag: &OutputTag<X>, value: X, timestamp: i64) {
+        let record = StreamRecord { value, timestamp };
+        if let Some((_, b)) = self.buffers.iter_mut().find(|(id, _)| **id == *tag.id)
+            && let Some(v) = b.downcast_mut::<Vec<StreamRecord<X>>>()
+        {
+            v.push(record);
+            return;
+        }
+        self.buffers.push((tag.id.clone(), Box::new(vec![record])));
+    }
+
+    /// Sends every buffered record to `out`.
+    pub fn flush<O>(&mut self, out: &mut dyn eddy_runtime::operator::Output<O>) -> Result<()> {
+        for (id, records) in self.buffers.drain(..) {
+            out.collect_side(&id, records)?;
+        }
+        Ok(())
     }
 }
 

@@ -17,6 +17,46 @@ pub struct KeyedStream<T, K> {
     pub(crate) key_selector: KeySelector<T, K>,
 }
 
+/// `sum` as a reduce function over a field accessor.
+pub(crate) fn sum_reducer<T, N: Add<Output = N> + Copy>(
+    field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static,
+) -> impl Fn(T, T) -> T + Send + Sync + 'static {
+    move |mut acc, mut v| {
+        let add = *field(&mut v);
+        let slot = field(&mut acc);
+        *slot = *slot + add;
+        acc
+    }
+}
+
+/// `min` as a reduce function: the field's minimum, other fields from the first record.
+pub(crate) fn min_reducer<T, N: PartialOrd + Copy>(
+    field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static,
+) -> impl Fn(T, T) -> T + Send + Sync + 'static {
+    move |mut acc, mut v| {
+        let candidate = *field(&mut v);
+        let slot = field(&mut acc);
+        if candidate < *slot {
+            *slot = candidate;
+        }
+        acc
+    }
+}
+
+/// `max` as a reduce function.
+pub(crate) fn max_reducer<T, N: PartialOrd + Copy>(
+    field: impl for<'a> Fn(&'a mut T) -> &'a mut N + Send + Sync + 'static,
+) -> impl Fn(T, T) -> T + Send + Sync + 'static {
+    move |mut acc, mut v| {
+        let candidate = *field(&mut v);
+        let slot = field(&mut acc);
+        if candidate > *slot {
+            *slot = candidate;
+        }
+        acc
+    }
+}
+
 impl<T: Data, K: Key> KeyedStream<T, K> {
     pub(crate) fn new(stream: DataStream<T>, key_selector: KeySelector<T, K>) -> Self {
         KeyedStream {
@@ -58,12 +98,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     where
         N: Add<Output = N> + Copy,
     {
-        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
-            let add = *field(&mut v);
-            let slot = field(&mut acc);
-            *slot = *slot + add;
-            acc
-        })
+        self.keyed_reduce("Keyed Aggregation", sum_reducer(field))
     }
 
     /// The running minimum of a field, per key; the other fields are those of the key's first
@@ -75,14 +110,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     where
         N: PartialOrd + Copy,
     {
-        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
-            let candidate = *field(&mut v);
-            let slot = field(&mut acc);
-            if candidate < *slot {
-                *slot = candidate;
-            }
-            acc
-        })
+        self.keyed_reduce("Keyed Aggregation", min_reducer(field))
     }
 
     /// The running maximum of a field, per key (Flink's `max`).
@@ -93,14 +121,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     where
         N: PartialOrd + Copy,
     {
-        self.keyed_reduce("Keyed Aggregation", move |mut acc, mut v| {
-            let candidate = *field(&mut v);
-            let slot = field(&mut acc);
-            if candidate > *slot {
-                *slot = candidate;
-            }
-            acc
-        })
+        self.keyed_reduce("Keyed Aggregation", max_reducer(field))
     }
 
     /// The record with the smallest field value so far, per key; on ties the earlier record

@@ -32,16 +32,27 @@ mod error;
 pub mod functions;
 mod keyed;
 pub mod operators;
+pub mod process;
 pub mod watermark;
+pub mod windowing;
 
 pub use datastream::{DataStream, DataStreamSink};
+pub use eddy_runtime::state::{
+    AggregateFunction, AggregatingState, AggregatingStateDescriptor, BroadcastState, ListState,
+    ListStateDescriptor, MapState, MapStateDescriptor, OperatorListState, ReducingState,
+    ReducingStateDescriptor, StateTtlConfig, StateVisibility, UpdateType, ValueState,
+    ValueStateDescriptor,
+};
 pub use environment::StreamExecutionEnvironment;
 pub use error::{Error, Result};
 pub use functions::{
-    Collector, FunctionError, FunctionResult, RichFilterFunction, RichFlatMapFunction,
+    Collector, FunctionError, FunctionResult, OutputTag, RichFilterFunction, RichFlatMapFunction,
     RichMapFunction, RuntimeContext,
 };
 pub use keyed::KeyedStream;
+pub use process::{
+    Context, KeyedContext, KeyedProcessFunction, ProcessFunction, TimeDomain, TimerService,
+};
 pub use watermark::WatermarkStrategy;
 
 pub use eddy_core::config::{Configuration, RuntimeMode};

@@ -381,57 +381,6 @@ impl<T: 'static> SplitWatermarks<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bounded_out_of_orderness_is_max_minus_bound_minus_one() {
-        let mut g = BoundedOutOfOrdernessWatermarks::new(Duration::from_millis(5));
-        let mut out = WatermarkOutput::default();
-        WatermarkGenerator::<()>::on_periodic_emit(&mut g, &mut out);
-        assert_eq!(out.current(), Some(i64::MIN));
-        for ts in [10, 30, 20] {
-            WatermarkGenerator::<()>::on_event(&mut g, &(), ts, &mut out);
-        }
-        WatermarkGenerator::<()>::on_periodic_emit(&mut g, &mut out);
-        assert_eq!(out.current(), Some(24));
-    }
-
-    #[test]
-    fn split_watermark_is_the_minimum_over_active_splits() {
-        let mut w = SplitWatermarks::<i64>::new(WatermarkStrategy::for_monotonous_timestamps());
-        w.set_current_split("a");
-        assert_eq!(w.on_event(&0, 100), None);
-        w.set_current_split("b");
-        assert_eq!(w.on_event(&0, 50), None);
-        assert_eq!(
-            w.on_periodic_emit(),
-            Some(WatermarkEvent::Watermark(Watermark(49)))
-        );
-        w.set_current_split("b");
-        w.on_event(&0, 200);
-        assert_eq!(
-            w.on_periodic_emit(),
-            Some(WatermarkEvent::Watermark(Watermark(99)))
-        );
-        assert_eq!(
-            w.release_split("a"),
-            Some(WatermarkEvent::Watermark(Watermark(199)))
-        );
-    }
-
-    #[test]
-    fn idle_splits_are_left_out() {
-        let mut w = SplitWatermarks::<i64>::new(
-            WatermarkStrategy::for_monotonous_timestamps().with_idleness(Duration::ZERO),
-        );
-        w.set_current_split("a");
-        w.on_event(&0, 10);
-        assert_eq!(w.on_periodic_emit(), Some(WatermarkEvent::Idle));
-    }
-}
-
 impl WatermarkOutput {
     /// What changed since the last call: a higher watermark, idleness, or activity.
     pub fn take_change(
@@ -587,5 +536,56 @@ impl<T: 'static> crate::operator::OneInputOperator<T, T> for TimestampsAndWaterm
             timers.register_timer(time + interval.as_millis() as i64);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_out_of_orderness_is_max_minus_bound_minus_one() {
+        let mut g = BoundedOutOfOrdernessWatermarks::new(Duration::from_millis(5));
+        let mut out = WatermarkOutput::default();
+        WatermarkGenerator::<()>::on_periodic_emit(&mut g, &mut out);
+        assert_eq!(out.current(), Some(i64::MIN));
+        for ts in [10, 30, 20] {
+            WatermarkGenerator::<()>::on_event(&mut g, &(), ts, &mut out);
+        }
+        WatermarkGenerator::<()>::on_periodic_emit(&mut g, &mut out);
+        assert_eq!(out.current(), Some(24));
+    }
+
+    #[test]
+    fn split_watermark_is_the_minimum_over_active_splits() {
+        let mut w = SplitWatermarks::<i64>::new(WatermarkStrategy::for_monotonous_timestamps());
+        w.set_current_split("a");
+        assert_eq!(w.on_event(&0, 100), None);
+        w.set_current_split("b");
+        assert_eq!(w.on_event(&0, 50), None);
+        assert_eq!(
+            w.on_periodic_emit(),
+            Some(WatermarkEvent::Watermark(Watermark(49)))
+        );
+        w.set_current_split("b");
+        w.on_event(&0, 200);
+        assert_eq!(
+            w.on_periodic_emit(),
+            Some(WatermarkEvent::Watermark(Watermark(99)))
+        );
+        assert_eq!(
+            w.release_split("a"),
+            Some(WatermarkEvent::Watermark(Watermark(199)))
+        );
+    }
+
+    #[test]
+    fn idle_splits_are_left_out() {
+        let mut w = SplitWatermarks::<i64>::new(
+            WatermarkStrategy::for_monotonous_timestamps().with_idleness(Duration::ZERO),
+        );
+        w.set_current_split("a");
+        w.on_event(&0, 10);
+        assert_eq!(w.on_periodic_emit(), Some(WatermarkEvent::Idle));
     }
 }
