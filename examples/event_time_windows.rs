@@ -227,7 +227,7 @@ fn main() -> Result<()> {
             "events",
         )
         .set_parallelism(1)
-        .rich_flat_map(ParseEvents::new(on_malformed))
+        .rich_flat_map(move || ParseEvents::new(on_malformed))
         .name("Parse")
         .set_parallelism(1)
         .assign_timestamps_and_watermarks(strategy)
@@ -239,7 +239,7 @@ fn main() -> Result<()> {
     let windowed = |w: WindowedStream<Event, String, TimeWindow>| {
         w.allowed_lateness(lateness)
             .side_output_late_data(&late_tag)
-            .aggregate_with(CountSum, WithWindow)
+            .aggregate_with(CountSum, || WithWindow)
             .name("Windows")
     };
     let ms = Duration::from_millis;

@@ -73,7 +73,7 @@ fn main() -> Result<()> {
     let env = StreamExecutionEnvironment::get_execution_environment()?;
     let threshold = args.threshold;
     env.socket_text_stream(&args.hostname, args.port)
-        .rich_flat_map(ParseReading::default())
+        .rich_flat_map(ParseReading::default)
         .name("Parse")
         .filter(move |(_, speed)| *speed > threshold)
         .name("Above Threshold")

@@ -175,7 +175,7 @@ fn partitioners_route_as_flink_does() {
             let env = StreamExecutionEnvironment::create_local_environment(p);
             let src = env.from_sequence(1, n);
             f(src)
-                .rich_map(TagSubtask(0))
+                .rich_map(|| TagSubtask(0))
                 .execute_and_collect("route")
                 .unwrap()
         };
@@ -239,7 +239,7 @@ fn key_by_sends_each_key_to_one_subtask() {
             .key_by(|(k, _): &(u32, i64)| *k)
             .reduce(|a, _| a)
             .map(|(k, _)| k as i64)
-            .rich_map(TagSubtask(0))
+            .rich_map(|| TagSubtask(0))
             .execute_and_collect("key routing")
             .unwrap();
         let mut owner: BTreeMap<i64, u32> = BTreeMap::new();
@@ -463,7 +463,7 @@ fn job_result_carries_accumulators_and_metrics_count_records() {
     }
     let env = StreamExecutionEnvironment::create_local_environment(3);
     env.from_sequence(1, 999)
-        .rich_map(Counting::default())
+        .rich_map(Counting::default)
         .name("Counting")
         .rebalance()
         .filter(|x| x % 3 == 0)

@@ -131,8 +131,8 @@ fn run_eddy(
             .allowed_lateness(Duration::from_millis(lateness as u64))
             .side_output_late_data(&late_tag);
         match path {
-            Path::Incremental => w.aggregate_with(CountSum, Label),
-            Path::AllElements => w.process(CountAll),
+            Path::Incremental => w.aggregate_with(CountSum, || Label),
+            Path::AllElements => w.process(|| CountAll),
         }
     };
     let ms = |v: i64| Duration::from_millis(v as u64);

@@ -243,19 +243,29 @@ impl<T: Data> DataStream<T> {
         self.transform("Filter", move || FilterOperator(f.clone()))
     }
 
-    /// `map` with a rich function: per-subtask state and `open` / `close`.
-    pub fn rich_map<U: Data>(self, f: impl RichMapFunction<T, U>) -> DataStream<U> {
-        self.transform("Map", move || RichMapOperator(f.clone()))
+    /// `map` with a rich function, made by `make` once per subtask: per-subtask state and
+    /// `open` / `close`.
+    pub fn rich_map<U: Data, F: RichMapFunction<T, U>>(
+        self,
+        make: impl Fn() -> F + Send + Sync + 'static,
+    ) -> DataStream<U> {
+        self.transform("Map", move || RichMapOperator(make()))
     }
 
-    /// `flat_map` with a rich function.
-    pub fn rich_flat_map<U: Data>(self, f: impl RichFlatMapFunction<T, U>) -> DataStream<U> {
-        self.transform("Flat Map", move || RichFlatMapOperator::new(f.clone()))
+    /// `flat_map` with a rich function made by `make` once per subtask.
+    pub fn rich_flat_map<U: Data, F: RichFlatMapFunction<T, U>>(
+        self,
+        make: impl Fn() -> F + Send + Sync + 'static,
+    ) -> DataStream<U> {
+        self.transform("Flat Map", move || RichFlatMapOperator::new(make()))
     }
 
-    /// `filter` with a rich function.
-    pub fn rich_filter(self, f: impl RichFilterFunction<T>) -> DataStream<T> {
-        self.transform("Filter", move || RichFilterOperator(f.clone()))
+    /// `filter` with a rich function made by `make` once per subtask.
+    pub fn rich_filter<F: RichFilterFunction<T>>(
+        self,
+        make: impl Fn() -> F + Send + Sync + 'static,
+    ) -> DataStream<T> {
+        self.transform("Filter", move || RichFilterOperator(make()))
     }
 
     /// Assigns event timestamps and generates watermarks inside the stream (Flink's

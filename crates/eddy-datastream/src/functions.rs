@@ -2,7 +2,10 @@
 //! [`RuntimeContext`] rich functions receive in `open`, and the rich function traits.
 //!
 //! Plain closures cover most programs: `map(|x| ...)`, `filter(|x| ...)`. A *rich* function is
-//! a struct with per-subtask state and `open` / `close` hooks; each subtask gets its own clone.
+//! a struct with per-subtask state and `open` / `close` hooks. Programs pass its constructor
+//! (`rich_map(MyFunction::default)`, `process(move || Alert::new(limit))`), which every subtask
+//! calls in its own thread: the function may then keep state handles in its fields, as Flink
+//! functions do, without being `Send` or `Sync`.
 
 use std::sync::Arc;
 
@@ -287,7 +290,7 @@ impl SideOutputs {
 }
 
 /// A map function with state and `open` / `close` (Flink's `RichMapFunction`).
-pub trait RichMapFunction<T, U>: Clone + Send + Sync + 'static {
+pub trait RichMapFunction<T, U>: 'static {
     /// Called once per subtask before the first record.
     fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
         Ok(())
@@ -301,7 +304,7 @@ pub trait RichMapFunction<T, U>: Clone + Send + Sync + 'static {
 }
 
 /// A flat-map function with state and `open` / `close` (Flink's `RichFlatMapFunction`).
-pub trait RichFlatMapFunction<T, U>: Clone + Send + Sync + 'static {
+pub trait RichFlatMapFunction<T, U>: 'static {
     /// Called once per subtask before the first record.
     fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
         Ok(())
@@ -315,7 +318,7 @@ pub trait RichFlatMapFunction<T, U>: Clone + Send + Sync + 'static {
 }
 
 /// A filter with state and `open` / `close` (Flink's `RichFilterFunction`).
-pub trait RichFilterFunction<T>: Clone + Send + Sync + 'static {
+pub trait RichFilterFunction<T>: 'static {
     /// Called once per subtask before the first record.
     fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
         Ok(())

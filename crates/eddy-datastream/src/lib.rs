@@ -26,16 +26,23 @@
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
+mod connected;
 mod datastream;
 mod environment;
 mod error;
 pub mod functions;
+pub mod joins;
 mod keyed;
 pub mod operators;
 pub mod process;
 pub mod watermark;
 pub mod windowing;
 
+pub use connected::{
+    BroadcastConnectedStream, BroadcastContext, BroadcastProcessFunction, BroadcastStream,
+    CoProcessFunction, ConnectedStreams, KeyedBroadcastConnectedStream, KeyedCoProcessFunction,
+    KeyedConnectedStreams, ReadOnlyBroadcastState, ReadOnlyContext,
+};
 pub use datastream::{DataStream, DataStreamSink};
 pub use eddy_runtime::state::{
     AggregateFunction, AggregatingState, AggregatingStateDescriptor, BroadcastState, ListState,

@@ -90,7 +90,25 @@ pub struct Context<'a> {
     sides: &'a mut SideOutputs,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// A context for a non-keyed operator.
+    pub(crate) fn new(
+        timestamp: i64,
+        watermark: i64,
+        processing: &'a ProcessingTimeService,
+        sides: &'a mut SideOutputs,
+    ) -> Self {
+        Context {
+            timestamp,
+            timer_service: TimerService {
+                timers: None,
+                watermark,
+                processing,
+            },
+            sides,
+        }
+    }
+
     /// The element's event timestamp, if it has one.
     pub fn timestamp(&self) -> Option<i64> {
         (self.timestamp != NO_TIMESTAMP).then_some(self.timestamp)
@@ -108,7 +126,7 @@ impl Context<'_> {
 }
 
 /// A function over every element of a (non-keyed) stream (Flink's `ProcessFunction`).
-pub trait ProcessFunction<I, O>: Clone + Send + Sync + 'static {
+pub trait ProcessFunction<I, O>: 'static {
     /// Called once per subtask before the first element.
     fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
         Ok(())
@@ -164,7 +182,7 @@ impl<K> KeyedContext<'_, K> {
 
 /// A function over every element of a keyed stream, with keyed state and timers (Flink's
 /// `KeyedProcessFunction`).
-pub trait KeyedProcessFunction<K, I, O>: Clone + Send + Sync + 'static {
+pub trait KeyedProcessFunction<K, I, O>: 'static {
     /// Called once per subtask before the first element; create state handles here.
     fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
         Ok(())
@@ -256,13 +274,96 @@ impl<I, O, F: ProcessFunction<I, O>> OneInputOperator<I, O> for ProcessOperator<
     }
 }
 
+/// The keyed state backend and timer service of a keyed operator, with the contexts user
+/// functions see. Shared by the keyed process, co-process and broadcast operators.
+pub(crate) struct KeyedRuntime {
+    pub(crate) backend: KeyedStateBackend,
+    pub(crate) timers: Rc<RefCell<InternalTimerService<()>>>,
+    pub(crate) processing: ProcessingTimeService,
+}
+
+impl KeyedRuntime {
+    /// Creates the backend and timers of the operator described by `ctx`.
+    pub(crate) fn open(ctx: &OperatorContext) -> Self {
+        let backend = ctx.state.keyed_backend();
+        KeyedRuntime {
+            timers: Rc::new(RefCell::new(InternalTimerService::new(
+                backend.clone(),
+                ctx.timer_service.clone(),
+            ))),
+            processing: ctx.timer_service.clone(),
+            backend,
+        }
+    }
+
+    pub(crate) fn watermark(&self) -> i64 {
+        self.timers.borrow().current_watermark()
+    }
+
+    /// A context for `key` at `timestamp`.
+    pub(crate) fn context<'a, K>(
+        &'a self,
+        key: &'a K,
+        timestamp: i64,
+        time_domain: Option<TimeDomain>,
+        sides: &'a mut SideOutputs,
+    ) -> KeyedContext<'a, K> {
+        KeyedContext {
+            key,
+            timestamp,
+            time_domain,
+            timer_service: TimerService {
+                timers: Some(&self.timers),
+                watermark: self.watermark(),
+                processing: &self.processing,
+            },
+            sides,
+        }
+    }
+
+    /// The next due timer of `domain`, with its key made current and decoded.
+    pub(crate) fn poll<K: Key>(&self, domain: TimeDomain, now: i64) -> Result<Option<(i64, K)>> {
+        let timer = {
+            let mut t = self.timers.borrow_mut();
+            match domain {
+                TimeDomain::EventTime => t.poll_event_timer(),
+                TimeDomain::ProcessingTime => t.poll_processing_timer(now),
+            }
+        };
+        match timer {
+            Some(t) => Ok(Some((t.timestamp, self.backend.current_key()?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Fires every due timer of `domain` through `on_timer(timestamp, key, output timestamp)`.
+    pub(crate) fn fire<K: Key>(
+        &self,
+        domain: TimeDomain,
+        now: i64,
+        mut on_timer: impl FnMut(i64, K, i64) -> Result<()>,
+    ) -> Result<()> {
+        while let Some((ts, key)) = self.poll::<K>(domain, now)? {
+            // Event-time timers stamp their output with the timer's time; processing-time
+            // timers leave it without a timestamp, as in Flink.
+            let out_ts = match domain {
+                TimeDomain::EventTime => ts,
+                TimeDomain::ProcessingTime => NO_TIMESTAMP,
+            };
+            on_timer(ts, key, out_ts)?;
+        }
+        if domain == TimeDomain::ProcessingTime {
+            self.timers.borrow_mut().reschedule_processing();
+        }
+        Ok(())
+    }
+}
+
 /// Runs a [`KeyedProcessFunction`].
 pub struct KeyedProcessOperator<F, K, I, O> {
     f: F,
     key_selector: KeySelector<I, K>,
-    backend: Option<KeyedStateBackend>,
-    timers: Option<Rc<RefCell<InternalTimerService<()>>>>,
-    processing: ProcessingTimeService,
+    rt: Option<KeyedRuntime>,
     sides: SideOutputs,
     _t: PhantomData<fn(I) -> O>,
 }
@@ -273,13 +374,15 @@ impl<F, K, I, O> KeyedProcessOperator<F, K, I, O> {
         KeyedProcessOperator {
             f,
             key_selector,
-            backend: None,
-            timers: None,
-            processing: ProcessingTimeService::default(),
+            rt: None,
             sides: SideOutputs::default(),
             _t: PhantomData,
         }
     }
+}
+
+pub(crate) fn not_open() -> RuntimeError {
+    RuntimeError::Internal("keyed operator used before open".into())
 }
 
 impl<F, K, I, O> KeyedProcessOperator<F, K, I, O>
@@ -287,56 +390,15 @@ where
     K: Key,
     F: KeyedProcessFunction<K, I, O>,
 {
-    fn parts(&self) -> Result<(&KeyedStateBackend, &Rc<RefCell<InternalTimerService<()>>>)> {
-        match (&self.backend, &self.timers) {
-            (Some(b), Some(t)) => Ok((b, t)),
-            _ => Err(RuntimeError::Internal(
-                "keyed process operator used before open".into(),
-            )),
-        }
-    }
-
-    /// Fires every due timer of `domain`.
     fn fire(&mut self, domain: TimeDomain, now: i64, out: &mut dyn Output<O>) -> Result<()> {
-        let (backend, timers) = self.parts()?;
-        let (backend, timers) = (backend.clone(), timers.clone());
+        let rt = self.rt.as_ref().ok_or_else(not_open)?;
         let mut emitted = Vec::new();
-        loop {
-            let timer = {
-                let mut t = timers.borrow_mut();
-                match domain {
-                    TimeDomain::EventTime => t.poll_event_timer(),
-                    TimeDomain::ProcessingTime => t.poll_processing_timer(now),
-                }
-            };
-            let Some(timer) = timer else { break };
-            let key: K = backend.current_key()?;
-            // Event-time timers stamp their output with the timer's time; processing-time
-            // timers leave it without a timestamp, as in Flink.
-            let ts = match domain {
-                TimeDomain::EventTime => timer.timestamp,
-                TimeDomain::ProcessingTime => NO_TIMESTAMP,
-            };
-            let watermark = timers.borrow().current_watermark();
-            let mut ctx = KeyedContext {
-                key: &key,
-                timestamp: timer.timestamp,
-                time_domain: Some(domain),
-                timer_service: TimerService {
-                    timers: Some(&timers),
-                    watermark,
-                    processing: &self.processing,
-                },
-                sides: &mut self.sides,
-            };
-            let mut c = Collector::new(&mut emitted, ts);
-            self.f
-                .on_timer(timer.timestamp, &mut ctx, &mut c)
-                .map_err(user_error)?;
-        }
-        if domain == TimeDomain::ProcessingTime {
-            timers.borrow_mut().reschedule_processing();
-        }
+        let (f, sides) = (&mut self.f, &mut self.sides);
+        rt.fire::<K>(domain, now, |ts, key, out_ts| {
+            let mut ctx = rt.context(&key, ts, Some(domain), sides);
+            let mut c = Collector::new(&mut emitted, out_ts);
+            f.on_timer(ts, &mut ctx, &mut c).map_err(user_error)
+        })?;
         if !emitted.is_empty() {
             out.collect(emitted)?;
         }
@@ -350,16 +412,11 @@ where
     F: KeyedProcessFunction<K, I, O>,
 {
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
-        let backend = ctx.state.keyed_backend();
-        self.timers = Some(Rc::new(RefCell::new(InternalTimerService::new(
-            backend.clone(),
-            ctx.timer_service.clone(),
-        ))));
-        self.processing = ctx.timer_service.clone();
+        let rt = KeyedRuntime::open(ctx);
         self.f
-            .open(&RuntimeContext::keyed(ctx, backend.clone()))
+            .open(&RuntimeContext::keyed(ctx, rt.backend.clone()))
             .map_err(user_error)?;
-        self.backend = Some(backend);
+        self.rt = Some(rt);
         Ok(())
     }
 
@@ -368,24 +425,12 @@ where
         batch: Vec<StreamRecord<I>>,
         out: &mut dyn Output<O>,
     ) -> Result<()> {
-        let (backend, timers) = self.parts()?;
-        let (backend, timers) = (backend.clone(), timers.clone());
-        let watermark = timers.borrow().current_watermark();
+        let rt = self.rt.as_ref().ok_or_else(not_open)?;
         let mut emitted = Vec::with_capacity(batch.len());
         for r in batch {
             let key = (self.key_selector)(&r.value);
-            backend.set_current_key(&key)?;
-            let mut ctx = KeyedContext {
-                key: &key,
-                timestamp: r.timestamp,
-                time_domain: None,
-                timer_service: TimerService {
-                    timers: Some(&timers),
-                    watermark,
-                    processing: &self.processing,
-                },
-                sides: &mut self.sides,
-            };
+            rt.backend.set_current_key(&key)?;
+            let mut ctx = rt.context(&key, r.timestamp, None, &mut self.sides);
             let mut c = Collector::new(&mut emitted, r.timestamp);
             self.f
                 .process_element(r.value, &mut ctx, &mut c)
@@ -398,7 +443,12 @@ where
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut dyn Output<O>) -> Result<()> {
-        self.parts()?.1.borrow_mut().advance_watermark(watermark.0);
+        self.rt
+            .as_ref()
+            .ok_or_else(not_open)?
+            .timers
+            .borrow_mut()
+            .advance_watermark(watermark.0);
         self.fire(TimeDomain::EventTime, 0, out)?;
         out.emit_watermark(watermark)
     }
@@ -418,19 +468,26 @@ pub(crate) fn shared<T, K>(selector: &KeySelector<T, K>) -> KeySelector<T, K> {
 }
 
 impl<T: Data, K: Key> crate::KeyedStream<T, K> {
-    /// Applies a [`KeyedProcessFunction`]: per-key state and timers.
-    pub fn process<O: Data>(self, f: impl KeyedProcessFunction<K, T, O>) -> crate::DataStream<O> {
+    /// Applies a [`KeyedProcessFunction`], made by `make` once per subtask: per-key state and
+    /// timers.
+    pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(
+        self,
+        make: impl Fn() -> F + Send + Sync + 'static,
+    ) -> crate::DataStream<O> {
         let selector = shared(&self.key_selector);
         self.stream.transform("KeyedProcess", move || {
-            KeyedProcessOperator::new(f.clone(), selector.clone())
+            KeyedProcessOperator::new(make(), selector.clone())
         })
     }
 }
 
 impl<T: Data> crate::DataStream<T> {
-    /// Applies a [`ProcessFunction`].
-    pub fn process<O: Data>(self, f: impl ProcessFunction<T, O>) -> crate::DataStream<O> {
-        self.transform("Process", move || ProcessOperator::new(f.clone()))
+    /// Applies a [`ProcessFunction`], made by `make` once per subtask.
+    pub fn process<O: Data, F: ProcessFunction<T, O>>(
+        self,
+        make: impl Fn() -> F + Send + Sync + 'static,
+    ) -> crate::DataStream<O> {
+        self.transform("Process", move || ProcessOperator::new(make()))
     }
 
     /// The records the operator that produced this stream emitted to the side output `tag`

@@ -7,12 +7,12 @@ use crate::chain::{OperatorLink, OperatorOutput};
 use crate::error::{Result, RuntimeError};
 use crate::exchange::InputGate;
 use crate::metrics::OperatorIoMetrics;
-use crate::operator::{OneInputOperator, OperatorContext};
+use crate::operator::{OneInputOperator, OperatorContext, TwoInputOperator};
 use crate::registry::{
     AnyBox, DataPort, OperatorFactory, OperatorKind, OutputParts, Port, TaskInputs, downcast,
 };
 use crate::source::{Boundedness, Source, SourceReaderContext, assign_splits};
-use crate::task::{OneInputTask, SourceTask, StreamTask, TaskEnv};
+use crate::task::{OneInputTask, SourceTask, StreamTask, TaskEnv, TwoInputTask};
 use crate::watermark::WatermarkStrategy;
 
 fn operator_output<OUT: Clone + Send + 'static>(
@@ -166,6 +166,81 @@ where
             bounded,
             self.watermarks.clone(),
             Box::new(out),
+        )))
+    }
+}
+
+/// The types a two-input factory is generic over.
+type TwoInputTypes<IN1, IN2, OUT, OP> = fn(IN1, IN2) -> (OUT, OP);
+
+/// Makes a fresh two-input operator per subtask with a constructor closure.
+pub struct TwoInputFactory<IN1, IN2, OUT, OP, F> {
+    make: F,
+    _types: PhantomData<TwoInputTypes<IN1, IN2, OUT, OP>>,
+}
+
+impl<IN1, IN2, OUT, OP, F> TwoInputFactory<IN1, IN2, OUT, OP, F>
+where
+    F: Fn() -> OP + Send + Sync + 'static,
+{
+    /// A factory calling `make` once per subtask.
+    pub fn new(make: F) -> Self {
+        TwoInputFactory {
+            make,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<IN1, IN2, OUT, OP, F> OperatorFactory for TwoInputFactory<IN1, IN2, OUT, OP, F>
+where
+    IN1: Clone + Send + 'static,
+    IN2: Clone + Send + 'static,
+    OUT: Clone + Send + 'static,
+    OP: TwoInputOperator<IN1, IN2, OUT> + 'static,
+    F: Fn() -> OP + Send + Sync + 'static,
+{
+    fn kind(&self) -> OperatorKind {
+        OperatorKind::TwoInput
+    }
+
+    fn output_port(&self) -> Arc<dyn DataPort> {
+        Arc::new(Port::<OUT>::default())
+    }
+
+    fn create_link(&self, ctx: OperatorContext, _output: OutputParts) -> Result<AnyBox> {
+        Err(RuntimeError::Internal(format!(
+            "two-input operator '{}' cannot be chained behind another operator",
+            ctx.operator_name
+        )))
+    }
+
+    fn create_task(
+        &self,
+        ctx: OperatorContext,
+        env: TaskEnv,
+        inputs: TaskInputs,
+        output: OutputParts,
+    ) -> Result<Box<dyn StreamTask>> {
+        let mut gates = inputs.gates.into_iter();
+        let (Some(g1), Some(g2), None) = (gates.next(), gates.next(), gates.next()) else {
+            return Err(RuntimeError::Internal(format!(
+                "two-input operator '{}' needs exactly two inputs",
+                ctx.operator_name
+            )));
+        };
+        let gate1 = downcast::<InputGate<IN1>>(g1, "first input gate")?;
+        let gate2 = downcast::<InputGate<IN2>>(g2, "second input gate")?;
+        let io = OperatorIoMetrics::register(&ctx.metrics);
+        let out = operator_output::<OUT>(output, &io)?;
+        Ok(Box::new(TwoInputTask::new(
+            env,
+            gate1,
+            gate2,
+            (self.make)(),
+            out,
+            ctx,
+            io,
         )))
     }
 }

@@ -57,7 +57,7 @@ impl<W: Window> ProcessWindowContext<'_, W> {
 
 /// Evaluates a window with all its elements, or with the result of an incremental aggregation
 /// (Flink's `ProcessWindowFunction`).
-pub trait ProcessWindowFunction<IN, OUT, K, W: Window>: Clone + Send + Sync + 'static {
+pub trait ProcessWindowFunction<IN, OUT, K, W: Window>: 'static {
     /// Called once per subtask before the first window.
     fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
         Ok(())
@@ -90,27 +90,15 @@ pub struct WindowFunctionAdapter<F, IN, OUT> {
     _t: PhantomData<fn(IN) -> OUT>,
 }
 
-impl<F, IN, OUT> Clone for WindowFunctionAdapter<F, IN, OUT> {
-    fn clone(&self) -> Self {
-        WindowFunctionAdapter {
-            f: self.f.clone(),
-            _t: PhantomData,
-        }
-    }
-}
-
 impl<F, IN, OUT> WindowFunctionAdapter<F, IN, OUT> {
-    pub(crate) fn new(f: F) -> Self {
-        WindowFunctionAdapter {
-            f: Arc::new(f),
-            _t: PhantomData,
-        }
+    pub(crate) fn new(f: Arc<F>) -> Self {
+        WindowFunctionAdapter { f, _t: PhantomData }
     }
 }
 
 impl<F, IN, OUT, K, W> ProcessWindowFunction<IN, OUT, K, W> for WindowFunctionAdapter<F, IN, OUT>
 where
-    F: Fn(&K, &W, Vec<IN>, &mut Collector<'_, OUT>) + Send + Sync + 'static,
+    F: Fn(&K, &W, Vec<IN>, &mut Collector<'_, OUT>) + 'static,
     IN: 'static,
     OUT: 'static,
     W: Window,

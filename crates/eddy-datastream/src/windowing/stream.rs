@@ -216,18 +216,20 @@ impl<T: Data, K: Key, W: Window> WindowedStream<T, K, W> {
         )
     }
 
-    /// Reduces incrementally, then hands the result with its window to `function`.
-    pub fn reduce_with<OUT: Data>(
+    /// Reduces incrementally, then hands the result with its window to the function `make`
+    /// creates once per subtask.
+    pub fn reduce_with<OUT: Data, P: ProcessWindowFunction<T, OUT, K, W>>(
         self,
         f: impl Fn(T, T) -> T + Send + Sync + 'static,
-        function: impl ProcessWindowFunction<T, OUT, K, W>,
+        make: impl Fn() -> P + Send + Sync + 'static,
     ) -> DataStream<OUT> {
+        let make = Arc::new(make);
         let f = Arc::new(f);
         if self.evictor.is_some() {
             let emitter = self.evicting(move || {
                 let f = f.clone();
                 ProcessEmitter {
-                    function: function.clone(),
+                    function: make(),
                     elements: move |els: &Vec<StreamRecord<T>>| {
                         reduce_all(&*f, els).into_iter().collect()
                     },
@@ -243,7 +245,7 @@ impl<T: Data, K: Key, W: Window> WindowedStream<T, K, W> {
         }
         let emitter: EmitterFactory<K, W, Option<T>, OUT> = Arc::new(move || {
             Box::new(ProcessEmitter {
-                function: function.clone(),
+                function: make(),
                 elements: |acc: &Option<T>| acc.iter().cloned().collect(),
                 _in: PhantomData,
             })
@@ -287,18 +289,20 @@ impl<T: Data, K: Key, W: Window> WindowedStream<T, K, W> {
         )
     }
 
-    /// Aggregates incrementally, then hands the result with its window to `function`.
-    pub fn aggregate_with<ACC: Data, R: Data, OUT: Data>(
+    /// Aggregates incrementally, then hands the result with its window to the function `make`
+    /// creates once per subtask.
+    pub fn aggregate_with<ACC: Data, R: Data, OUT: Data, P: ProcessWindowFunction<R, OUT, K, W>>(
         self,
         agg: impl AggregateFunction<T, ACC, R>,
-        function: impl ProcessWindowFunction<R, OUT, K, W>,
+        make: impl Fn() -> P + Send + Sync + 'static,
     ) -> DataStream<OUT> {
+        let make = Arc::new(make);
         let agg: Arc<dyn AggregateFunction<T, ACC, R>> = Arc::new(agg);
         if self.evictor.is_some() {
             let emitter = self.evicting(move || {
                 let agg = agg.clone();
                 ProcessEmitter {
-                    function: function.clone(),
+                    function: make(),
                     elements: move |els: &Vec<StreamRecord<T>>| vec![aggregate_all(&*agg, els)],
                     _in: PhantomData,
                 }
@@ -314,7 +318,7 @@ impl<T: Data, K: Key, W: Window> WindowedStream<T, K, W> {
         let emitter: EmitterFactory<K, W, ACC, OUT> = Arc::new(move || {
             let a = a.clone();
             Box::new(ProcessEmitter {
-                function: function.clone(),
+                function: make(),
                 elements: move |acc: &ACC| vec![a.get_result(acc)],
                 _in: PhantomData,
             })
@@ -327,13 +331,14 @@ impl<T: Data, K: Key, W: Window> WindowedStream<T, K, W> {
         )
     }
 
-    /// Evaluates each window with all its elements (Flink's `process`).
-    pub fn process<OUT: Data>(
+    /// Evaluates each window with all its elements, with the function `make` creates once per
+    /// subtask (Flink's `process`).
+    pub fn process<OUT: Data, P: ProcessWindowFunction<T, OUT, K, W>>(
         self,
-        function: impl ProcessWindowFunction<T, OUT, K, W>,
+        make: impl Fn() -> P + Send + Sync + 'static,
     ) -> DataStream<OUT> {
         let emitter = self.evicting(move || ProcessEmitter {
-            function: function.clone(),
+            function: make(),
             elements: |els: &Vec<StreamRecord<T>>| els.iter().map(|r| r.value.clone()).collect(),
             _in: PhantomData,
         });
@@ -345,7 +350,8 @@ impl<T: Data, K: Key, W: Window> WindowedStream<T, K, W> {
         self,
         f: impl Fn(&K, &W, Vec<T>, &mut Collector<'_, OUT>) + Send + Sync + 'static,
     ) -> DataStream<OUT> {
-        self.process(WindowFunctionAdapter::new(f))
+        let f = Arc::new(f);
+        self.process(move || WindowFunctionAdapter::new(f.clone()))
     }
 
     /// The sum of a numeric field per window; other fields from the first element.
@@ -399,7 +405,7 @@ impl<T: Data, K: Key, W: Window> WindowedStream<T, K, W> {
 }
 
 /// Evaluates a window of a non-keyed stream (Flink's `ProcessAllWindowFunction`).
-pub trait ProcessAllWindowFunction<IN, OUT, W: Window>: Clone + Send + Sync + 'static {
+pub trait ProcessAllWindowFunction<IN, OUT, W: Window>: 'static {
     /// Called once before the first window.
     fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult<()> {
         Ok(())
@@ -418,7 +424,6 @@ pub trait ProcessAllWindowFunction<IN, OUT, W: Window>: Clone + Send + Sync + 's
 }
 
 /// Runs a [`ProcessAllWindowFunction`] as a keyed one with the unit key.
-#[derive(Clone)]
 struct AllAdapter<P>(P);
 
 impl<IN, OUT, W: Window, P: ProcessAllWindowFunction<IN, OUT, W>>
@@ -497,11 +502,11 @@ impl<T: Data, W: Window> AllWindowedStream<T, W> {
     }
 
     /// Evaluates each window with all its elements.
-    pub fn process<OUT: Data>(
+    pub fn process<OUT: Data, P: ProcessAllWindowFunction<T, OUT, W>>(
         self,
-        function: impl ProcessAllWindowFunction<T, OUT, W>,
+        make: impl Fn() -> P + Send + Sync + 'static,
     ) -> DataStream<OUT> {
-        self.0.process(AllAdapter(function))
+        self.0.process(move || AllAdapter(make()))
     }
 
     /// Evaluates each window with a closure `(window, elements, out)`.

@@ -7,10 +7,12 @@
 
 mod one_input;
 mod source;
+mod two_input;
 mod valve;
 
 pub use one_input::OneInputTask;
 pub use source::SourceTask;
+pub use two_input::TwoInputTask;
 pub use valve::WatermarkValve;
 
 use std::cell::Cell;
