@@ -2,6 +2,8 @@
 //!
 //! - (a) source → map → sink passthrough of 100-byte records (chained, and across a rebalance);
 //! - (b) key_by + reduce over 1,000 keys;
+//! - event-time windows summing a value over 100,000 keys: tumbling (1 s), sliding (10 s every
+//!   1 s) and session (500 ms gap), with 1,000,000 events per second of event time;
 //!
 //! each at parallelism 1 and 2. Every case runs in a process of its own.
 //!
@@ -34,9 +36,12 @@ struct Args {
     /// Parallelism of the case.
     #[arg(long, default_value_t = 1)]
     parallelism: u32,
-    /// Records per case (default: 100 M for passthrough, 20 M for keyed-reduce).
+    /// Records per case (default: 100 M for passthrough, 20 M for the others).
     #[arg(long)]
     records: Option<u64>,
+    /// In table mode, run only this case.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn run_case(case: &str, parallelism: u32, records: u64) -> Result<()> {
@@ -75,6 +80,9 @@ fn run_case(case: &str, parallelism: u32, records: u64) -> Result<()> {
             .reduce(|a, b| (a.0, a.1.wrapping_add(b.1)))
             .sink_to(DiscardingSink);
         }
+        "window-tumbling" | "window-sliding" | "window-session" => {
+            window_case(&env, case, parallelism, records)?;
+        }
         other => anyhow::bail!("unknown case {other}"),
     }
     // Streaming semantics for every case: the reduce emits an update per record.
@@ -94,13 +102,102 @@ fn run_case(case: &str, parallelism: u32, records: u64) -> Result<()> {
     Ok(())
 }
 
+/// Keys in the window benchmarks.
+const WINDOW_KEYS: u64 = 100_000;
+/// Events per second of event time.
+const EVENTS_PER_SECOND: u64 = 1_000_000;
+
+/// Sums values per key and window.
+struct Sum;
+
+impl eddy::AggregateFunction<(u64, i64, i64), i64, i64> for Sum {
+    fn create_accumulator(&self) -> i64 {
+        0
+    }
+    fn add(&self, v: (u64, i64, i64), acc: &mut i64) {
+        *acc += v.2;
+    }
+    fn get_result(&self, acc: &i64) -> i64 {
+        *acc
+    }
+    fn merge(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+}
+
+/// A cheap, well-mixed hash.
+fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn window_case(
+    env: &StreamExecutionEnvironment,
+    case: &str,
+    parallelism: u32,
+    records: u64,
+) -> Result<()> {
+    use eddy::windowing::{
+        EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows,
+    };
+    use std::time::Duration;
+    // Every source subtask reads a contiguous range of indices; give each the same event-time
+    // progress so that watermarks advance together.
+    let per_split = records / u64::from(parallelism);
+    let per_split_rate = EVENTS_PER_SECOND / u64::from(parallelism);
+    let session = case == "window-session";
+    let events = env
+        .from_source(
+            DataGeneratorSource::new(
+                move |i| {
+                    let local = i % per_split.max(1);
+                    let ts = (local * 1000 / per_split_rate) as i64;
+                    // Sessions: bursts of 16 events per key, so that keys go quiet between bursts.
+                    let key = if session {
+                        mix(i / 16) % WINDOW_KEYS
+                    } else {
+                        mix(i) % WINDOW_KEYS
+                    };
+                    (key, ts, (i % 100) as i64)
+                },
+                records,
+            ),
+            WatermarkStrategy::no_watermarks(),
+            "events",
+        )
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(100))
+                .with_timestamp_assigner(|e: &(u64, i64, i64), _| e.1),
+        )
+        .key_by(|e: &(u64, i64, i64)| e.0);
+    let sums = match case {
+        "window-tumbling" => events
+            .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+            .aggregate(Sum),
+        "window-sliding" => events
+            .window(SlidingEventTimeWindows::of(
+                Duration::from_secs(10),
+                Duration::from_secs(1),
+            ))
+            .aggregate(Sum),
+        _ => events
+            .window(EventTimeSessionWindows::with_gap(Duration::from_millis(
+                500,
+            )))
+            .aggregate(Sum),
+    };
+    sums.sink_to(DiscardingSink);
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(case) = &args.case {
-        let records = args.records.unwrap_or(if case == "keyed-reduce" {
-            20_000_000
-        } else {
-            100_000_000
+        let records = args.records.unwrap_or(match case.as_str() {
+            "keyed-reduce" | "window-tumbling" | "window-sliding" | "window-session" => 20_000_000,
+            _ => 100_000_000,
         });
         return run_case(case, args.parallelism, records);
     }
@@ -108,7 +205,20 @@ fn main() -> Result<()> {
         "{:<24} {:>4} {:>12} {:>8} {:>14} {:>16} {:>10}",
         "case", "p", "records", "wall s", "records/s", "records/s/core", "peak MiB"
     );
-    for case in ["passthrough", "passthrough-rebalance", "keyed-reduce"] {
+    let cases = match &args.only {
+        Some(only) => vec![only.clone()],
+        None => [
+            "passthrough",
+            "passthrough-rebalance",
+            "keyed-reduce",
+            "window-tumbling",
+            "window-sliding",
+            "window-session",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    for case in &cases {
         for p in [1u32, 2] {
             let mut case_args = vec![
                 "--case".to_string(),

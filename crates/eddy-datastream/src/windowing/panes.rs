@@ -3,27 +3,35 @@
 //! A sliding window of size `S` and slide `D` is the union of `S / G` panes of size
 //! `G = gcd(S, D)`. Flink's window operator adds every element to each of its `S / D` windows;
 //! here an element updates one pane, and a firing window combines its panes with the
-//! accumulator's `merge`. The cost per element no longer grows with `S / D`. Tumbling windows
+//! accumulator's `merge`, so the cost per element does not grow with `S / D`. Tumbling windows
 //! are the case `S = D` (one pane per window).
+//!
+//! State is one entry per key: its panes, a short vector sorted by start, small enough that an
+//! entry fits a cache line. Instead of a timer per key and window, a time-ordered index lists
+//! which keys fire (and which are cleaned up) when. The index is derived: a key has data in a
+//! window if one of its panes lies in it, and the window's firing is pending if its end is past
+//! the operator's watermark. So a snapshot needs only the panes and the watermark (which is the
+//! same in every subtask at a checkpoint barrier, since all of them see the same watermarks
+//! before it).
 //!
 //! Used for event-time tumbling and sliding windows with the default trigger, no evictor, and
 //! an incremental function (`reduce`, `aggregate`, optionally with a process window function).
-//! Firing, lateness, late side output and cleanup follow Flink's `WindowOperator` exactly; the
-//! one difference is the order in which a window's elements are combined: pane by pane, not in
+//! Firing, lateness, late side output and cleanup follow Flink's `WindowOperator`; the one
+//! difference is the order in which a window's elements are combined: pane by pane, not in
 //! arrival order. For the associative and commutative functions aggregations use (sum, count,
 //! min, max, averages) the results are the same.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use eddy_core::element::{StreamRecord, Watermark};
+use eddy_core::element::{NO_TIMESTAMP, StreamRecord, Watermark};
 use eddy_runtime::metrics::Counter;
 use eddy_runtime::operator::{OneInputOperator, OperatorContext, Output, ProcessingTimeService};
-use eddy_runtime::state::{
-    InternalTimerService, KeyedStateBackend, KeyedStateStore, SharedStateTable,
-};
+use eddy_runtime::state::{KeyBytes, KeyedStateBackend, KeyedStateStore, SharedStateTable};
 use eddy_runtime::{Result, RuntimeError};
+use smallvec::SmallVec;
 
 use super::functions::{ProcessWindowContext, WindowAccumulator, WindowEmitter};
 use super::window::{TimeWindow, Window};
@@ -35,15 +43,26 @@ fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+/// The state of one key: `(pane start, accumulator)`, sorted by start. Two panes fit in the
+/// entry itself, which saves a cache miss per element for tumbling windows.
+type KeyPanes<ACC> = SmallVec<[(i64, ACC); 2]>;
+
+/// Which keys to visit at a time.
+type Index = BTreeMap<i64, Vec<(u32, KeyBytes)>>;
+
 struct Runtime<ACC> {
     backend: KeyedStateBackend,
-    timers: Rc<RefCell<InternalTimerService<TimeWindow>>>,
-    panes: SharedStateTable<ACC>,
+    keys: SharedStateTable<KeyPanes<ACC>>,
     window_ns: Rc<RefCell<Vec<u8>>>,
     window_store: KeyedStateStore,
     global_store: KeyedStateStore,
     processing: ProcessingTimeService,
     late_dropped: Arc<Counter>,
+    watermark: i64,
+    /// Window max timestamp → keys whose window fires then.
+    fires: Index,
+    /// Window cleanup time → keys whose window is cleaned up then.
+    cleanups: Index,
 }
 
 /// The pane-sharing window operator.
@@ -60,7 +79,6 @@ pub(crate) struct PaneWindowOperator<K, T, ACC, OUT> {
     rt: Option<Runtime<ACC>>,
     sides: SideOutputs,
     emitted: Vec<StreamRecord<OUT>>,
-    composite: Vec<u8>,
 }
 
 /// The shared configuration of a pane window operator.
@@ -88,6 +106,10 @@ impl<K, T, ACC> Clone for PaneSpec<K, T, ACC> {
     }
 }
 
+fn not_open() -> RuntimeError {
+    RuntimeError::Internal("window operator used before open".into())
+}
+
 impl<K, T, ACC, OUT> PaneWindowOperator<K, T, ACC, OUT>
 where
     K: Key,
@@ -112,61 +134,37 @@ where
             rt: None,
             sides: SideOutputs::default(),
             emitted: Vec::new(),
-            composite: Vec::with_capacity(48),
         }
     }
 
-    fn rt(&self) -> Result<&Runtime<ACC>> {
-        self.rt
-            .as_ref()
-            .ok_or_else(|| RuntimeError::Internal("window operator used before open".into()))
+    fn window(&self, start: i64) -> TimeWindow {
+        TimeWindow::new(start, start + self.size)
     }
 
-    fn cleanup_time(&self, w: &TimeWindow) -> i64 {
-        w.max_timestamp().saturating_add(self.allowed_lateness)
-    }
-
-    /// The windows containing `ts`, latest first (as Flink's sliding assigner lists them).
-    fn windows_of(&self, ts: i64) -> impl Iterator<Item = TimeWindow> + use<K, T, ACC, OUT> {
-        let last_start = TimeWindow::window_start_with_offset(ts, self.offset, self.slide);
-        let (size, slide) = (self.size, self.slide);
-        (0..)
-            .map(move |i| last_start - i * slide)
-            .take_while(move |start| *start > ts - size)
-            .map(move |start| TimeWindow::new(start, start + size))
-    }
-
-    fn pane_composite(backend: &KeyedStateBackend, pane_start: i64, buf: &mut Vec<u8>) {
-        backend.composite_key(&pane_start.to_be_bytes(), buf);
-    }
-
-    fn process_element(&mut self, key: &K, value: T, ts: i64) -> Result<()> {
-        if ts == eddy_core::element::NO_TIMESTAMP {
+    fn process_element(&mut self, value: T, ts: i64) -> Result<()> {
+        if ts == NO_TIMESTAMP {
             return Err(RuntimeError::User(
                 "cannot assign windows: the record has no timestamp; assign timestamps with a \
                  WatermarkStrategy before an event-time window"
                     .into(),
             ));
         }
-        let Some(rt) = self.rt.as_ref() else {
-            return Err(RuntimeError::Internal(
-                "window operator used before open".into(),
-            ));
-        };
-        let watermark = rt.timers.borrow().current_watermark();
-        let mut any_live = false;
-        let mut to_fire = Vec::new();
-        for w in self.windows_of(ts) {
-            if self.cleanup_time(&w) <= watermark {
-                continue;
-            }
-            any_live = true;
-            if w.max_timestamp() <= watermark {
-                // Late but within the allowed lateness: fires at once with the new element.
-                to_fire.push(w);
-            }
-        }
-        if !any_live {
+        let rt = self.rt.as_mut().ok_or_else(not_open)?;
+        let watermark = rt.watermark;
+        // The windows containing `ts` start at `last_start`, `last_start - slide`, ... down to
+        // above `ts - size`. A window is live until its cleanup time; the earlier a window, the
+        // sooner it is cleaned up, so the live ones are the latest few: starts above `lowest`.
+        let last_start = TimeWindow::window_start_with_offset(ts, self.offset, self.slide);
+        let lowest = (ts - self.size).max(
+            watermark
+                .saturating_sub(self.allowed_lateness)
+                .saturating_sub(self.size)
+                .saturating_add(1),
+        );
+        let live = (0..)
+            .map(|i| last_start - i * self.slide)
+            .take_while(|start| *start > lowest);
+        if last_start <= lowest {
             if ts.saturating_add(self.allowed_lateness) <= watermark {
                 match &self.late_tag {
                     Some(tag) => self.sides.emit(tag, value, ts),
@@ -176,64 +174,94 @@ where
             return Ok(());
         }
         let pane_start = TimeWindow::window_start_with_offset(ts, self.offset, self.pane);
-        Self::pane_composite(&rt.backend, pane_start, &mut self.composite);
         let kg = rt.backend.current_key_group();
-        let created = {
-            let mut panes = rt.panes.borrow_mut();
-            match panes.get_mut(kg, &self.composite) {
-                Some(acc) => {
+        let mut to_fire: SmallVec<[i64; 4]> = SmallVec::new();
+        {
+            let mut keys = rt.keys.borrow_mut();
+            let key = rt.backend.current_key_bytes();
+            let panes = keys.get_or_insert_with(kg, &key, SmallVec::new);
+            // The latest pane is the usual one.
+            let created = match panes.last_mut() {
+                Some((s, acc)) if *s == pane_start => {
                     self.accumulator.add(acc, value, ts);
                     false
                 }
-                None => {
-                    let acc = self.accumulator.create(value, ts);
-                    panes.insert(kg, &self.composite, acc);
-                    true
+                _ => match panes.binary_search_by_key(&pane_start, |(s, _)| *s) {
+                    Ok(i) => {
+                        self.accumulator.add(&mut panes[i].1, value, ts);
+                        false
+                    }
+                    Err(i) => {
+                        let acc = self.accumulator.create(value, ts);
+                        panes.insert(i, (pane_start, acc));
+                        true
+                    }
+                },
+            };
+            for start in live {
+                let max = start + self.size - 1;
+                if max <= watermark {
+                    // Late, but within the allowed lateness: fires at once.
+                    to_fire.push(start);
                 }
-            }
-        };
-        if created {
-            // The first element of this pane for this key: every live window containing the
-            // pane needs its firing and cleanup timers.
-            let pane_end = pane_start + self.pane;
-            let mut timers = rt.timers.borrow_mut();
-            for w in self.windows_of(pane_start) {
-                if w.end < pane_end || self.cleanup_time(&w) <= watermark {
-                    continue;
+                // The window is new for this key if the new pane is its only one; an existing
+                // pane's windows were registered when it was created.
+                let window_is_new = created
+                    && panes
+                        .iter()
+                        .filter(|(s, _)| *s >= start && *s < start + self.size)
+                        .count()
+                        == 1;
+                if window_is_new {
+                    let key_bytes = KeyBytes::new(&key);
+                    if self.allowed_lateness == 0 {
+                        // Cleanup is due with the firing, which does it.
+                        rt.fires.entry(max).or_default().push((kg, key_bytes));
+                    } else {
+                        if max > watermark {
+                            rt.fires
+                                .entry(max)
+                                .or_default()
+                                .push((kg, key_bytes.clone()));
+                        }
+                        rt.cleanups
+                            .entry(max.saturating_add(self.allowed_lateness))
+                            .or_default()
+                            .push((kg, key_bytes));
+                    }
                 }
-                if w.max_timestamp() > watermark {
-                    timers.register_event_time_timer(w, w.max_timestamp());
-                }
-                timers.register_event_time_timer(w, self.cleanup_time(&w));
             }
         }
-        for w in to_fire {
-            self.fire(key, &w)?;
+        if !to_fire.is_empty() {
+            let key: K = rt.backend.current_key()?;
+            for start in to_fire {
+                self.fire(&key, start)?;
+            }
         }
         Ok(())
     }
 
-    /// Combines the panes of `w` and emits the result.
-    fn fire(&mut self, key: &K, w: &TimeWindow) -> Result<()> {
-        let Some(rt) = self.rt.as_ref() else {
-            return Err(RuntimeError::Internal(
-                "window operator used before open".into(),
-            ));
-        };
+    /// Combines the current key's panes of window `start` and emits the result.
+    fn fire(&mut self, key: &K, start: i64) -> Result<()> {
+        let w = self.window(start);
+        let rt = self.rt.as_mut().ok_or_else(not_open)?;
         let kg = rt.backend.current_key_group();
         let mut combined: Option<ACC> = None;
         {
-            let panes = rt.panes.borrow();
-            let mut start = w.start;
-            while start < w.end {
-                Self::pane_composite(&rt.backend, start, &mut self.composite);
-                if let Some(acc) = panes.get(kg, &self.composite) {
+            let keys = rt.keys.borrow();
+            let Some(panes) = keys.get(kg, &rt.backend.current_key_bytes()) else {
+                return Ok(());
+            };
+            for (pane_start, acc) in panes {
+                if *pane_start >= w.end {
+                    break;
+                }
+                if *pane_start >= w.start {
                     combined = Some(match combined {
                         None => acc.clone(),
                         Some(c) => self.accumulator.merge(c, acc.clone()),
                     });
                 }
-                start += self.pane;
             }
         }
         let Some(mut acc) = combined else {
@@ -245,8 +273,8 @@ where
             w.encode(&mut ns);
         }
         let mut ctx = ProcessWindowContext {
-            window: w,
-            watermark: rt.timers.borrow().current_watermark(),
+            window: &w,
+            watermark: rt.watermark,
             processing_time: rt.processing.current_processing_time(),
             window_state: &rt.window_store,
             global_state: &rt.global_store,
@@ -256,22 +284,22 @@ where
         self.emitter.emit(key, &mut acc, &mut ctx, &mut out)
     }
 
-    /// Cleans up window `w`: its per-window state, and the panes no later window needs.
-    fn clean(&mut self, w: &TimeWindow) -> Result<()> {
-        let Some(rt) = self.rt.as_ref() else {
-            return Err(RuntimeError::Internal(
-                "window operator used before open".into(),
-            ));
-        };
+    /// Cleans up the current key's window `start`: its per-window state, and the panes no later
+    /// window needs.
+    fn clean(&mut self, start: i64) -> Result<()> {
+        let w = self.window(start);
+        let rt = self.rt.as_mut().ok_or_else(not_open)?;
         let kg = rt.backend.current_key_group();
         {
-            let mut panes = rt.panes.borrow_mut();
-            // Panes in [start, start + slide) belong to no window that starts later.
-            let mut start = w.start;
-            while start < (w.start + self.slide).min(w.end) {
-                Self::pane_composite(&rt.backend, start, &mut self.composite);
-                panes.remove(kg, &self.composite);
-                start += self.pane;
+            let mut keys = rt.keys.borrow_mut();
+            let key = rt.backend.current_key_bytes();
+            if let Some(panes) = keys.get_mut(kg, &key) {
+                // Panes in [start, start + slide) belong to no window that starts later.
+                let drop_end = (start + self.slide).min(w.end);
+                panes.retain(|(s, _)| *s < start || *s >= drop_end);
+                if panes.is_empty() {
+                    keys.remove(kg, &key);
+                }
             }
         }
         {
@@ -280,8 +308,8 @@ where
             w.encode(&mut ns);
         }
         let mut ctx = ProcessWindowContext {
-            window: w,
-            watermark: rt.timers.borrow().current_watermark(),
+            window: &w,
+            watermark: rt.watermark,
             processing_time: rt.processing.current_processing_time(),
             window_state: &rt.window_store,
             global_state: &rt.global_store,
@@ -296,6 +324,15 @@ where
         }
         self.sides.flush(out)
     }
+
+    /// Takes the index entries due at `watermark`.
+    fn due(index: &mut Index, watermark: i64) -> Vec<(i64, Vec<(u32, KeyBytes)>)> {
+        let later = match watermark.checked_add(1) {
+            Some(next) => index.split_off(&next),
+            None => Index::new(),
+        };
+        std::mem::replace(index, later).into_iter().collect()
+    }
 }
 
 impl<K, T, ACC, OUT> OneInputOperator<T, OUT> for PaneWindowOperator<K, T, ACC, OUT>
@@ -309,11 +346,7 @@ where
         let backend = ctx.state.keyed_backend();
         let window_ns = Rc::new(RefCell::new(Vec::new()));
         self.rt = Some(Runtime {
-            timers: Rc::new(RefCell::new(InternalTimerService::new(
-                backend.clone(),
-                ctx.timer_service.clone(),
-            ))),
-            panes: backend.table::<ACC>("_window-panes")?,
+            keys: backend.table::<KeyPanes<ACC>>("_window-panes")?,
             window_store: KeyedStateStore::with_namespace(
                 backend.clone(),
                 window_ns.clone(),
@@ -323,6 +356,9 @@ where
             global_store: KeyedStateStore::new(backend.clone()),
             processing: ctx.timer_service.clone(),
             late_dropped: ctx.metrics.counter("numLateRecordsDropped"),
+            watermark: i64::MIN,
+            fires: Index::new(),
+            cleanups: Index::new(),
             backend: backend.clone(),
         });
         self.emitter.open(&RuntimeContext::keyed(ctx, backend))
@@ -335,30 +371,49 @@ where
     ) -> Result<()> {
         for r in batch {
             let key = (self.key_selector)(&r.value);
-            self.rt()?.backend.set_current_key(&key)?;
-            self.process_element(&key, r.value, r.timestamp)?;
+            self.rt
+                .as_ref()
+                .ok_or_else(not_open)?
+                .backend
+                .set_current_key(&key)?;
+            self.process_element(r.value, r.timestamp)?;
         }
         self.flush(out)
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut dyn Output<OUT>) -> Result<()> {
-        self.rt()?
-            .timers
-            .borrow_mut()
-            .advance_watermark(watermark.0);
-        loop {
-            let timer = self.rt()?.timers.borrow_mut().poll_event_timer();
-            let Some(timer) = timer else { break };
-            let key: K = self.rt()?.backend.current_key()?;
-            let w = timer.namespace;
-            if timer.timestamp == w.max_timestamp() {
-                self.fire(&key, &w)?;
+        let rt = self.rt.as_mut().ok_or_else(not_open)?;
+        rt.watermark = rt.watermark.max(watermark.0);
+        let wm = rt.watermark;
+        // All firings due at this watermark, then all cleanups: a cleanup only drops panes that
+        // no window firing at the same or a later time needs.
+        let fires = Self::due(&mut rt.fires, wm);
+        for (max, keys) in fires {
+            let start = max + 1 - self.size;
+            for (kg, key) in keys {
+                let rt = self.rt.as_ref().ok_or_else(not_open)?;
+                rt.backend.set_current_key_bytes(&key, kg);
+                let k: K = rt.backend.current_key()?;
+                self.fire(&k, start)?;
+                if self.allowed_lateness == 0 {
+                    self.clean(start)?;
+                }
+                if self.emitted.len() >= 1024 {
+                    self.flush(out)?;
+                }
             }
-            if timer.timestamp == self.cleanup_time(&w) {
-                self.clean(&w)?;
-            }
-            if self.emitted.len() >= 1024 {
-                self.flush(out)?;
+        }
+        let rt = self.rt.as_mut().ok_or_else(not_open)?;
+        let cleanups = Self::due(&mut rt.cleanups, wm);
+        for (time, keys) in cleanups {
+            let start = time.saturating_sub(self.allowed_lateness) + 1 - self.size;
+            for (kg, key) in keys {
+                self.rt
+                    .as_ref()
+                    .ok_or_else(not_open)?
+                    .backend
+                    .set_current_key_bytes(&key, kg);
+                self.clean(start)?;
             }
         }
         self.flush(out)?;

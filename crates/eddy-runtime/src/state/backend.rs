@@ -31,7 +31,7 @@ impl<V: Serialize + DeserializeOwned> ErasedTable for RefCell<StateTable<V>> {
     }
 
     fn restore_group(&self, key_group: u32, bytes: &[u8]) -> Result<()> {
-        let entries: Vec<(Box<[u8]>, V)> =
+        let entries: Vec<(super::KeyBytes, V)> =
             postcard::from_bytes(bytes).map_err(|e| RuntimeError::Serialization(e.to_string()))?;
         self.borrow_mut().set_group(key_group, entries);
         Ok(())
@@ -120,6 +120,21 @@ impl KeyedStateBackend {
         self.inner.current_group.set(kg);
         self.inner.has_key.set(true);
         Ok(kg)
+    }
+
+    /// The key group of `key` (without making it current).
+    #[inline]
+    pub fn key_group_of<K: Serialize + ?Sized>(
+        &self,
+        key: &K,
+        scratch: &mut Vec<u8>,
+    ) -> Result<u32> {
+        scratch.clear();
+        encode_key_into(key, scratch)?;
+        Ok(key_group_for_hash(
+            hash_key_bytes(scratch),
+            self.inner.max_parallelism,
+        ))
     }
 
     /// Makes the key stored in a timer or snapshot (length-prefixed encoding) current.

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustc_hash::FxBuildHasher;
+use foldhash::fast::FixedState;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -382,7 +382,7 @@ impl<UK, UV> MapStateDescriptor<UK, UV> {
 }
 
 /// The per-key map stored by a [`MapState`].
-pub type StateMap<UK, UV> = HashMap<UK, Stamped<UV>, FxBuildHasher>;
+pub type StateMap<UK, UV> = HashMap<UK, Stamped<UV>, FixedState>;
 
 /// A map per key (Flink's `MapState`). With TTL, each entry expires on its own.
 #[derive(Clone)]

@@ -8,6 +8,7 @@
 
 mod backend;
 mod handles;
+mod key_bytes;
 mod operator_state;
 mod table;
 mod timers;
@@ -19,6 +20,7 @@ pub use handles::{
     ReducingStateDescriptor, Stamped, StateMap, StateTtlConfig, StateTtlConfigBuilder,
     StateVisibility, UpdateType, ValueState, ValueStateDescriptor,
 };
+pub use key_bytes::KeyBytes;
 pub use operator_state::{BroadcastState, OperatorListState, OperatorStateStore, Redistribution};
 pub use table::{SharedStateTable, StateTable, split_composite};
 pub use timers::{InternalTimerService, Timer, TimerQueue};

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::rc::Rc;
 
-use rustc_hash::FxBuildHasher;
+use foldhash::fast::FixedState;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -74,7 +74,7 @@ impl<V: Clone> OperatorListState<V> {
 
 /// A map that every subtask of an operator holds identically (Flink's `BroadcastState`).
 pub struct BroadcastState<K, V> {
-    map: Rc<RefCell<HashMap<K, V, FxBuildHasher>>>,
+    map: Rc<RefCell<HashMap<K, V, FixedState>>>,
 }
 
 impl<K, V> Clone for BroadcastState<K, V> {
@@ -199,7 +199,7 @@ impl OperatorStateStore {
         V: Clone + Serialize + DeserializeOwned + 'static,
     {
         let map = self.get_or_register(&d.name, Redistribution::Broadcast, || {
-            let map = Rc::new(RefCell::new(HashMap::<K, V, FxBuildHasher>::default()));
+            let map = Rc::new(RefCell::new(HashMap::<K, V, FixedState>::default()));
             let m = map.clone();
             let snap: Rc<dyn Fn() -> Result<Vec<u8>>> = Rc::new(move || {
                 postcard::to_stdvec(&*m.borrow())

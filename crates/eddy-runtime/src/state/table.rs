@@ -1,11 +1,13 @@
 //! The heap state table: one hash map per key group, keyed by the encoded (key, namespace).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use eddy_core::keys::KeyGroupRange;
-use rustc_hash::FxBuildHasher;
+use foldhash::fast::FixedState;
+
+use super::key_bytes::KeyBytes;
+use hashbrown::HashMap;
 
 /// A state table shared between an operator and its backend.
 pub type SharedStateTable<V> = Rc<RefCell<StateTable<V>>>;
@@ -17,7 +19,7 @@ pub type SharedStateTable<V> = Rc<RefCell<StateTable<V>>>;
 /// belongs to different windows; state outside windows has an empty namespace.
 pub struct StateTable<V> {
     range: KeyGroupRange,
-    groups: Vec<HashMap<Box<[u8]>, V, FxBuildHasher>>,
+    groups: Vec<HashMap<KeyBytes, V, FixedState>>,
 }
 
 impl<V> StateTable<V> {
@@ -34,12 +36,12 @@ impl<V> StateTable<V> {
     }
 
     #[inline]
-    fn group(&self, key_group: u32) -> &HashMap<Box<[u8]>, V, FxBuildHasher> {
+    fn group(&self, key_group: u32) -> &HashMap<KeyBytes, V, FixedState> {
         &self.groups[(key_group - self.range.start) as usize]
     }
 
     #[inline]
-    fn group_mut(&mut self, key_group: u32) -> &mut HashMap<Box<[u8]>, V, FxBuildHasher> {
+    fn group_mut(&mut self, key_group: u32) -> &mut HashMap<KeyBytes, V, FixedState> {
         &mut self.groups[(key_group - self.range.start) as usize]
     }
 
@@ -65,7 +67,7 @@ impl<V> StateTable<V> {
     ) -> &mut V {
         let group = self.group_mut(key_group);
         if !group.contains_key(composite) {
-            group.insert(Box::from(composite), make());
+            group.insert(KeyBytes::new(composite), make());
         }
         // Present now: inserted above or already there.
         match group.get_mut(composite) {
@@ -81,7 +83,7 @@ impl<V> StateTable<V> {
         match group.get_mut(composite) {
             Some(slot) => *slot = value,
             None => {
-                group.insert(Box::from(composite), value);
+                group.insert(KeyBytes::new(composite), value);
             }
         }
     }
@@ -116,7 +118,7 @@ impl<V> StateTable<V> {
     }
 
     /// Removes every entry, returning them.
-    pub fn drain(&mut self) -> impl Iterator<Item = (Box<[u8]>, V)> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = (KeyBytes, V)> + '_ {
         self.groups.iter_mut().flat_map(|g| g.drain())
     }
 
@@ -128,7 +130,7 @@ impl<V> StateTable<V> {
     }
 
     /// Replaces the contents of one key group.
-    pub(crate) fn set_group(&mut self, key_group: u32, entries: Vec<(Box<[u8]>, V)>) {
+    pub(crate) fn set_group(&mut self, key_group: u32, entries: Vec<(KeyBytes, V)>) {
         let g = self.group_mut(key_group);
         g.clear();
         g.extend(entries);

@@ -2,7 +2,10 @@
 //! timestamp), deduplicated, fired in timestamp order (Flink's `InternalTimerService`).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
+
+use foldhash::fast::FixedState;
+use hashbrown::HashMap;
 use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
@@ -18,23 +21,56 @@ pub struct Timer<N> {
     /// The key's group.
     pub key_group: u32,
     /// The key, length-prefixed as the backend stores it.
-    pub key: Box<[u8]>,
+    pub key: super::KeyBytes,
     /// The namespace (a window, or `()`).
     pub namespace: N,
 }
 
-/// Timers ordered by time, with deletion and deduplication.
+/// A heap entry: ordered by time, then by registration order, so that heap operations compare
+/// integers only (many timers share one timestamp: every key's window ends at the same time).
+#[derive(Debug)]
+struct Entry<N> {
+    timestamp: i64,
+    seq: u64,
+    timer: Timer<N>,
+}
+
+impl<N> PartialEq for Entry<N> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.timestamp, self.seq) == (other.timestamp, other.seq)
+    }
+}
+
+impl<N> Eq for Entry<N> {}
+
+impl<N> PartialOrd for Entry<N> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<N> Ord for Entry<N> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.timestamp, self.seq).cmp(&(other.timestamp, other.seq))
+    }
+}
+
+/// Timers ordered by time, with deletion and deduplication: a heap of registrations plus a set
+/// of the live ones (Flink's `HeapPriorityQueueSet`).
 #[derive(Debug)]
 pub struct TimerQueue<N: Ord + Hash> {
-    heap: BinaryHeap<Reverse<Timer<N>>>,
-    live: HashSet<Timer<N>>,
+    heap: BinaryHeap<Reverse<Entry<N>>>,
+    /// Live timers, with the sequence number of their heap entry.
+    live: HashMap<Timer<N>, u64, FixedState>,
+    next_seq: u64,
 }
 
 impl<N: Ord + Hash + Clone> Default for TimerQueue<N> {
     fn default() -> Self {
         TimerQueue {
             heap: BinaryHeap::new(),
-            live: HashSet::new(),
+            live: HashMap::default(),
+            next_seq: 0,
         }
     }
 }
@@ -42,12 +78,18 @@ impl<N: Ord + Hash + Clone> Default for TimerQueue<N> {
 impl<N: Ord + Hash + Clone> TimerQueue<N> {
     /// Adds a timer; returns false if the same timer was already registered.
     pub fn register(&mut self, timer: Timer<N>) -> bool {
-        if self.live.insert(timer.clone()) {
-            self.heap.push(Reverse(timer));
-            true
-        } else {
-            false
+        if self.live.contains_key(&timer) {
+            return false;
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.heap.push(Reverse(Entry {
+            timestamp: timer.timestamp,
+            seq,
+            timer: timer.clone(),
+        }));
+        self.live.insert(timer, seq);
+        true
     }
 
     /// Removes a timer, if registered.
@@ -57,7 +99,7 @@ impl<N: Ord + Hash + Clone> TimerQueue<N> {
 
     fn skip_deleted(&mut self) {
         while let Some(Reverse(top)) = self.heap.peek() {
-            if self.live.contains(top) {
+            if self.live.get(&top.timer) == Some(&top.seq) {
                 break;
             }
             self.heap.pop();
@@ -67,17 +109,17 @@ impl<N: Ord + Hash + Clone> TimerQueue<N> {
     /// The earliest registered timestamp.
     pub fn next_timestamp(&mut self) -> Option<i64> {
         self.skip_deleted();
-        self.heap.peek().map(|Reverse(t)| t.timestamp)
+        self.heap.peek().map(|Reverse(e)| e.timestamp)
     }
 
     /// Removes and returns the earliest timer if it is due at `time`.
     pub fn poll(&mut self, time: i64) -> Option<Timer<N>> {
         self.skip_deleted();
         match self.heap.peek() {
-            Some(Reverse(t)) if t.timestamp <= time => {
-                let Reverse(t) = self.heap.pop()?;
-                self.live.remove(&t);
-                Some(t)
+            Some(Reverse(e)) if e.timestamp <= time => {
+                let Reverse(e) = self.heap.pop()?;
+                self.live.remove(&e.timer);
+                Some(e.timer)
             }
             _ => None,
         }
@@ -95,9 +137,9 @@ impl<N: Ord + Hash + Clone> TimerQueue<N> {
 
     /// Every registered timer, in firing order.
     pub fn timers(&self) -> Vec<Timer<N>> {
-        let mut all: Vec<Timer<N>> = self.live.iter().cloned().collect();
-        all.sort();
-        all
+        let mut all: Vec<(u64, &Timer<N>)> = self.live.iter().map(|(t, s)| (*s, t)).collect();
+        all.sort_by(|a, b| (a.1.timestamp, a.0).cmp(&(b.1.timestamp, b.0)));
+        all.into_iter().map(|(_, t)| t.clone()).collect()
     }
 }
 
@@ -129,7 +171,7 @@ impl<N: Ord + Hash + Clone> InternalTimerService<N> {
         Timer {
             timestamp,
             key_group: self.backend.current_key_group(),
-            key: self.backend.current_key_bytes().as_slice().into(),
+            key: super::KeyBytes::new(&self.backend.current_key_bytes()),
             namespace,
         }
     }
