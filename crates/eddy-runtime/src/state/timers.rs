@@ -138,7 +138,7 @@ impl<N: Ord + Hash + Clone> TimerQueue<N> {
     /// Every registered timer, in firing order.
     pub fn timers(&self) -> Vec<Timer<N>> {
         let mut all: Vec<(u64, &Timer<N>)> = self.live.iter().map(|(t, s)| (*s, t)).collect();
-        all.sort_by(|a, b| (a.1.timestamp, a.0).cmp(&(b.1.timestamp, b.0)));
+        all.sort_by_key(|(seq, t)| (t.timestamp, *seq));
         all.into_iter().map(|(_, t)| t.clone()).collect()
     }
 }
