@@ -147,11 +147,13 @@ impl<T: 'static> SourceReader<T> for DataGenReader<T> {
         }
         let split = &mut self.splits[0];
         let end = split.next.saturating_add(budget - 1).min(split.last);
+        output.set_current_split(&split.split_id());
         for i in split.next..=end {
             output.collect((self.generator)(i));
         }
         self.emitted += end - split.next + 1;
         if end >= split.last {
+            output.release_split(&split.split_id());
             self.splits.remove(0);
             if self.splits.is_empty() {
                 return Ok(InputStatus::EndOfInput);

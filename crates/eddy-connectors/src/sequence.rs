@@ -97,10 +97,12 @@ impl SourceReader<i64> for SequenceReader {
         };
         let n = output.remaining().max(1) as i64;
         let end = split.current.saturating_add(n - 1).min(split.to);
+        output.set_current_split(&split.split_id());
         for v in split.current..=end {
             output.collect(v);
         }
         if end >= split.to {
+            output.release_split(&split.split_id());
             self.splits.remove(0);
         } else {
             split.current = end + 1;

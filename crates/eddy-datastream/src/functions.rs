@@ -33,6 +33,17 @@ pub type FunctionError = Box<dyn std::error::Error + Send + Sync>;
 /// The result of a fallible user function.
 pub type FunctionResult<T> = std::result::Result<T, FunctionError>;
 
+/// A record as it appears in error messages: formatted as Flink prints it, cut to 200
+/// characters.
+pub(crate) fn describe<T: serde::Serialize>(value: &T) -> String {
+    let mut s = String::new();
+    eddy_connectors::print::flink_format(value, &mut s);
+    if s.chars().count() > 200 {
+        s = s.chars().take(200).collect::<String>() + "...";
+    }
+    s
+}
+
 /// Converts a user function's error into a runtime error.
 pub(crate) fn user_error(e: FunctionError) -> RuntimeError {
     RuntimeError::User(e.to_string())

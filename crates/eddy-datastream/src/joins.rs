@@ -398,12 +398,13 @@ where
     }
 }
 
-fn require_timestamp(ts: i64) -> Result<()> {
+fn require_timestamp<T: Serialize>(value: &T, ts: i64) -> Result<()> {
     if ts == NO_TIMESTAMP {
-        return Err(RuntimeError::user(
-            "elements of an interval join need event timestamps; assign them with a \
+        return Err(RuntimeError::user(format!(
+            "record {} of an interval join has no timestamp; assign timestamps with a \
              WatermarkStrategy",
-        ));
+            crate::functions::describe(value)
+        )));
     }
     Ok(())
 }
@@ -437,7 +438,7 @@ where
         out: &mut dyn Output<O>,
     ) -> Result<()> {
         for r in batch {
-            require_timestamp(r.timestamp)?;
+            require_timestamp(&r.value, r.timestamp)?;
             let key = (self.ka)(&r.value);
             if self.is_late(r.timestamp)? {
                 self.rt()?.late.inc();
@@ -494,7 +495,7 @@ where
         out: &mut dyn Output<O>,
     ) -> Result<()> {
         for r in batch {
-            require_timestamp(r.timestamp)?;
+            require_timestamp(&r.value, r.timestamp)?;
             let key = (self.kb)(&r.value);
             if self.is_late(r.timestamp)? {
                 self.rt()?.late.inc();

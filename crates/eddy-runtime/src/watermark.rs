@@ -277,6 +277,7 @@ pub struct SplitWatermarks<T> {
     current: usize,
     combined: i64,
     idle: bool,
+    started: Instant,
 }
 
 impl<T: 'static> SplitWatermarks<T> {
@@ -288,6 +289,7 @@ impl<T: 'static> SplitWatermarks<T> {
             current: usize::MAX,
             combined: i64::MIN,
             idle: false,
+            started: Instant::now(),
         }
     }
 
@@ -341,6 +343,18 @@ impl<T: 'static> SplitWatermarks<T> {
 
     /// Periodic emission: asks every generator; returns a combined change, if any.
     pub fn on_periodic_emit(&mut self) -> Option<WatermarkEvent> {
+        if self.splits.is_empty() {
+            // Nothing was read yet: with idleness, a silent reader goes idle like a silent split.
+            let idle_now = self
+                .strategy
+                .idleness
+                .is_some_and(|t| self.started.elapsed() >= t);
+            if idle_now && !self.idle {
+                self.idle = true;
+                return Some(WatermarkEvent::Idle);
+            }
+            return None;
+        }
         let mut changed = false;
         for (_, t) in &mut self.splits {
             t.generator.on_periodic_emit(&mut t.output);

@@ -196,6 +196,7 @@ impl SourceReader<String> for TextLineReader {
                     return Ok(InputStatus::EndOfInput);
                 }
                 let split = self.pending.remove(0);
+                output.set_current_split(&split.split_id());
                 self.current = Some(Self::open(split)?);
             }
             let Some(open) = self.current.as_mut() else {
@@ -231,6 +232,7 @@ impl SourceReader<String> for TextLineReader {
                 output.collect(String::from_utf8_lossy(bytes).into_owned());
             }
             if open.split.offset >= open.split.end {
+                output.release_split(&open.split.split_id());
                 self.current = None;
             }
             if output.is_full() {

@@ -143,11 +143,11 @@ where
 
     fn process_element(&mut self, value: T, ts: i64) -> Result<()> {
         if ts == NO_TIMESTAMP {
-            return Err(RuntimeError::User(
-                "cannot assign windows: the record has no timestamp; assign timestamps with a \
-                 WatermarkStrategy before an event-time window"
-                    .into(),
-            ));
+            return Err(RuntimeError::User(format!(
+                "cannot assign windows to record {}: it has no timestamp; assign timestamps \
+                 with a WatermarkStrategy before an event-time window",
+                crate::functions::describe(&value)
+            )));
         }
         let rt = self.rt.as_mut().ok_or_else(not_open)?;
         let watermark = rt.watermark;

@@ -21,8 +21,9 @@ struct ChannelState {
 }
 
 /// Tracks the watermark and status of every input channel and emits the combined watermark:
-/// the minimum over active channels, only ever increasing. Idle and finished channels are left
-/// out; when every channel is idle, the output is idle too.
+/// the minimum over active channels, only ever increasing. Idle channels are left out; a
+/// finished channel counts as watermark `MAX` (nothing more can come from it). When every
+/// unfinished channel is idle, the output is idle too.
 #[derive(Debug)]
 pub struct WatermarkValve {
     channels: Vec<ChannelState>,
@@ -55,7 +56,12 @@ impl WatermarkValve {
     /// A watermark arrived on `channel`.
     pub fn input_watermark(&mut self, channel: usize, watermark: Watermark) -> ValveOutput {
         let ch = &mut self.channels[channel];
-        if !ch.active || ch.finished {
+        if ch.finished {
+            return ValveOutput::None;
+        }
+        if !ch.active {
+            // A watermark means the channel is active again (Flink's behaviour); the status
+            // change is reported by the status element that precedes it.
             return ValveOutput::None;
         }
         if watermark.0 > ch.watermark {
@@ -68,7 +74,7 @@ impl WatermarkValve {
     /// A status change arrived on `channel`.
     pub fn input_status(&mut self, channel: usize, status: WatermarkStatus) -> ValveOutput {
         let active = status == WatermarkStatus::Active;
-        if self.channels[channel].active == active {
+        if self.channels[channel].finished || self.channels[channel].active == active {
             return ValveOutput::None;
         }
         self.channels[channel].active = active;
@@ -77,12 +83,19 @@ impl WatermarkValve {
 
     /// `channel` delivered end-of-partition: it no longer holds back the watermark.
     pub fn finish_channel(&mut self, channel: usize) -> ValveOutput {
-        self.channels[channel].finished = true;
-        self.advance()
+        let ch = &mut self.channels[channel];
+        ch.finished = true;
+        ch.active = true;
+        ch.watermark = i64::MAX;
+        if self.channels.iter().all(|c| c.finished) {
+            return ValveOutput::None;
+        }
+        self.recompute_status()
     }
 
     fn recompute_status(&mut self) -> ValveOutput {
-        let any_active = self.channels.iter().any(|c| c.active && !c.finished);
+        // Finished channels stay active (at watermark MAX).
+        let any_active = self.channels.iter().any(|c| c.active);
         if !any_active && self.output_active {
             self.output_active = false;
             return ValveOutput::Status(WatermarkStatus::Idle);
@@ -102,7 +115,7 @@ impl WatermarkValve {
         let min = self
             .channels
             .iter()
-            .filter(|c| c.active && !c.finished)
+            .filter(|c| c.active)
             .map(|c| c.watermark)
             .min();
         match min {
@@ -157,5 +170,17 @@ mod tests {
         let mut v = WatermarkValve::new(2);
         v.input_watermark(0, Watermark(10));
         assert_eq!(v.finish_channel(1), ValveOutput::Watermark(Watermark(10)));
+    }
+
+    #[test]
+    fn a_finished_channel_counts_as_max_when_the_others_go_idle() {
+        let mut v = WatermarkValve::new(2);
+        v.input_watermark(0, Watermark(i64::MAX));
+        v.finish_channel(0);
+        assert_eq!(v.current(), i64::MIN, "channel 1 is active at MIN");
+        assert_eq!(
+            v.input_status(1, WatermarkStatus::Idle),
+            ValveOutput::Watermark(Watermark::MAX)
+        );
     }
 }
