@@ -128,3 +128,29 @@ fn a_record_without_timestamp_in_an_event_time_window_names_the_record() {
     assert!(err.contains("(sensor-7,42)"), "{err}");
     assert!(err.contains("no timestamp"), "{err}");
 }
+
+#[test]
+fn watermarks_are_reported_per_operator_subtask() {
+    let env = StreamExecutionEnvironment::create_local_environment(2);
+    env.from_collection((0..100i64).map(|i| (i % 4, i * 10)).collect::<Vec<_>>())
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(i64, i64), _| e.1),
+        )
+        .key_by(|e: &(i64, i64)| e.0)
+        .window(TumblingEventTimeWindows::of(Duration::from_millis(50)))
+        .sum(|e: &mut (i64, i64)| &mut e.1)
+        .name("Windowed Sum")
+        .sink_to(eddy::connectors::discard::DiscardingSink);
+    let client = env.execute_async("watermark metrics").unwrap();
+    client.get_job_execution_result().unwrap();
+    let metrics = client.metrics();
+    let gauges: Vec<_> = metrics
+        .iter()
+        .filter(|m| m.variables.get("operator_name").map(String::as_str) == Some("Windowed Sum"))
+        .filter(|m| m.name == "currentInputWatermark" || m.name == "currentOutputWatermark")
+        .collect();
+    assert_eq!(gauges.len(), 4, "two gauges for each of two subtasks");
+    for g in gauges {
+        assert_eq!(g.value.as_f64(), i64::MAX as f64, "{} of subtask {}", g.name, g.variables["subtask_index"]);
+    }
+}
