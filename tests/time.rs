@@ -134,7 +134,8 @@ fn watermarks_are_reported_per_operator_subtask() {
     let env = StreamExecutionEnvironment::create_local_environment(2);
     env.from_collection((0..100i64).map(|i| (i % 4, i * 10)).collect::<Vec<_>>())
         .assign_timestamps_and_watermarks(
-            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(i64, i64), _| e.1),
+            WatermarkStrategy::for_monotonous_timestamps()
+                .with_timestamp_assigner(|e: &(i64, i64), _| e.1),
         )
         .key_by(|e: &(i64, i64)| e.0)
         .window(TumblingEventTimeWindows::of(Duration::from_millis(50)))
@@ -151,6 +152,12 @@ fn watermarks_are_reported_per_operator_subtask() {
         .collect();
     assert_eq!(gauges.len(), 4, "two gauges for each of two subtasks");
     for g in gauges {
-        assert_eq!(g.value.as_f64(), i64::MAX as f64, "{} of subtask {}", g.name, g.variables["subtask_index"]);
+        assert_eq!(
+            g.value.as_f64(),
+            i64::MAX as f64,
+            "{} of subtask {}",
+            g.name,
+            g.variables["subtask_index"]
+        );
     }
 }

@@ -160,7 +160,7 @@ config_enum!(
         /// In-memory hash maps per key group, full snapshots.
         HashMap = "hashmap",
         /// An embedded LSM tree on local disk, incremental snapshots.
-        Lsm = "lsm" | "fjall",
+        Lsm = "lsm" | "fjall" | "rocksdb",
     }
 );
 
@@ -316,6 +316,20 @@ pub mod options {
         CHECKPOINTING_INCREMENTAL: bool = "execution.checkpointing.incremental" ["state.backend.incremental"], default "false";
         /// hashmap or lsm.
         STATE_BACKEND: StateBackendType = "state.backend.type" ["state.backend"], default "hashmap";
+        /// LSM backend: entries of each state kept deserialized in memory in front of the LSM tree.
+        LSM_CACHE_ENTRIES: u32 = "state.backend.lsm.cache-entries", default "65536";
+        /// LSM backend: size of each state's in-memory write buffer (memtable) before it is flushed to disk.
+        LSM_MEMTABLE_SIZE: MemorySize = "state.backend.lsm.memtable-size", default "16mb";
+        /// LSM backend: block cache of each operator subtask's LSM tree.
+        LSM_BLOCK_CACHE_SIZE: MemorySize = "state.backend.lsm.block-cache-size", default "16mb";
+        /// LSM backend: incremental checkpoints after which the next one writes a full snapshot.
+        LSM_MAX_DELTAS: u32 = "state.backend.lsm.max-incremental-checkpoints", default "10";
+        /// Local directories for temporary files (the LSM backend's working files); `;`-separated.
+        IO_TMP_DIRS: String = "io.tmp.dirs";
+        /// Savepoint or retained checkpoint to restore the job from.
+        SAVEPOINT_PATH: String = "execution.savepoint.path";
+        /// Whether state in the savepoint that no operator of the job claims is skipped instead of failing the restore.
+        SAVEPOINT_IGNORE_UNCLAIMED_STATE: bool = "execution.savepoint.ignore-unclaimed-state", default "false";
         /// Restart strategy; defaults to exponential-delay when checkpointing is on, none otherwise.
         RESTART_STRATEGY: RestartStrategyType = "restart-strategy.type" ["restart-strategy"];
         /// fixed-delay: attempts before the job fails.
@@ -373,7 +387,6 @@ pub const IGNORED_FLINK_PREFIXES: &[&str] = &[
     "web.",
     "blob.",
     "classloader.",
-    "io.tmp.dirs",
     "akka.",
     "pekko.",
     "cluster.",

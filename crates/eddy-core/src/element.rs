@@ -100,6 +100,22 @@ pub enum SnapshotKind {
     },
 }
 
+impl SnapshotKind {
+    /// Whether this is a savepoint (self-contained, owned by the user).
+    pub fn is_savepoint(self) -> bool {
+        !matches!(self, SnapshotKind::Checkpoint)
+    }
+
+    /// How sources stop before this snapshot, if they do.
+    pub fn stop_mode(self) -> Option<StopMode> {
+        match self {
+            SnapshotKind::SavepointAndStop { drain: true } => Some(StopMode::Drain),
+            SnapshotKind::SavepointAndStop { drain: false } => Some(StopMode::NoDrain),
+            _ => None,
+        }
+    }
+}
+
 /// Checkpoint alignment mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum CheckpointingMode {
@@ -148,8 +164,22 @@ pub enum StreamElement<T> {
     Barrier(CheckpointBarrier),
     /// A latency marker.
     LatencyMarker(LatencyMarker),
+    /// The upstream subtask has no more data: only barriers and end-of-partition follow. With
+    /// [`StopMode::Drain`] the receiver finishes its operators (fires remaining timers and
+    /// windows); with [`StopMode::NoDrain`] (stop with savepoint) it leaves them as they are.
+    EndOfData(StopMode),
     /// The upstream subtask has finished: nothing follows on this channel.
     EndOfPartition,
+}
+
+/// How a stream ends (Flink's `StopMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopMode {
+    /// The input is exhausted, or the job stops with `--drain`: event time advances to the end
+    /// and every operator finishes.
+    Drain,
+    /// The job stops with a savepoint to be resumed later: timers and windows stay in state.
+    NoDrain,
 }
 
 impl<T> StreamElement<T> {

@@ -330,7 +330,7 @@ where
     F: KeyedCoProcessFunction<K, A, B, O>,
 {
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
-        let rt = KeyedRuntime::open(ctx);
+        let rt = KeyedRuntime::open(ctx)?;
         self.f
             .open(&RuntimeContext::keyed(ctx, rt.backend.clone()))
             .map_err(user_error)?;
@@ -671,7 +671,7 @@ where
         self.store = ctx.state.operator_state().clone();
         self.processing = ctx.timer_service.clone();
         let rc = if self.key.is_some() {
-            let rt = KeyedRuntime::open(ctx);
+            let rt = KeyedRuntime::open(ctx)?;
             let rc = RuntimeContext::keyed(ctx, rt.backend.clone());
             self.rt = Some(rt);
             rc

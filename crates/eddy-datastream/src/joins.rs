@@ -418,12 +418,16 @@ where
     O: 'static,
 {
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
-        let backend = ctx.state.keyed_backend();
+        let backend = ctx.state.keyed_backend()?;
         self.f
             .open(&RuntimeContext::keyed(ctx, backend.clone()))
             .map_err(user_error)?;
         self.rt = Some(JoinRuntime {
-            timers: InternalTimerService::new(backend.clone(), ctx.timer_service.clone()),
+            timers: InternalTimerService::create(
+                backend.clone(),
+                ctx.timer_service.clone(),
+                "interval-join",
+            )?,
             left: backend.table("_join-left")?,
             right: backend.table("_join-right")?,
             late: ctx.metrics.counter("numLateRecordsDropped"),
@@ -451,8 +455,8 @@ where
             let ts = r.timestamp;
             let candidates: Vec<(i64, B)> = rt
                 .right
-                .borrow()
-                .get(kg, &composite)
+                .borrow_mut()
+                .get(kg, &composite)?
                 .map(|buf| {
                     buf.range(ts.saturating_add(lower)..=ts.saturating_add(upper))
                         .flat_map(|(t, bs)| bs.iter().map(move |b| (*t, b.clone())))
@@ -461,7 +465,7 @@ where
                 .unwrap_or_default();
             rt.left
                 .borrow_mut()
-                .get_or_insert_with(kg, &composite, BTreeMap::new)
+                .get_or_insert_with(kg, &composite, BTreeMap::new)?
                 .entry(ts)
                 .or_default()
                 .push(r.value.clone());
@@ -509,8 +513,8 @@ where
             let ts = r.timestamp;
             let candidates: Vec<(i64, A)> = rt
                 .left
-                .borrow()
-                .get(kg, &composite)
+                .borrow_mut()
+                .get(kg, &composite)?
                 .map(|buf| {
                     buf.range(ts.saturating_add(rel_lower)..=ts.saturating_add(rel_upper))
                         .flat_map(|(t, as_)| as_.iter().map(move |a| (*t, a.clone())))
@@ -519,7 +523,7 @@ where
                 .unwrap_or_default();
             rt.right
                 .borrow_mut()
-                .get_or_insert_with(kg, &composite, BTreeMap::new)
+                .get_or_insert_with(kg, &composite, BTreeMap::new)?
                 .entry(ts)
                 .or_default()
                 .push(r.value.clone());
@@ -557,20 +561,28 @@ where
             if timer.namespace == LEFT {
                 let bucket = if upper <= 0 { t } else { t - upper };
                 let mut left = rt.left.borrow_mut();
-                if let Some(buf) = left.get_mut(kg, &timer.key) {
-                    buf.remove(&bucket);
-                    if buf.is_empty() {
-                        left.remove(kg, &timer.key);
+                let now_empty = match left.get_mut(kg, &timer.key)? {
+                    Some(buf) => {
+                        buf.remove(&bucket);
+                        buf.is_empty()
                     }
+                    None => false,
+                };
+                if now_empty {
+                    left.remove(kg, &timer.key)?;
                 }
             } else {
                 let bucket = if lower <= 0 { t + lower } else { t };
                 let mut right = rt.right.borrow_mut();
-                if let Some(buf) = right.get_mut(kg, &timer.key) {
-                    buf.remove(&bucket);
-                    if buf.is_empty() {
-                        right.remove(kg, &timer.key);
+                let now_empty = match right.get_mut(kg, &timer.key)? {
+                    Some(buf) => {
+                        buf.remove(&bucket);
+                        buf.is_empty()
                     }
+                    None => false,
+                };
+                if now_empty {
+                    right.remove(kg, &timer.key)?;
                 }
             }
         }

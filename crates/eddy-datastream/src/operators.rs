@@ -258,7 +258,7 @@ where
     F: Fn(T, T) -> T,
 {
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
-        let backend = ctx.state.keyed_backend();
+        let backend = ctx.state.keyed_backend()?;
         self.table = Some(backend.table::<Option<T>>(REDUCE_STATE)?);
         self.backend = Some(backend);
         self.emit_updates = ctx.execution_mode == ExecutionMode::Streaming;
@@ -280,7 +280,7 @@ where
         for r in batch {
             let kg = backend.set_current_key(&(self.key_selector)(&r.value))?;
             let key = backend.current_key_bytes();
-            let slot = table.get_or_insert_with(kg, &key, || None);
+            let slot = table.get_or_insert_with(kg, &key, || None)?;
             let new = match slot.take() {
                 Some(old) => (self.reduce)(old, r.value),
                 None => r.value,
@@ -308,7 +308,8 @@ where
         };
         let finals: Vec<StreamRecord<T>> = table
             .borrow_mut()
-            .drain()
+            .take_all()?
+            .into_iter()
             .filter_map(|(_, v)| v.map(StreamRecord::new))
             .collect();
         let mut finals = finals.into_iter();

@@ -284,16 +284,17 @@ pub(crate) struct KeyedRuntime {
 
 impl KeyedRuntime {
     /// Creates the backend and timers of the operator described by `ctx`.
-    pub(crate) fn open(ctx: &OperatorContext) -> Self {
-        let backend = ctx.state.keyed_backend();
-        KeyedRuntime {
-            timers: Rc::new(RefCell::new(InternalTimerService::new(
+    pub(crate) fn open(ctx: &OperatorContext) -> Result<Self> {
+        let backend = ctx.state.keyed_backend()?;
+        Ok(KeyedRuntime {
+            timers: Rc::new(RefCell::new(InternalTimerService::create(
                 backend.clone(),
                 ctx.timer_service.clone(),
-            ))),
+                "user",
+            )?)),
             processing: ctx.timer_service.clone(),
             backend,
-        }
+        })
     }
 
     pub(crate) fn watermark(&self) -> i64 {
@@ -412,7 +413,7 @@ where
     F: KeyedProcessFunction<K, I, O>,
 {
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
-        let rt = KeyedRuntime::open(ctx);
+        let rt = KeyedRuntime::open(ctx)?;
         self.f
             .open(&RuntimeContext::keyed(ctx, rt.backend.clone()))
             .map_err(user_error)?;

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use eddy_core::element::{
-    CheckpointBarrier, LatencyMarker, StreamRecord, Watermark, WatermarkStatus,
+    CheckpointBarrier, LatencyMarker, StopMode, StreamRecord, Watermark, WatermarkStatus,
 };
 
 use crate::error::{Result, RuntimeError, panic_message};
@@ -54,6 +54,11 @@ pub trait ChainOutput<T>: Output<T> {
 
     /// Sends a checkpoint barrier to every network output below.
     fn emit_barrier(&mut self, _barrier: CheckpointBarrier) -> Result<()> {
+        Ok(())
+    }
+
+    /// Sends end-of-data to every network output below.
+    fn emit_end_of_data(&mut self, _mode: StopMode) -> Result<()> {
         Ok(())
     }
 
@@ -125,6 +130,8 @@ pub trait ErasedControl {
     fn notify_checkpoint(&mut self, checkpoint_id: u64, completed: bool) -> Result<()>;
     /// See [`ChainOutput::emit_barrier`].
     fn emit_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()>;
+    /// See [`ChainOutput::emit_end_of_data`].
+    fn emit_end_of_data(&mut self, mode: StopMode) -> Result<()>;
     /// See [`ChainOutput::emit_end_of_partition`].
     fn emit_end_of_partition(&mut self) -> Result<()>;
     /// See [`ChainOutput::flush`].
@@ -185,6 +192,9 @@ impl<X: 'static> ErasedControl for TypedSideOutput<X> {
     }
     fn emit_barrier(&mut self, b: CheckpointBarrier) -> Result<()> {
         self.inner.emit_barrier(b)
+    }
+    fn emit_end_of_data(&mut self, m: StopMode) -> Result<()> {
+        self.inner.emit_end_of_data(m)
     }
     fn emit_end_of_partition(&mut self) -> Result<()> {
         self.inner.emit_end_of_partition()
@@ -283,6 +293,10 @@ impl<T> ChainOutput<T> for OperatorOutput<T> {
     fn emit_barrier(&mut self, b: CheckpointBarrier) -> Result<()> {
         self.main.emit_barrier(b)?;
         self.each_side(|s| s.emit_barrier(b))
+    }
+    fn emit_end_of_data(&mut self, m: StopMode) -> Result<()> {
+        self.main.emit_end_of_data(m)?;
+        self.each_side(|s| s.emit_end_of_data(m))
     }
     fn emit_end_of_partition(&mut self) -> Result<()> {
         self.main.emit_end_of_partition()?;
@@ -404,6 +418,10 @@ impl<IN, OUT, OP: OneInputOperator<IN, OUT>> ChainOutput<IN> for OperatorLink<IN
         self.out.emit_barrier(barrier)
     }
 
+    fn emit_end_of_data(&mut self, m: StopMode) -> Result<()> {
+        self.out.emit_end_of_data(m)
+    }
+
     fn emit_end_of_partition(&mut self) -> Result<()> {
         self.out.emit_end_of_partition()
     }
@@ -480,6 +498,9 @@ impl<T: Clone> ChainOutput<T> for FanOut<T> {
     }
     fn emit_barrier(&mut self, b: CheckpointBarrier) -> Result<()> {
         self.each(|o| o.emit_barrier(b))
+    }
+    fn emit_end_of_data(&mut self, m: StopMode) -> Result<()> {
+        self.each(|o| o.emit_end_of_data(m))
     }
     fn emit_end_of_partition(&mut self) -> Result<()> {
         self.each(|o| o.emit_end_of_partition())

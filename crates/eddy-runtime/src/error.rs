@@ -60,6 +60,29 @@ pub enum RuntimeError {
     /// A downstream or upstream task went away; a consequence of another failure.
     #[error("a connected task has terminated")]
     ChannelClosed,
+    /// Checkpoint storage failed: a file could not be written, read or found, or is corrupt.
+    #[error("checkpoint storage: {context}: {reason}")]
+    Storage {
+        /// What was being done, naming the file or directory.
+        context: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A checkpoint or savepoint cannot be restored into this job (state nobody claims, a
+    /// changed max parallelism, ...).
+    #[error("cannot restore: {0}")]
+    Restore(String),
+    /// The embedded LSM state backend failed.
+    #[error("state backend: {0}")]
+    StateBackend(String),
+    /// A checkpoint was aborted: it took too long, a task declined it, or it was subsumed.
+    #[error("checkpoint {id} aborted: {reason}")]
+    CheckpointAborted {
+        /// The checkpoint's id.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
     /// The job graph cannot run (bad parallelism, missing user code, ...).
     #[error("invalid job: {0}")]
     InvalidJob(String),
@@ -77,6 +100,14 @@ impl RuntimeError {
         }
     }
 
+    /// A checkpoint storage error.
+    pub fn storage(context: impl fmt::Display, reason: impl fmt::Display) -> Self {
+        RuntimeError::Storage {
+            context: context.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// A user-level error with a message.
     pub fn user(message: impl fmt::Display) -> Self {
         RuntimeError::User(message.to_string())
@@ -90,10 +121,14 @@ impl RuntimeError {
             | RuntimeError::User(_)
             | RuntimeError::Config(_)
             | RuntimeError::InvalidJob(_)
+            | RuntimeError::Restore(_)
             | RuntimeError::Serialization(_) => ErrorDomain::User,
-            RuntimeError::Io { .. } | RuntimeError::ChannelClosed | RuntimeError::Cancelled => {
-                ErrorDomain::External
-            }
+            RuntimeError::Io { .. }
+            | RuntimeError::Storage { .. }
+            | RuntimeError::StateBackend(_)
+            | RuntimeError::CheckpointAborted { .. }
+            | RuntimeError::ChannelClosed
+            | RuntimeError::Cancelled => ErrorDomain::External,
             RuntimeError::Internal(_) => ErrorDomain::Internal,
         }
     }

@@ -12,6 +12,7 @@ use crate::registry::{
     AnyBox, DataPort, OperatorFactory, OperatorKind, OutputParts, Port, TaskInputs, downcast,
 };
 use crate::source::{Boundedness, Source, SourceReaderContext, assign_splits};
+use crate::state::ListStateDescriptor;
 use crate::task::{OneInputTask, SourceTask, StreamTask, TaskEnv, TwoInputTask};
 use crate::watermark::WatermarkStrategy;
 
@@ -99,6 +100,9 @@ where
     }
 }
 
+/// The operator state holding a source reader's splits.
+pub const SOURCE_SPLITS_STATE: &str = "_source-splits";
+
 /// Makes a source's reader per subtask.
 pub struct SourceFactory<T, S> {
     source: Arc<S>,
@@ -152,17 +156,28 @@ where
             metrics: ctx.metrics.clone(),
             batch_size: env.batch_size,
         })?;
-        let splits = assign_splits(
-            self.source.enumerate_splits(info.parallelism)?,
-            info.subtask_index,
-            info.parallelism,
-        );
+        let split_state = ctx
+            .state
+            .operator_state()
+            .get_list_state(&ListStateDescriptor::<S::Split>::new(SOURCE_SPLITS_STATE))?;
+        // Restored: the checkpointed splits, with their positions (dealt out again when the
+        // parallelism changed). Otherwise every subtask takes its share of all splits.
+        let splits = if ctx.state.is_restored() {
+            split_state.get()
+        } else {
+            assign_splits(
+                self.source.enumerate_splits(info.parallelism)?,
+                info.subtask_index,
+                info.parallelism,
+            )
+        };
         let bounded = self.source.boundedness() == Boundedness::Bounded;
         Ok(Box::new(SourceTask::new(
             env,
             &ctx.operator_name,
             reader,
             splits,
+            split_state,
             bounded,
             self.watermarks.clone(),
             Box::new(out),

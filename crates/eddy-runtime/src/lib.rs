@@ -14,6 +14,7 @@
 
 pub mod accumulators;
 pub mod chain;
+pub mod checkpoint;
 pub mod error;
 pub mod exchange;
 pub mod executor;

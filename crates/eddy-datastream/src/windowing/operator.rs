@@ -271,7 +271,7 @@ where
         Self::composite_of(rt, state_window, &mut self.composite);
         let kg = rt.backend.current_key_group();
         let mut table = rt.contents.borrow_mut();
-        let Some(acc) = table.get_mut(kg, &self.composite) else {
+        let Some(acc) = table.get_mut(kg, &self.composite)? else {
             return Ok(());
         };
         {
@@ -296,8 +296,7 @@ where
         let mut buf = Vec::new();
         Self::composite_of(rt, state_window, &mut buf);
         let kg = rt.backend.current_key_group();
-        rt.contents.borrow_mut().remove(kg, &buf);
-        Ok(())
+        rt.contents.borrow_mut().remove(kg, &buf)
     }
 
     fn load_mapping(&self) -> Result<Vec<(W, W)>> {
@@ -307,7 +306,8 @@ where
         };
         let kg = rt.backend.current_key_group();
         let key = rt.backend.current_key_bytes();
-        Ok(m.borrow().get(kg, &key).cloned().unwrap_or_default())
+        let mapping = m.borrow_mut().get(kg, &key)?.cloned();
+        Ok(mapping.unwrap_or_default())
     }
 
     fn store_mapping(&self, mapping: Vec<(W, W)>) -> Result<()> {
@@ -316,9 +316,9 @@ where
             let kg = rt.backend.current_key_group();
             let key = rt.backend.current_key_bytes();
             if mapping.is_empty() {
-                m.borrow_mut().remove(kg, &key);
+                m.borrow_mut().remove(kg, &key)?;
             } else {
-                m.borrow_mut().insert(kg, &key, mapping);
+                m.borrow_mut().insert(kg, &key, mapping)?;
             }
         }
         Ok(())
@@ -358,11 +358,11 @@ where
         Self::composite_of(rt, state_window, &mut self.composite);
         let kg = rt.backend.current_key_group();
         let mut table = rt.contents.borrow_mut();
-        match table.get_mut(kg, &self.composite) {
+        match table.get_mut(kg, &self.composite)? {
             Some(acc) => self.accumulator.add(acc, value, ts),
             None => {
                 let acc = self.accumulator.create(value, ts);
-                table.insert(kg, &self.composite, acc);
+                table.insert(kg, &self.composite, acc)?;
             }
         }
         Ok(())
@@ -485,10 +485,10 @@ where
         let mut table = rt.contents.borrow_mut();
         let mut buf = Vec::new();
         Self::composite_of(rt, target, &mut buf);
-        let mut acc = table.remove(kg, &buf);
+        let mut acc = table.take(kg, &buf)?;
         for s in sources {
             Self::composite_of(rt, s, &mut buf);
-            if let Some(other) = table.remove(kg, &buf) {
+            if let Some(other) = table.take(kg, &buf)? {
                 acc = Some(match acc {
                     Some(a) => self.accumulator.merge(a, other),
                     None => other,
@@ -497,7 +497,7 @@ where
         }
         if let Some(acc) = acc {
             Self::composite_of(rt, target, &mut buf);
-            table.insert(kg, &buf, acc);
+            table.insert(kg, &buf, acc)?;
         }
         Ok(())
     }
@@ -603,7 +603,7 @@ where
     OUT: 'static,
 {
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
-        let backend = ctx.state.keyed_backend();
+        let backend = ctx.state.keyed_backend()?;
         let trigger_ns = Rc::new(RefCell::new(Vec::new()));
         let window_ns = Rc::new(RefCell::new(Vec::new()));
         if self.assigner.is_merging() && !self.trigger.can_merge() {
@@ -612,10 +612,11 @@ where
             ));
         }
         let rt = Runtime {
-            timers: Rc::new(RefCell::new(InternalTimerService::new(
+            timers: Rc::new(RefCell::new(InternalTimerService::create(
                 backend.clone(),
                 ctx.timer_service.clone(),
-            ))),
+                "window",
+            )?)),
             contents: backend.table::<ACC>("_window-contents")?,
             merging: if self.assigner.is_merging() {
                 Some(backend.table::<Vec<(W, W)>>("_merging-windows")?)

@@ -21,7 +21,7 @@
 //! arrival order. For the associative and commutative functions aggregations use (sum, count,
 //! min, max, averages) the results are the same.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -58,6 +58,8 @@ struct Runtime<ACC> {
     global_store: KeyedStateStore,
     processing: ProcessingTimeService,
     late_dropped: Arc<Counter>,
+    /// The operator's event time, snapshotted with the keyed state.
+    event_time: Rc<Cell<i64>>,
     watermark: i64,
     /// Window max timestamp → keys whose window fires then.
     fires: Index,
@@ -179,7 +181,7 @@ where
         {
             let mut keys = rt.keys.borrow_mut();
             let key = rt.backend.current_key_bytes();
-            let panes = keys.get_or_insert_with(kg, &key, SmallVec::new);
+            let panes = keys.get_or_insert_with(kg, &key, SmallVec::new)?;
             // The latest pane is the usual one.
             let created = match panes.last_mut() {
                 Some((s, acc)) if *s == pane_start => {
@@ -248,8 +250,8 @@ where
         let kg = rt.backend.current_key_group();
         let mut combined: Option<ACC> = None;
         {
-            let keys = rt.keys.borrow();
-            let Some(panes) = keys.get(kg, &rt.backend.current_key_bytes()) else {
+            let mut keys = rt.keys.borrow_mut();
+            let Some(panes) = keys.get(kg, &rt.backend.current_key_bytes())? else {
                 return Ok(());
             };
             for (pane_start, acc) in panes {
@@ -293,13 +295,17 @@ where
         {
             let mut keys = rt.keys.borrow_mut();
             let key = rt.backend.current_key_bytes();
-            if let Some(panes) = keys.get_mut(kg, &key) {
-                // Panes in [start, start + slide) belong to no window that starts later.
-                let drop_end = (start + self.slide).min(w.end);
-                panes.retain(|(s, _)| *s < start || *s >= drop_end);
-                if panes.is_empty() {
-                    keys.remove(kg, &key);
+            let now_empty = match keys.get_mut(kg, &key)? {
+                Some(panes) => {
+                    // Panes in [start, start + slide) belong to no window that starts later.
+                    let drop_end = (start + self.slide).min(w.end);
+                    panes.retain(|(s, _)| *s < start || *s >= drop_end);
+                    panes.is_empty()
                 }
+                None => false,
+            };
+            if now_empty {
+                keys.remove(kg, &key)?;
             }
         }
         {
@@ -325,6 +331,46 @@ where
         self.sides.flush(out)
     }
 
+    /// Rebuilds the firing and cleanup index from restored panes: a key's window is pending
+    /// if one of its panes lies in it and its end (or cleanup time) is past the watermark.
+    fn rebuild_index(&mut self) -> Result<()> {
+        let (size, slide, offset, lateness) =
+            (self.size, self.slide, self.offset, self.allowed_lateness);
+        let rt = self.rt.as_mut().ok_or_else(not_open)?;
+        let watermark = rt.watermark;
+        let (mut fires, mut cleanups) = (Index::new(), Index::new());
+        rt.keys.borrow_mut().for_each(|kg, key, panes| {
+            let mut starts: SmallVec<[i64; 8]> = SmallVec::new();
+            for (pane, _) in panes {
+                let last = TimeWindow::window_start_with_offset(*pane, offset, slide);
+                let mut start = last;
+                while start > pane - size {
+                    starts.push(start);
+                    start -= slide;
+                }
+            }
+            starts.sort_unstable();
+            starts.dedup();
+            for start in starts {
+                let max = start + size - 1;
+                if max > watermark {
+                    fires.entry(max).or_default().push((kg, KeyBytes::new(key)));
+                }
+                let cleanup = max.saturating_add(lateness);
+                if lateness > 0 && cleanup > watermark {
+                    cleanups
+                        .entry(cleanup)
+                        .or_default()
+                        .push((kg, KeyBytes::new(key)));
+                }
+            }
+            Ok(())
+        })?;
+        rt.fires = fires;
+        rt.cleanups = cleanups;
+        Ok(())
+    }
+
     /// Takes the index entries due at `watermark`.
     fn due(index: &mut Index, watermark: i64) -> Vec<(i64, Vec<(u32, KeyBytes)>)> {
         let later = match watermark.checked_add(1) {
@@ -343,8 +389,10 @@ where
     OUT: 'static,
 {
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
-        let backend = ctx.state.keyed_backend();
+        let backend = ctx.state.keyed_backend()?;
         let window_ns = Rc::new(RefCell::new(Vec::new()));
+        let event_time = backend.event_time_state("_window-panes-time")?;
+        let watermark = event_time.get();
         self.rt = Some(Runtime {
             keys: backend.table::<KeyPanes<ACC>>("_window-panes")?,
             window_store: KeyedStateStore::with_namespace(
@@ -356,11 +404,13 @@ where
             global_store: KeyedStateStore::new(backend.clone()),
             processing: ctx.timer_service.clone(),
             late_dropped: ctx.metrics.counter("numLateRecordsDropped"),
-            watermark: i64::MIN,
+            event_time,
+            watermark,
             fires: Index::new(),
             cleanups: Index::new(),
             backend: backend.clone(),
         });
+        self.rebuild_index()?;
         self.emitter.open(&RuntimeContext::keyed(ctx, backend))
     }
 
@@ -384,6 +434,7 @@ where
     fn process_watermark(&mut self, watermark: Watermark, out: &mut dyn Output<OUT>) -> Result<()> {
         let rt = self.rt.as_mut().ok_or_else(not_open)?;
         rt.watermark = rt.watermark.max(watermark.0);
+        rt.event_time.set(rt.watermark);
         let wm = rt.watermark;
         // All firings due at this watermark, then all cleanups: a cleanup only drops panes that
         // no window firing at the same or a later time needs.

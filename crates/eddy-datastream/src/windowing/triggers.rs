@@ -116,7 +116,7 @@ impl<W: Window> TriggerContext<'_, W> {
             ns.clear();
             w.encode(&mut ns);
             self.backend.composite_key(&ns, &mut composite);
-            if let Some(v) = table.remove(kg, &composite) {
+            if let Some(v) = table.take(kg, &composite)? {
                 acc = Some(match acc {
                     None => v,
                     Some(a) => Stamped {
@@ -130,7 +130,7 @@ impl<W: Window> TriggerContext<'_, W> {
             ns.clear();
             self.window.encode(&mut ns);
             self.backend.composite_key(&ns, &mut composite);
-            table.insert(kg, &composite, v);
+            table.insert(kg, &composite, v)?;
         }
         Ok(())
     }

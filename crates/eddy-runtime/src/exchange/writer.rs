@@ -6,7 +6,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use eddy_core::element::{
-    CheckpointBarrier, LatencyMarker, StreamElement, StreamRecord, Watermark, WatermarkStatus,
+    CheckpointBarrier, LatencyMarker, StopMode, StreamElement, StreamRecord, Watermark,
+    WatermarkStatus,
 };
 
 use super::channel::{ChannelSender, TaskSignals};
@@ -163,6 +164,10 @@ impl<T: Clone> Output<T> for RecordWriter<T> {
 impl<T: Clone> ChainOutput<T> for RecordWriter<T> {
     fn emit_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()> {
         self.broadcast_event(StreamElement::Barrier(barrier))
+    }
+
+    fn emit_end_of_data(&mut self, mode: StopMode) -> Result<()> {
+        self.broadcast_event(StreamElement::EndOfData(mode))
     }
 
     fn emit_end_of_partition(&mut self) -> Result<()> {

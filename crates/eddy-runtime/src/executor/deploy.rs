@@ -13,15 +13,25 @@ use eddy_core::config::options;
 use eddy_core::graph::{JobGraph, pointwise_targets};
 use eddy_core::keys::KeyGroupRange;
 
-use super::{TaskEvent, TaskHandle};
+use super::TaskEvent;
 use crate::accumulators::Accumulators;
+use crate::checkpoint::coordinator::CheckpointSettings;
+use crate::checkpoint::restore::RestorePlan;
 use crate::error::{Result, RuntimeError, panic_message};
 use crate::exchange::TaskSignals;
 use crate::metrics::{MetricGroup, MetricRegistry, TaskTimeMetrics};
 use crate::operator::{OperatorContext, ProcessingTimeService, TaskInfo};
 use crate::registry::{AnyBox, AnySendBox, DataPort, OutputParts, TaskInputs, UserCodeRegistry};
 use crate::state::StateContext;
-use crate::task::{StreamTask, TaskEnv, TaskMessage};
+use crate::task::{
+    SnapshotTargets, StreamTask, TaskCheckpointing, TaskEnv, TaskMessage, TaskReporter,
+};
+
+/// Handles to one running task.
+pub(super) struct TaskHandle {
+    pub(super) mailbox: Sender<TaskMessage>,
+    pub(super) signals: Arc<TaskSignals>,
+}
 
 /// The channel ends one subtask gets.
 #[derive(Default)]
@@ -96,12 +106,18 @@ fn create_channels(job: &JobGraph, registry: &UserCodeRegistry) -> Result<Vec<Ve
     Ok(plans)
 }
 
-/// Spawns every task of `job`; each reports its end on `events`.
+/// Spawns every task of `job` for restart attempt `attempt`, restoring state from `restore`;
+/// each reports to the job master on `events`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn deploy(
     job: &Arc<JobGraph>,
     registry: &Arc<UserCodeRegistry>,
     metrics: &Arc<MetricRegistry>,
-    events: Sender<TaskEvent>,
+    events: &Sender<TaskEvent>,
+    attempt: u32,
+    restore: Option<Arc<RestorePlan>>,
+    settings: &CheckpointSettings,
+    targets: &SnapshotTargets,
 ) -> Result<Vec<Vec<TaskHandle>>> {
     let plans = create_channels(job, registry)?;
     let mut handles = Vec::new();
@@ -117,7 +133,7 @@ pub(super) fn deploy(
                 subtask_index: i as u32,
                 parallelism: job.vertices[v].parallelism,
                 max_parallelism: job.vertices[v].max_parallelism,
-                attempt_number: 0,
+                attempt_number: attempt,
             });
             let spec = TaskSpec {
                 job: job.clone(),
@@ -128,6 +144,10 @@ pub(super) fn deploy(
                 channels,
                 mailbox: mailbox_rx,
                 signals: signals.clone(),
+                reporter: TaskReporter::new(events.clone(), attempt, v, i as u32),
+                restore: restore.clone(),
+                settings: settings.clone(),
+                targets: targets.clone(),
             };
             let events = events.clone();
             let subtask = i as u32;
@@ -141,7 +161,8 @@ pub(super) fn deploy(
                                 panic_message(p.as_ref())
                             )))
                         });
-                    let _ = events.send(TaskEvent {
+                    let _ = events.send(TaskEvent::Finished {
+                        attempt,
                         vertex: v,
                         subtask,
                         result,
@@ -168,6 +189,10 @@ struct TaskSpec {
     channels: TaskChannels,
     mailbox: crossbeam_channel::Receiver<TaskMessage>,
     signals: Arc<TaskSignals>,
+    reporter: TaskReporter,
+    restore: Option<Arc<RestorePlan>>,
+    settings: CheckpointSettings,
+    targets: SnapshotTargets,
 }
 
 impl TaskSpec {
@@ -222,10 +247,33 @@ impl TaskSpec {
             self.info.subtask_index,
         );
 
+        let subtask = self.info.subtask_index;
+        let mut states: Vec<(eddy_core::ids::OperatorId, StateContext)> = Vec::new();
+        let mut finished_on_restore = self.restore.is_some();
+        let mut any_restored = false;
         let mut built: Vec<Option<AnyBox>> = (0..vertex.operators.len()).map(|_| None).collect();
         for idx in (0..vertex.operators.len()).rev() {
             let op = &vertex.operators[idx];
             let factory = registry.operator(op.operator_id)?;
+            let restored = match &self.restore {
+                Some(plan) => {
+                    if plan.has_operator(op.operator_id) {
+                        any_restored = true;
+                        finished_on_restore &= plan.is_finished(op.operator_id, subtask);
+                    }
+                    plan.restore_for(op.operator_id, subtask, key_groups)
+                        .map_err(|e| e.in_operator(&op.name, &task_name))?
+                }
+                None => None,
+            };
+            let state = StateContext::with_restore(
+                key_groups,
+                vertex.max_parallelism,
+                self.settings.backend.clone(),
+                format!("{}-{}-{}", op.name, subtask, self.info.attempt_number),
+                restored,
+            );
+            states.push((op.operator_id, state.clone()));
             let mut main: Vec<AnyBox> = Vec::new();
             let mut sides: BTreeMap<String, (Arc<dyn DataPort>, Vec<AnyBox>)> = BTreeMap::new();
             for ce in &op.chained_outputs {
@@ -290,7 +338,7 @@ impl TaskSpec {
                 accumulators: accumulators.clone(),
                 config: config.clone(),
                 execution_mode: job.mode,
-                state: StateContext::new(key_groups, vertex.max_parallelism),
+                state,
             };
             if idx > 0 {
                 built[idx] = Some(
@@ -307,7 +355,17 @@ impl TaskSpec {
                 })?;
                 gates.push(port.gate(receivers)?);
             }
+            states.reverse();
+            let mut checkpointing = TaskCheckpointing::new(
+                self.settings.enabled(),
+                self.settings.mode,
+                self.reporter.clone(),
+                self.targets.clone(),
+                finished_on_restore && any_restored,
+            );
+            checkpointing.operators = std::mem::take(&mut states);
             let env = TaskEnv {
+                checkpointing,
                 info: self.info.clone(),
                 mailbox: self.mailbox.clone(),
                 signals: signals.clone(),

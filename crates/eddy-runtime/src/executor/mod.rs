@@ -1,28 +1,38 @@
 //! The mini cluster: runs a JobGraph inside this process, one thread per subtask.
 //!
-//! [`MiniCluster::submit`] creates every channel, spawns every task, and starts a job master
-//! thread that supervises them: the first failure cancels all other tasks and fails the job with
-//! the root cause; cancellation by the client cancels every task. The [`JobClient`] it returns
-//! reports status, metrics and the final [`JobExecutionResult`].
+//! [`MiniCluster::submit`] starts a job master thread ([`master`]) that deploys the job (every
+//! channel, a thread per subtask), triggers checkpoints, and supervises the tasks: the first
+//! failure cancels all other tasks and, as the restart strategy allows, redeploys the job from
+//! its latest completed checkpoint — or fails it with the root cause. Cancellation by the
+//! client cancels every task. The [`JobClient`] it returns reports status, metrics and
+//! checkpoints, takes savepoints, and waits for the final [`JobExecutionResult`].
 
 mod deploy;
+mod master;
+mod restart;
+
+pub use restart::RestartStrategy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::Sender;
 use eddy_core::config::options;
 use eddy_core::graph::JobGraph;
-use eddy_core::ids::JobId;
+use eddy_core::ids::{JobId, OperatorId};
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
-use crate::accumulators::{AccumulatorValue, Accumulators};
+use crate::accumulators::AccumulatorValue;
+use crate::checkpoint::coordinator::{CheckpointSettings, CheckpointingStatistics};
+use crate::checkpoint::metadata::SubtaskSnapshot;
+use crate::checkpoint::restore::{RestorePlan, RestoreSource};
+use crate::checkpoint::storage::StorageLocation;
 use crate::error::{Result, RuntimeError};
 use crate::metrics::{MetricRegistry, MetricSnapshot};
 use crate::registry::UserCodeRegistry;
-use crate::task::TaskMessage;
+use crate::task::SubtaskCheckpointStats;
 
 /// A job's status, with Flink's names and transitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -119,10 +129,56 @@ struct JobShared {
     changed: Condvar,
     control: Sender<JobControl>,
     metrics: Arc<MetricRegistry>,
+    checkpoints: Arc<Mutex<CheckpointingStatistics>>,
 }
 
+/// Requests from clients to the job master.
 enum JobControl {
     Cancel,
+    /// A savepoint; with `stop`, the job then stops (`Some(drain)`).
+    Savepoint {
+        dir: Option<String>,
+        stop: Option<bool>,
+        reply: Sender<std::result::Result<String, String>>,
+    },
+    /// A checkpoint now.
+    Checkpoint {
+        reply: Sender<std::result::Result<String, String>>,
+    },
+}
+
+/// What a task tells its job master.
+pub(crate) enum TaskEvent {
+    /// The task's thread ended.
+    Finished {
+        attempt: u32,
+        vertex: usize,
+        subtask: u32,
+        result: Result<BTreeMap<String, AccumulatorValue>>,
+    },
+    /// The task's input ended.
+    EndOfData {
+        attempt: u32,
+        vertex: usize,
+        subtask: u32,
+    },
+    /// The task took its part of a checkpoint.
+    Ack {
+        attempt: u32,
+        vertex: usize,
+        subtask: u32,
+        checkpoint_id: u64,
+        states: Vec<(OperatorId, SubtaskSnapshot)>,
+        stats: SubtaskCheckpointStats,
+    },
+    /// The task could not take its part of a checkpoint.
+    Decline {
+        attempt: u32,
+        vertex: usize,
+        subtask: u32,
+        checkpoint_id: u64,
+        reason: String,
+    },
 }
 
 /// A handle on a submitted job (Flink's `JobClient`).
@@ -156,6 +212,59 @@ impl JobClient {
     /// [`JobClient::get_job_execution_result`].
     pub fn cancel(&self) {
         let _ = self.shared.control.send(JobControl::Cancel);
+    }
+
+    fn savepoint_request(&self, dir: Option<&str>, stop: Option<bool>) -> Result<String> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.shared
+            .control
+            .send(JobControl::Savepoint {
+                dir: dir.map(str::to_string),
+                stop,
+                reply,
+            })
+            .map_err(|_| RuntimeError::user("the job has ended"))?;
+        match answer.recv() {
+            Ok(Ok(path)) => Ok(path),
+            Ok(Err(e)) => Err(RuntimeError::user(e)),
+            Err(_) => Err(RuntimeError::user(
+                "the job ended before the savepoint completed",
+            )),
+        }
+    }
+
+    /// Takes a savepoint into `dir` (or `execution.checkpointing.savepoint-dir`) and returns
+    /// its path once it is complete. The job keeps running.
+    pub fn trigger_savepoint(&self, dir: Option<&str>) -> Result<String> {
+        self.savepoint_request(dir, None)
+    }
+
+    /// Stops the job with a savepoint: sources stop, the savepoint is taken, and the job
+    /// finishes. With `drain`, event time first advances to the end, so every timer and
+    /// window fires (use it when the job will not be resumed). Returns the savepoint's path.
+    pub fn stop_with_savepoint(&self, drain: bool, dir: Option<&str>) -> Result<String> {
+        self.savepoint_request(dir, Some(drain))
+    }
+
+    /// Takes a checkpoint now and returns its path once it is complete.
+    pub fn trigger_checkpoint(&self) -> Result<String> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.shared
+            .control
+            .send(JobControl::Checkpoint { reply })
+            .map_err(|_| RuntimeError::user("the job has ended"))?;
+        match answer.recv() {
+            Ok(Ok(path)) => Ok(path),
+            Ok(Err(e)) => Err(RuntimeError::user(e)),
+            Err(_) => Err(RuntimeError::user(
+                "the job ended before the checkpoint completed",
+            )),
+        }
+    }
+
+    /// Counts and recent history of the job's checkpoints.
+    pub fn checkpoint_statistics(&self) -> CheckpointingStatistics {
+        self.shared.checkpoints.lock().clone()
     }
 
     /// Blocks until the job ends, then returns its result or how it failed.
@@ -221,27 +330,17 @@ impl JobClient {
     }
 }
 
-/// The end of one task's thread.
-struct TaskEvent {
-    vertex: usize,
-    subtask: u32,
-    result: Result<BTreeMap<String, AccumulatorValue>>,
-}
-
-/// Handles to one running task.
-struct TaskHandle {
-    mailbox: Sender<TaskMessage>,
-    signals: Arc<crate::exchange::TaskSignals>,
-}
-
 /// Runs jobs inside this process.
 pub struct MiniCluster;
 
 impl MiniCluster {
-    /// Deploys `job` and returns at once with a client for it.
+    /// Deploys `job` and returns at once with a client for it. Errors in the job's
+    /// configuration, or in the savepoint it restores from (`execution.savepoint.path`), are
+    /// reported here.
     pub fn submit(job: JobGraph, registry: UserCodeRegistry) -> Result<JobClient> {
         let metrics = MetricRegistry::new();
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
+        let checkpoints = Arc::new(Mutex::new(CheckpointingStatistics::default()));
         let shared = Arc::new(JobShared {
             job_id: job.job_id,
             job_name: job.name.clone(),
@@ -252,31 +351,43 @@ impl MiniCluster {
             changed: Condvar::new(),
             control: control_tx,
             metrics: metrics.clone(),
+            checkpoints: checkpoints.clone(),
         });
         let cancellation_timeout = job.config.get(&options::TASK_CANCELLATION_TIMEOUT)?;
         // Validate what every task will read, so a bad value fails the submission, not a task.
         job.config.get_optional(&options::BUFFER_TIMEOUT)?;
         job.config.get(&options::SEGMENT_SIZE)?;
-
-        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let settings = CheckpointSettings::from_config(&job.config)?;
+        let restart = RestartStrategy::from_config(&job.config, settings.enabled())?;
         let job = Arc::new(job);
-        let registry = Arc::new(registry);
-        let handles = deploy::deploy(&job, &registry, &metrics, events_tx)?;
-        set_status(&shared, JobStatus::Running);
 
-        let master = shared.clone();
+        let initial = match job.config.get_optional(&options::SAVEPOINT_PATH)? {
+            Some(path) => {
+                let location = StorageLocation::parse(&path)?;
+                let source = RestoreSource::load(location, false).map_err(|e| {
+                    RuntimeError::Restore(format!("cannot restore from '{path}': {e}"))
+                })?;
+                let allow = job.config.get(&options::SAVEPOINT_IGNORE_UNCLAIMED_STATE)?;
+                Some(Arc::new(RestorePlan::new(Arc::new(source), &job, allow)?))
+            }
+            None => None,
+        };
+
+        let master = master::JobMaster::new(
+            shared.clone(),
+            job.clone(),
+            Arc::new(registry),
+            metrics,
+            control_rx,
+            settings,
+            restart,
+            cancellation_timeout,
+            checkpoints,
+            initial.as_ref().map(|p| p.checkpoint_id() + 1).unwrap_or(1),
+        )?;
         std::thread::Builder::new()
             .name(format!("jobmaster {}", job.name))
-            .spawn(move || {
-                job_master(
-                    master,
-                    job,
-                    handles,
-                    events_rx,
-                    control_rx,
-                    cancellation_timeout,
-                )
-            })
+            .spawn(move || master.run(initial))
             .map_err(|e| RuntimeError::io("cannot start the job master thread", e))?;
         Ok(JobClient { shared })
     }
@@ -284,131 +395,21 @@ impl MiniCluster {
 
 fn set_status(shared: &JobShared, status: JobStatus) {
     let mut state = shared.state.lock();
-    if !state.status.is_terminal() {
+    if !state.status.is_terminal() && state.status != status {
         tracing::info!(job = %shared.job_name, job_id = %shared.job_id, from = ?state.status, to = ?status, "job status changed");
         state.status = status;
     }
     shared.changed.notify_all();
 }
 
-fn job_master(
-    shared: Arc<JobShared>,
-    job: Arc<JobGraph>,
-    handles: Vec<Vec<TaskHandle>>,
-    events: Receiver<TaskEvent>,
-    control: Receiver<JobControl>,
-    cancellation_timeout: Duration,
-) {
-    let start = Instant::now();
-    let mut remaining: usize = handles.iter().map(Vec::len).sum();
-    let mut root_cause: Option<RuntimeError> = None;
-    let mut secondary: Option<RuntimeError> = None;
-    let mut cancel_requested = false;
-    let mut cancelling_since: Option<Instant> = None;
-    let accumulators = Accumulators::default();
-    let ticker = crossbeam_channel::tick(Duration::from_secs(1));
-
-    let cancel_all = |handles: &Vec<Vec<TaskHandle>>| {
-        for h in handles.iter().flatten() {
-            h.signals.cancel();
-            let _ = h.mailbox.send(TaskMessage::Cancel);
-        }
-    };
-
-    while remaining > 0 {
-        select! {
-            recv(events) -> ev => {
-                let Ok(ev) = ev else { break };
-                remaining -= 1;
-                match ev.result {
-                    Ok(acc) => {
-                        if let Err(e) = accumulators.merge_all(&acc)
-                            && root_cause.is_none()
-                        {
-                            root_cause = Some(e);
-                        }
-                    }
-                    Err(e) => {
-                        let name = &job.vertices[ev.vertex].name;
-                        if e.is_secondary() {
-                            tracing::debug!(task = %name, subtask = ev.subtask, error = %e, "task stopped");
-                            if secondary.is_none() {
-                                secondary = Some(e);
-                            }
-                        } else {
-                            tracing::error!(task = %name, subtask = ev.subtask, error = %e, "task failed");
-                            if root_cause.is_none() {
-                                root_cause = Some(e);
-                            }
-                        }
-                        if cancelling_since.is_none() && !cancel_requested {
-                            set_status(&shared, JobStatus::Failing);
-                            cancel_all(&handles);
-                            cancelling_since = Some(Instant::now());
-                        }
-                    }
-                }
-            }
-            recv(control) -> msg => {
-                if let Ok(JobControl::Cancel) = msg
-                    && cancelling_since.is_none()
-                {
-                    cancel_requested = true;
-                    set_status(&shared, JobStatus::Cancelling);
-                    cancel_all(&handles);
-                    cancelling_since = Some(Instant::now());
-                }
-            }
-            recv(ticker) -> _ => {
-                shared.metrics.update_views();
-                if let Some(since) = cancelling_since
-                    && since.elapsed() > cancellation_timeout
-                {
-                    tracing::error!(job = %job.name, remaining, "tasks did not stop within task.cancellation.timeout; abandoning them");
-                    if root_cause.is_none() && !cancel_requested {
-                        root_cause = Some(RuntimeError::Internal(format!(
-                            "{remaining} task(s) did not stop within {cancellation_timeout:?} after cancellation"
-                        )));
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    shared.metrics.update_views();
-
-    let result = if let Some(cause) = root_cause {
-        Err(JobError::Failed {
-            job_id: job.job_id,
-            job_name: job.name.clone(),
-            cause: Arc::new(cause),
-        })
-    } else if cancel_requested {
-        Err(JobError::Cancelled {
-            job_id: job.job_id,
-            job_name: job.name.clone(),
-        })
-    } else if let Some(cause) = secondary {
-        // Only consequences were reported (should not happen): still a failure.
-        Err(JobError::Failed {
-            job_id: job.job_id,
-            job_name: job.name.clone(),
-            cause: Arc::new(cause),
-        })
-    } else {
-        Ok(JobExecutionResult {
-            job_id: job.job_id,
-            net_runtime: start.elapsed(),
-            accumulators: accumulators.snapshot(),
-        })
-    };
+fn finish_job(shared: &JobShared, result: std::result::Result<JobExecutionResult, JobError>) {
     let status = match &result {
         Ok(_) => JobStatus::Finished,
         Err(JobError::Cancelled { .. }) => JobStatus::Canceled,
         Err(JobError::Failed { .. }) => JobStatus::Failed,
     };
     let mut state = shared.state.lock();
-    tracing::info!(job = %job.name, job_id = %job.job_id, status = ?status, "job ended");
+    tracing::info!(job = %shared.job_name, job_id = %shared.job_id, status = ?status, "job ended");
     state.status = status;
     state.result = Some(result);
     shared.changed.notify_all();

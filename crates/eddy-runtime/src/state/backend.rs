@@ -4,43 +4,192 @@ use std::any::Any;
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 
 use eddy_core::keys::{KeyGroupRange, encode_key_into, hash_key_bytes, key_group_for_hash};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::key_bytes::KeyBytes;
+use super::lsm::{LsmOptions, LsmStore};
+use super::snapshot::{
+    GroupSink, IncrementReport, KeyedRestore, KeyedSnapshotJob, LsmJob, LsmStateJob, RawState,
+    apply_raw,
+};
 use super::table::{SharedStateTable, StateTable};
+use crate::checkpoint::format::read_entries;
+use crate::checkpoint::metadata::{KeyedFile, KeyedStateInfo, KeyedStateKind};
 use crate::error::{Result, RuntimeError};
 
-/// Snapshot and restore of one state table, independent of its value type.
-pub(crate) trait ErasedTable {
-    /// Appends the postcard encoding of one key group's entries to `out`.
-    fn snapshot_group(&self, key_group: u32, out: &mut Vec<u8>) -> Result<()>;
-    /// Adds the entries encoded in `bytes` to one key group.
-    fn restore_group(&self, key_group: u32, bytes: &[u8]) -> Result<()>;
+/// Which keyed state backend a job uses, and how it snapshots.
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    /// Heap or LSM.
+    pub kind: BackendKind,
+    /// Whether the LSM backend takes incremental snapshots.
+    pub incremental: bool,
+    /// Incremental snapshots after which the next one is full again.
+    pub max_deltas: u32,
 }
 
-impl<V: Serialize + DeserializeOwned> ErasedTable for RefCell<StateTable<V>> {
-    fn snapshot_group(&self, key_group: u32, out: &mut Vec<u8>) -> Result<()> {
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            kind: BackendKind::HashMap,
+            incremental: false,
+            max_deltas: 10,
+        }
+    }
+}
+
+/// Where keyed state lives.
+#[derive(Clone, Debug)]
+pub enum BackendKind {
+    /// Hash maps per key group, in memory.
+    HashMap,
+    /// An LSM tree on local disk.
+    Lsm(LsmOptions),
+}
+
+/// Something a backend snapshots and restores with its keyed state: a state table, or state an
+/// operator keeps in memory per key (timers).
+pub trait KeyedParticipant {
+    /// How the state is held.
+    fn kind(&self) -> KeyedStateKind;
+    /// Adds every entry held in memory to `sink` (nothing for tables in the LSM tree).
+    fn snapshot_heap(&self, sink: &mut GroupSink) -> Result<()>;
+    /// Takes back entries restored from a snapshot.
+    fn restore_raw(&self, raw: RawStateEntries) -> Result<()>;
+    /// Writes cached changes to the LSM tree; with `reset_tracking`, the changes recorded so far
+    /// belong to the snapshot being taken.
+    fn flush_lsm(&self, _reset_tracking: bool) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Restored entries of one state: per key group, encoded keys and values.
+pub struct RawStateEntries(pub(crate) RawState);
+
+impl RawStateEntries {
+    /// Every entry: key group, encoded key, encoded value.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &[u8], &[u8])> {
+        self.0
+            .iter()
+            .flat_map(|(kg, g)| g.iter().map(move |(k, v)| (*kg, &**k, v.as_slice())))
+    }
+}
+
+impl<V: Serialize + DeserializeOwned> KeyedParticipant for RefCell<StateTable<V>> {
+    fn kind(&self) -> KeyedStateKind {
+        KeyedStateKind::Table
+    }
+
+    fn snapshot_heap(&self, sink: &mut GroupSink) -> Result<()> {
         let table = self.borrow();
-        let entries: Vec<(&[u8], &V)> = table.group_entries(key_group).collect();
-        let bytes = postcard::to_stdvec(&entries)
-            .map_err(|e| RuntimeError::Serialization(e.to_string()))?;
-        out.extend_from_slice(&bytes);
+        let Some(heap) = table.as_heap() else {
+            return Ok(());
+        };
+        let mut buf = Vec::new();
+        let range = heap.range();
+        for kg in range.start..=range.end {
+            for (k, v) in heap.group_entries(kg) {
+                buf.clear();
+                postcard::to_io(v, &mut buf)
+                    .map_err(|e| RuntimeError::Serialization(e.to_string()))?;
+                sink.put(kg, k, &buf)?;
+            }
+        }
         Ok(())
     }
 
-    fn restore_group(&self, key_group: u32, bytes: &[u8]) -> Result<()> {
-        let entries: Vec<(super::KeyBytes, V)> =
-            postcard::from_bytes(bytes).map_err(|e| RuntimeError::Serialization(e.to_string()))?;
-        self.borrow_mut().set_group(key_group, entries);
+    fn restore_raw(&self, raw: RawStateEntries) -> Result<()> {
+        let mut table = self.borrow_mut();
+        let Some(heap) = table.as_heap_mut() else {
+            return Ok(());
+        };
+        for (kg, group) in raw.0 {
+            let g = heap.group_mut(kg);
+            g.reserve(group.len());
+            for (k, v) in group {
+                let value: V = postcard::from_bytes(&v).map_err(|e| {
+                    RuntimeError::Serialization(format!("cannot decode restored state: {e}"))
+                })?;
+                g.insert(k, value);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_lsm(&self, reset_tracking: bool) -> Result<()> {
+        let mut table = self.borrow_mut();
+        if let Some(t) = table.as_lsm_mut() {
+            t.write_back()?;
+            if reset_tracking {
+                t.reset_tracking();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An event time held once per key group, so that it follows the key groups on rescaling (a
+/// restored subtask takes the lowest of its key groups').
+struct EventTime {
+    time: Rc<Cell<i64>>,
+    range: KeyGroupRange,
+}
+
+impl KeyedParticipant for EventTime {
+    fn kind(&self) -> KeyedStateKind {
+        KeyedStateKind::Heap
+    }
+
+    fn snapshot_heap(&self, sink: &mut GroupSink) -> Result<()> {
+        let t = self.time.get().to_be_bytes();
+        for kg in self.range.start..=self.range.end {
+            sink.put(kg, &[], &t)?;
+        }
+        Ok(())
+    }
+
+    fn restore_raw(&self, raw: RawStateEntries) -> Result<()> {
+        let mut lowest: Option<i64> = None;
+        for (_, _, v) in raw.iter() {
+            let bytes: [u8; 8] = v
+                .try_into()
+                .map_err(|_| RuntimeError::Serialization("corrupt restored event time".into()))?;
+            let t = i64::from_be_bytes(bytes);
+            lowest = Some(lowest.map_or(t, |l| l.min(t)));
+        }
+        if let Some(t) = lowest {
+            self.time.set(self.time.get().max(t));
+        }
         Ok(())
     }
 }
 
 struct Registered {
     typed: Rc<dyn Any>,
-    erased: Rc<dyn ErasedTable>,
+    participant: Rc<dyn KeyedParticipant>,
+}
+
+enum Storage {
+    Heap,
+    Lsm(LsmStore),
+}
+
+/// Snapshots of the LSM tree not yet known to be part of a completed checkpoint.
+struct PendingSnapshot {
+    report: IncrementReport,
+    changed: BTreeMap<String, super::lsm::ChangedKeys>,
+}
+
+/// What incremental snapshots build on.
+#[derive(Default)]
+struct Chain {
+    /// The files of the last completed checkpoint's snapshot.
+    confirmed: Vec<KeyedFile>,
+    pending: BTreeMap<u64, PendingSnapshot>,
 }
 
 pub(crate) struct BackendInner {
@@ -52,6 +201,11 @@ pub(crate) struct BackendInner {
     pub(crate) has_key: Cell<bool>,
     tables: RefCell<BTreeMap<String, Registered>>,
     pub(crate) clock: RefCell<Rc<dyn Fn() -> i64>>,
+    storage: Storage,
+    config: BackendConfig,
+    /// Restored state held in memory that no operator has claimed yet.
+    restored: RefCell<BTreeMap<String, (KeyedStateKind, RawState)>>,
+    chain: RefCell<Chain>,
 }
 
 /// The keyed state of one operator subtask.
@@ -65,9 +219,31 @@ pub struct KeyedStateBackend {
 }
 
 impl KeyedStateBackend {
-    /// A backend owning `range` out of `max_parallelism` key groups.
+    /// A heap backend owning `range` out of `max_parallelism` key groups.
     pub fn new(range: KeyGroupRange, max_parallelism: u32) -> Self {
-        KeyedStateBackend {
+        Self::create(
+            range,
+            max_parallelism,
+            &BackendConfig::default(),
+            "",
+            KeyedRestore::default(),
+        )
+        .unwrap_or_else(|e| unreachable!("a heap backend without state cannot fail: {e}"))
+    }
+
+    /// A backend as `config` says, restored from `restore`; `label` names its files.
+    pub fn create(
+        range: KeyGroupRange,
+        max_parallelism: u32,
+        config: &BackendConfig,
+        label: &str,
+        restore: KeyedRestore,
+    ) -> Result<Self> {
+        let storage = match &config.kind {
+            BackendKind::HashMap => Storage::Heap,
+            BackendKind::Lsm(opts) => Storage::Lsm(LsmStore::open(opts, label)?),
+        };
+        let backend = KeyedStateBackend {
             inner: Rc::new(BackendInner {
                 range,
                 max_parallelism,
@@ -76,8 +252,62 @@ impl KeyedStateBackend {
                 has_key: Cell::new(false),
                 tables: RefCell::new(BTreeMap::new()),
                 clock: RefCell::new(Rc::new(eddy_core::time::now_millis)),
+                storage,
+                config: config.clone(),
+                restored: RefCell::new(BTreeMap::new()),
+                chain: RefCell::new(Chain::default()),
             }),
+        };
+        backend.restore(restore)?;
+        Ok(backend)
+    }
+
+    fn restore(&self, restore: KeyedRestore) -> Result<()> {
+        let range = self.inner.range;
+        let mut restored = self.inner.restored.borrow_mut();
+        for file in &restore.files {
+            // Heap-held states are complete in every file that lists them.
+            for info in file.states.iter().filter(|i| self.held_in_memory(i.kind)) {
+                let entry = restored
+                    .entry(info.name.clone())
+                    .or_insert_with(|| (info.kind, RawState::new()));
+                let (start, end) = file.key_groups;
+                for kg in start.max(range.start)..=end.min(range.end) {
+                    entry.1.remove(&kg);
+                }
+            }
         }
+        restore.for_each_section(|name, kind, kg, full, bytes| {
+            if !range.contains(kg) {
+                return Ok(());
+            }
+            match &self.inner.storage {
+                Storage::Lsm(store) if kind == KeyedStateKind::Table => {
+                    let mut entries = Vec::new();
+                    read_entries(bytes, |k, v| {
+                        entries.push((k.to_vec(), v.map(<[u8]>::to_vec)));
+                        Ok(())
+                    })?;
+                    store.restore(name, kg, full, &mut entries.into_iter())
+                }
+                _ => {
+                    let entry = restored
+                        .entry(name.to_string())
+                        .or_insert_with(|| (kind, RawState::new()));
+                    apply_raw(&mut entry.1, kg, full, bytes)
+                }
+            }
+        })?;
+        if let (Some(chain), Storage::Lsm(_)) = (restore.chain, &self.inner.storage)
+            && self.inner.config.incremental
+        {
+            self.inner.chain.borrow_mut().confirmed = chain;
+        }
+        Ok(())
+    }
+
+    fn held_in_memory(&self, kind: KeyedStateKind) -> bool {
+        kind == KeyedStateKind::Heap || matches!(self.inner.storage, Storage::Heap)
     }
 
     /// Replaces the processing-time clock used for state TTL (for tests).
@@ -93,6 +323,11 @@ impl KeyedStateBackend {
     /// Number of key groups of the job.
     pub fn max_parallelism(&self) -> u32 {
         self.inner.max_parallelism
+    }
+
+    /// Whether state lives in the LSM tree.
+    pub fn is_lsm(&self) -> bool {
+        matches!(self.inner.storage, Storage::Lsm(_))
     }
 
     /// Makes `key` the current key and returns its key group.
@@ -175,14 +410,14 @@ impl KeyedStateBackend {
         buf.extend_from_slice(namespace);
     }
 
-    /// The table behind state `name`, created on first use. Asking for the same name with a
-    /// different value type is an error.
+    /// The table behind state `name`, created on first use (and filled from the restored
+    /// snapshot, if there is one). Asking for the same name with a different value type is an
+    /// error.
     pub fn table<V>(&self, name: &str) -> Result<SharedStateTable<V>>
     where
         V: Serialize + DeserializeOwned + 'static,
     {
-        let mut tables = self.inner.tables.borrow_mut();
-        if let Some(t) = tables.get(name) {
+        if let Some(t) = self.inner.tables.borrow().get(name) {
             return t
                 .typed
                 .clone()
@@ -193,15 +428,60 @@ impl KeyedStateBackend {
                     ))
                 });
         }
-        let t = Rc::new(RefCell::new(StateTable::<V>::new(self.inner.range)));
-        tables.insert(
-            name.to_string(),
-            Registered {
-                typed: t.clone(),
-                erased: t.clone(),
-            },
-        );
+        let table = match &self.inner.storage {
+            Storage::Heap => StateTable::<V>::heap(self.inner.range),
+            Storage::Lsm(store) => StateTable::lsm(store.table::<V>(name)?),
+        };
+        let t = Rc::new(RefCell::new(table));
+        self.register(name, t.clone(), t.clone())?;
         Ok(t)
+    }
+
+    /// Registers state an operator holds itself (timers), to be snapshotted with the keyed
+    /// state; restored entries for `name` are handed to it at once.
+    pub fn register_participant(
+        &self,
+        name: &str,
+        participant: Rc<dyn KeyedParticipant>,
+    ) -> Result<()> {
+        if self.inner.tables.borrow().contains_key(name) {
+            return Err(RuntimeError::Internal(format!(
+                "keyed state '{name}' is registered twice"
+            )));
+        }
+        self.register(name, Rc::new(()), participant)
+    }
+
+    fn register(
+        &self,
+        name: &str,
+        typed: Rc<dyn Any>,
+        participant: Rc<dyn KeyedParticipant>,
+    ) -> Result<()> {
+        let claimed = self.inner.restored.borrow_mut().remove(name);
+        if let Some((_, raw)) = claimed {
+            participant.restore_raw(RawStateEntries(raw))?;
+        }
+        self.inner
+            .tables
+            .borrow_mut()
+            .insert(name.to_string(), Registered { typed, participant });
+        Ok(())
+    }
+
+    /// An operator's event time (its current watermark), snapshotted with the keyed state under
+    /// `name` and restored from it: after a restore the operator does not accept as on time
+    /// what it had already treated as late. Starts at `i64::MIN`.
+    pub fn event_time_state(&self, name: &str) -> Result<Rc<Cell<i64>>> {
+        let cell = Rc::new(Cell::new(i64::MIN));
+        self.register_participant(
+            name,
+            Rc::new(EventTime {
+                time: cell.clone(),
+                range: self.inner.range,
+            }),
+        )?;
+        Ok(cell)
     }
 
     /// The names of every registered state.
@@ -209,32 +489,137 @@ impl KeyedStateBackend {
         self.inner.tables.borrow().keys().cloned().collect()
     }
 
-    /// Appends the encoding of state `name`'s entries in `key_group` to `out`.
-    pub fn snapshot_group(&self, name: &str, key_group: u32, out: &mut Vec<u8>) -> Result<()> {
-        let erased = self
+    /// The synchronous part of a snapshot. `savepoint` snapshots are always full and do not
+    /// change what later incremental snapshots build on.
+    pub fn snapshot(&self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshotJob> {
+        let range = self.inner.range;
+        let tables: Vec<(String, Rc<dyn KeyedParticipant>)> = self
             .inner
             .tables
             .borrow()
-            .get(name)
-            .map(|t| t.erased.clone());
-        match erased {
-            Some(t) => t.snapshot_group(key_group, out),
-            None => Err(RuntimeError::Internal(format!("no state named '{name}'"))),
+            .iter()
+            .map(|(n, r)| (n.clone(), r.participant.clone()))
+            .collect();
+        let mut heap = Vec::new();
+        for (name, p) in &tables {
+            p.flush_lsm(!savepoint)?;
+            if self.held_in_memory(p.kind()) {
+                let mut sink = GroupSink::new(range);
+                p.snapshot_heap(&mut sink)?;
+                heap.push((
+                    KeyedStateInfo {
+                        name: name.clone(),
+                        kind: p.kind(),
+                    },
+                    sink.into_groups(),
+                ));
+            }
         }
+        for (name, (kind, raw)) in self.inner.restored.borrow().iter() {
+            let mut sink = GroupSink::new(range);
+            for (kg, group) in raw {
+                for (k, v) in group {
+                    sink.put(*kg, k, v)?;
+                }
+            }
+            heap.push((
+                KeyedStateInfo {
+                    name: name.clone(),
+                    kind: *kind,
+                },
+                sink.into_groups(),
+            ));
+        }
+        let Storage::Lsm(store) = &self.inner.storage else {
+            return Ok(KeyedSnapshotJob {
+                range,
+                heap,
+                lsm: None,
+                base: Vec::new(),
+                report: None,
+            });
+        };
+        let config = &self.inner.config;
+        let mut chain = self.inner.chain.borrow_mut();
+        let failed = chain
+            .pending
+            .values()
+            .any(|p| p.report.failed.load(Ordering::Acquire));
+        let incremental = config.incremental
+            && !savepoint
+            && !failed
+            && !chain.confirmed.is_empty()
+            && chain.confirmed.len() <= config.max_deltas as usize;
+        let mut states = Vec::new();
+        let mut changed_now = BTreeMap::new();
+        for (name, state) in store.states() {
+            let changed = if savepoint {
+                state.changed.borrow().clone()
+            } else {
+                std::mem::take(&mut *state.changed.borrow_mut())
+            };
+            let keys = incremental.then(|| {
+                let mut all: Vec<KeyBytes> = changed.iter().cloned().collect();
+                for p in chain.pending.values() {
+                    if let Some(c) = p.changed.get(&name) {
+                        all.extend(c.iter().cloned());
+                    }
+                }
+                all.sort_unstable_by(|a, b| (**a).cmp(&**b));
+                all.dedup_by(|a, b| **a == **b);
+                all
+            });
+            states.push(LsmStateJob {
+                name: name.clone(),
+                keyspace: state.keyspace.clone(),
+                changed: keys,
+            });
+            changed_now.insert(name, changed);
+        }
+        let report = (config.incremental && !savepoint).then(|| {
+            let report = IncrementReport::default();
+            chain.pending.insert(
+                checkpoint_id,
+                PendingSnapshot {
+                    report: report.clone(),
+                    changed: changed_now,
+                },
+            );
+            report
+        });
+        Ok(KeyedSnapshotJob {
+            range,
+            heap,
+            lsm: Some(LsmJob {
+                snapshot: store.snapshot(),
+                states,
+            }),
+            base: if incremental {
+                chain.confirmed.clone()
+            } else {
+                Vec::new()
+            },
+            report,
+        })
     }
 
-    /// Restores state `name`'s entries of `key_group` from `bytes`. The state must have been
-    /// registered (with its type) first.
-    pub fn restore_group(&self, name: &str, key_group: u32, bytes: &[u8]) -> Result<()> {
-        let erased = self
-            .inner
-            .tables
-            .borrow()
-            .get(name)
-            .map(|t| t.erased.clone());
-        match erased {
-            Some(t) => t.restore_group(key_group, bytes),
-            None => Err(RuntimeError::Internal(format!("no state named '{name}'"))),
+    /// Checkpoint `checkpoint_id` completed: later incremental snapshots build on it.
+    pub fn notify_checkpoint_complete(&self, checkpoint_id: u64) {
+        let mut chain = self.inner.chain.borrow_mut();
+        if let Some(p) = chain.pending.remove(&checkpoint_id)
+            && !p.report.failed.load(Ordering::Acquire)
+            && let Some(files) = p.report.files.lock().take()
+        {
+            chain.confirmed = files;
+        }
+        chain.pending.retain(|id, _| *id > checkpoint_id);
+    }
+
+    /// Bytes the LSM tree takes on local disk (0 for the heap backend).
+    pub fn disk_space(&self) -> u64 {
+        match &self.inner.storage {
+            Storage::Heap => 0,
+            Storage::Lsm(s) => s.disk_space(),
         }
     }
 }

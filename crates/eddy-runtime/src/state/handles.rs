@@ -122,7 +122,7 @@ impl Scope {
 
     /// Calls `f` with the key group and composite key of the current key and namespace.
     #[inline]
-    fn with<R>(&self, f: impl FnOnce(u32, &[u8]) -> R) -> Result<R> {
+    fn with<R>(&self, f: impl FnOnce(u32, &[u8]) -> Result<R>) -> Result<R> {
         if !self.backend.has_key.get() {
             return Err(RuntimeError::user(
                 "keyed state used outside a keyed context (no current key)",
@@ -130,13 +130,13 @@ impl Scope {
         }
         let kg = self.backend.current_group.get();
         match &self.namespace {
-            None => Ok(f(kg, &self.backend.current.borrow())),
+            None => f(kg, &self.backend.current.borrow()),
             Some(ns) => {
                 let mut buf = self.scratch.borrow_mut();
                 buf.clear();
                 buf.extend_from_slice(&self.backend.current.borrow());
                 buf.extend_from_slice(&ns.borrow());
-                Ok(f(kg, &buf))
+                f(kg, &buf)
             }
         }
     }
@@ -224,20 +224,21 @@ impl<V: Clone> ValueState<V> {
         let now = self.scope.now();
         let found = self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
-            let hide = match t.get_mut(kg, c) {
-                None => return None,
+            let refresh = self.scope.refresh_on_read();
+            let hide = match t.get(kg, c)? {
+                None => return Ok(None),
                 Some(s) if self.scope.hidden(s.stamp, now) => true,
-                Some(s) => {
-                    if self.scope.refresh_on_read() {
-                        s.stamp = now;
-                    }
-                    return Some(s.value.clone());
-                }
+                Some(s) if !refresh => return Ok(Some(s.value.clone())),
+                Some(_) => false,
             };
             if hide {
-                t.remove(kg, c);
+                t.remove(kg, c)?;
+                return Ok(None);
             }
-            None
+            Ok(t.get_mut(kg, c)?.map(|s| {
+                s.stamp = now;
+                s.value.clone()
+            }))
         })?;
         Ok(found.or_else(|| (*self.default).clone()))
     }
@@ -254,9 +255,8 @@ impl<V: Clone> ValueState<V> {
 
     /// Removes the current key's value.
     pub fn clear(&self) -> Result<()> {
-        self.scope.with(|kg, c| {
-            self.table.borrow_mut().remove(kg, c);
-        })
+        self.scope
+            .with(|kg, c| self.table.borrow_mut().remove(kg, c))
     }
 }
 
@@ -296,8 +296,15 @@ impl<V: Clone> ListState<V> {
         let now = self.scope.now();
         self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
-            let Some(list) = t.get_mut(kg, c) else {
-                return Vec::new();
+            let Some(list) = t.get(kg, c)? else {
+                return Ok(Vec::new());
+            };
+            let untouched = self.scope.ttl.is_none();
+            if untouched {
+                return Ok(list.iter().map(|s| s.value.clone()).collect());
+            }
+            let Some(list) = t.get_mut(kg, c)? else {
+                return Ok(Vec::new());
             };
             list.retain(|s| !self.scope.hidden(s.stamp, now));
             if self.scope.refresh_on_read() {
@@ -305,9 +312,9 @@ impl<V: Clone> ListState<V> {
             }
             let out = list.iter().map(|s| s.value.clone()).collect();
             if list.is_empty() {
-                t.remove(kg, c);
+                t.remove(kg, c)?;
             }
-            out
+            Ok(out)
         })
     }
 
@@ -317,8 +324,9 @@ impl<V: Clone> ListState<V> {
         self.scope.with(|kg, c| {
             self.table
                 .borrow_mut()
-                .get_or_insert_with(kg, c, Vec::new)
-                .push(Stamped { value, stamp })
+                .get_or_insert_with(kg, c, Vec::new)?
+                .push(Stamped { value, stamp });
+            Ok(())
         })
     }
 
@@ -328,8 +336,9 @@ impl<V: Clone> ListState<V> {
         self.scope.with(|kg, c| {
             self.table
                 .borrow_mut()
-                .get_or_insert_with(kg, c, Vec::new)
-                .extend(values.into_iter().map(|value| Stamped { value, stamp }))
+                .get_or_insert_with(kg, c, Vec::new)?
+                .extend(values.into_iter().map(|value| Stamped { value, stamp }));
+            Ok(())
         })
     }
 
@@ -343,18 +352,17 @@ impl<V: Clone> ListState<V> {
                 .collect();
             let mut t = self.table.borrow_mut();
             if list.is_empty() {
-                t.remove(kg, c);
+                t.remove(kg, c)
             } else {
-                t.insert(kg, c, list);
+                t.insert(kg, c, list)
             }
         })
     }
 
     /// Removes every element.
     pub fn clear(&self) -> Result<()> {
-        self.scope.with(|kg, c| {
-            self.table.borrow_mut().remove(kg, c);
-        })
+        self.scope
+            .with(|kg, c| self.table.borrow_mut().remove(kg, c))
     }
 }
 
@@ -397,21 +405,27 @@ impl<UK: Hash + Eq + Clone, UV: Clone> MapState<UK, UV> {
         let now = self.scope.now();
         self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
-            let map = t.get_mut(kg, c)?;
-            let hide = match map.get_mut(key) {
-                None => return None,
+            let refresh = self.scope.refresh_on_read();
+            let hide = match t.get(kg, c)?.and_then(|m| m.get(key)) {
+                None => return Ok(None),
                 Some(s) if self.scope.hidden(s.stamp, now) => true,
-                Some(s) => {
-                    if self.scope.refresh_on_read() {
-                        s.stamp = now;
-                    }
-                    return Some(s.value.clone());
-                }
+                Some(s) if !refresh => return Ok(Some(s.value.clone())),
+                Some(_) => false,
+            };
+            let Some(map) = t.get_mut(kg, c)? else {
+                return Ok(None);
             };
             if hide {
                 map.remove(key);
+                if map.is_empty() {
+                    t.remove(kg, c)?;
+                }
+                return Ok(None);
             }
-            None
+            Ok(map.get_mut(key).map(|s| {
+                s.stamp = now;
+                s.value.clone()
+            }))
         })
     }
 
@@ -421,8 +435,9 @@ impl<UK: Hash + Eq + Clone, UV: Clone> MapState<UK, UV> {
         self.scope.with(|kg, c| {
             self.table
                 .borrow_mut()
-                .get_or_insert_with(kg, c, HashMap::default)
+                .get_or_insert_with(kg, c, HashMap::default)?
                 .insert(key, Stamped { value, stamp });
+            Ok(())
         })
     }
 
@@ -431,10 +446,11 @@ impl<UK: Hash + Eq + Clone, UV: Clone> MapState<UK, UV> {
         let stamp = self.scope.now();
         self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
-            let map = t.get_or_insert_with(kg, c, HashMap::default);
+            let map = t.get_or_insert_with(kg, c, HashMap::default)?;
             for (k, value) in entries {
                 map.insert(k, Stamped { value, stamp });
             }
+            Ok(())
         })
     }
 
@@ -442,12 +458,16 @@ impl<UK: Hash + Eq + Clone, UV: Clone> MapState<UK, UV> {
     pub fn remove(&self, key: &UK) -> Result<()> {
         self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
-            if let Some(map) = t.get_mut(kg, c) {
+            if !t.get(kg, c)?.is_some_and(|m| m.contains_key(key)) {
+                return Ok(());
+            }
+            if let Some(map) = t.get_mut(kg, c)? {
                 map.remove(key);
                 if map.is_empty() {
-                    t.remove(kg, c);
+                    t.remove(kg, c)?;
                 }
             }
+            Ok(())
         })
     }
 
@@ -461,8 +481,17 @@ impl<UK: Hash + Eq + Clone, UV: Clone> MapState<UK, UV> {
         let now = self.scope.now();
         self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
-            let Some(map) = t.get_mut(kg, c) else {
-                return Vec::new();
+            let Some(map) = t.get(kg, c)? else {
+                return Ok(Vec::new());
+            };
+            if self.scope.ttl.is_none() {
+                return Ok(map
+                    .iter()
+                    .map(|(k, s)| (k.clone(), s.value.clone()))
+                    .collect());
+            }
+            let Some(map) = t.get_mut(kg, c)? else {
+                return Ok(Vec::new());
             };
             map.retain(|_, s| !self.scope.hidden(s.stamp, now));
             if self.scope.refresh_on_read() {
@@ -473,9 +502,9 @@ impl<UK: Hash + Eq + Clone, UV: Clone> MapState<UK, UV> {
                 .map(|(k, s)| (k.clone(), s.value.clone()))
                 .collect();
             if map.is_empty() {
-                t.remove(kg, c);
+                t.remove(kg, c)?;
             }
-            out
+            Ok(out)
         })
     }
 
@@ -496,9 +525,8 @@ impl<UK: Hash + Eq + Clone, UV: Clone> MapState<UK, UV> {
 
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
-        self.scope.with(|kg, c| {
-            self.table.borrow_mut().remove(kg, c);
-        })
+        self.scope
+            .with(|kg, c| self.table.borrow_mut().remove(kg, c))
     }
 }
 
@@ -546,14 +574,13 @@ impl<V: Clone> ReducingState<V> {
         let now = self.scope.now();
         self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
-            match t.get(kg, c) {
-                Some(s) if self.scope.hidden(s.stamp, now) => {
-                    t.remove(kg, c);
-                    None
-                }
-                Some(s) => Some(s.value.clone()),
-                None => None,
+            match t.get(kg, c)? {
+                Some(s) if self.scope.hidden(s.stamp, now) => {}
+                Some(s) => return Ok(Some(s.value.clone())),
+                None => return Ok(None),
             }
+            t.remove(kg, c)?;
+            Ok(None)
         })
     }
 
@@ -562,7 +589,7 @@ impl<V: Clone> ReducingState<V> {
         let now = self.scope.now();
         self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
-            let new = match t.remove(kg, c) {
+            let new = match t.take(kg, c)? {
                 Some(s) if !self.scope.hidden(s.stamp, now) => (self.reduce)(s.value, value),
                 _ => value,
             };
@@ -573,15 +600,14 @@ impl<V: Clone> ReducingState<V> {
                     value: new,
                     stamp: now,
                 },
-            );
+            )
         })
     }
 
     /// Removes the value.
     pub fn clear(&self) -> Result<()> {
-        self.scope.with(|kg, c| {
-            self.table.borrow_mut().remove(kg, c);
-        })
+        self.scope
+            .with(|kg, c| self.table.borrow_mut().remove(kg, c))
     }
 }
 
@@ -649,14 +675,13 @@ impl<IN: 'static, ACC: 'static, OUT: 'static> AggregatingAccess<IN, OUT>
         let now = self.scope.now();
         self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
-            match t.get(kg, c) {
-                Some(s) if self.scope.hidden(s.stamp, now) => {
-                    t.remove(kg, c);
-                    None
-                }
-                Some(s) => Some(self.function.get_result(&s.value)),
-                None => None,
+            match t.get(kg, c)? {
+                Some(s) if self.scope.hidden(s.stamp, now) => {}
+                Some(s) => return Ok(Some(self.function.get_result(&s.value))),
+                None => return Ok(None),
             }
+            t.remove(kg, c)?;
+            Ok(None)
         })
     }
 
@@ -665,24 +690,24 @@ impl<IN: 'static, ACC: 'static, OUT: 'static> AggregatingAccess<IN, OUT>
         self.scope.with(|kg, c| {
             let mut t = self.table.borrow_mut();
             let expired = t
-                .get(kg, c)
+                .get(kg, c)?
                 .is_some_and(|s| self.scope.hidden(s.stamp, now));
             if expired {
-                t.remove(kg, c);
+                t.remove(kg, c)?;
             }
             let s = t.get_or_insert_with(kg, c, || Stamped {
                 value: self.function.create_accumulator(),
                 stamp: now,
-            });
+            })?;
             self.function.add(value, &mut s.value);
             s.stamp = now;
+            Ok(())
         })
     }
 
     fn clear(&self) -> Result<()> {
-        self.scope.with(|kg, c| {
-            self.table.borrow_mut().remove(kg, c);
-        })
+        self.scope
+            .with(|kg, c| self.table.borrow_mut().remove(kg, c))
     }
 }
 

@@ -9,11 +9,15 @@
 mod backend;
 mod handles;
 mod key_bytes;
+mod lsm;
 mod operator_state;
+mod snapshot;
 mod table;
 mod timers;
 
-pub use backend::KeyedStateBackend;
+pub use backend::{
+    BackendConfig, BackendKind, KeyedParticipant, KeyedStateBackend, RawStateEntries,
+};
 pub use handles::{
     AggregateFunction, AggregatingState, AggregatingStateDescriptor, KeyedStateStore, ListState,
     ListStateDescriptor, MapState, MapStateDescriptor, ReduceFn, ReducingState,
@@ -21,14 +25,38 @@ pub use handles::{
     StateVisibility, UpdateType, ValueState, ValueStateDescriptor,
 };
 pub use key_bytes::KeyBytes;
-pub use operator_state::{BroadcastState, OperatorListState, OperatorStateStore, Redistribution};
+pub use lsm::LsmOptions;
+pub use operator_state::{
+    BroadcastState, OperatorListState, OperatorStateStore, Redistribution, RestoredList,
+};
+pub use snapshot::{GroupSink, KeyedRestore, KeyedSnapshotJob, RestoreFile, WrittenKeyedState};
 pub use table::{SharedStateTable, StateTable, split_composite};
 pub use timers::{InternalTimerService, Timer, TimerQueue};
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use eddy_core::keys::KeyGroupRange;
+
+use crate::error::Result;
+
+/// What one operator subtask restores.
+#[derive(Default)]
+pub struct OperatorRestore {
+    /// Keyed state, for keyed operators.
+    pub keyed: Option<KeyedRestore>,
+    /// Operator (list, union, broadcast) state, already redistributed to this subtask.
+    pub lists: BTreeMap<String, RestoredList>,
+}
+
+/// The synchronous part of one operator subtask's snapshot.
+pub struct OperatorSnapshotJob {
+    /// Keyed state, if the operator has a backend.
+    pub keyed: Option<KeyedSnapshotJob>,
+    /// Operator state: `(name, redistribution, elements)`.
+    pub lists: Vec<(String, Redistribution, Vec<Vec<u8>>)>,
+}
 
 /// The state an operator subtask may use: a keyed backend (created by keyed operators on first
 /// use) and its operator state.
@@ -40,19 +68,51 @@ pub struct StateContext {
 struct StateContextInner {
     key_group_range: KeyGroupRange,
     max_parallelism: u32,
+    config: BackendConfig,
+    label: String,
     keyed: RefCell<Option<KeyedStateBackend>>,
+    keyed_restore: RefCell<Option<KeyedRestore>>,
     operator: OperatorStateStore,
+    restored: bool,
 }
 
 impl StateContext {
-    /// The state context of a subtask owning `key_group_range` out of `max_parallelism` groups.
+    /// The state context of a subtask owning `key_group_range` out of `max_parallelism` groups,
+    /// on the heap backend, without restored state.
     pub fn new(key_group_range: KeyGroupRange, max_parallelism: u32) -> Self {
+        Self::with_restore(
+            key_group_range,
+            max_parallelism,
+            BackendConfig::default(),
+            String::new(),
+            None,
+        )
+    }
+
+    /// A state context on the backend `config` describes, restored from `restore` if given;
+    /// `label` names the backend's local files.
+    pub fn with_restore(
+        key_group_range: KeyGroupRange,
+        max_parallelism: u32,
+        config: BackendConfig,
+        label: String,
+        restore: Option<OperatorRestore>,
+    ) -> Self {
+        let restored = restore.is_some();
+        let (keyed_restore, operator) = match restore {
+            Some(r) => (r.keyed, OperatorStateStore::restored(r.lists)),
+            None => (None, OperatorStateStore::default()),
+        };
         StateContext {
             inner: Rc::new(StateContextInner {
                 key_group_range,
                 max_parallelism,
+                config,
+                label,
                 keyed: RefCell::new(None),
-                operator: OperatorStateStore::default(),
+                keyed_restore: RefCell::new(keyed_restore),
+                operator,
+                restored,
             }),
         }
     }
@@ -62,15 +122,27 @@ impl StateContext {
         self.inner.key_group_range
     }
 
-    /// The keyed state backend, created on first use.
-    pub fn keyed_backend(&self) -> KeyedStateBackend {
-        self.inner
-            .keyed
-            .borrow_mut()
-            .get_or_insert_with(|| {
-                KeyedStateBackend::new(self.inner.key_group_range, self.inner.max_parallelism)
-            })
-            .clone()
+    /// Whether the subtask was restored from a checkpoint or savepoint (Flink's
+    /// `isRestored()`).
+    pub fn is_restored(&self) -> bool {
+        self.inner.restored
+    }
+
+    /// The keyed state backend, created (and restored) on first use.
+    pub fn keyed_backend(&self) -> Result<KeyedStateBackend> {
+        if let Some(b) = self.inner.keyed.borrow().as_ref() {
+            return Ok(b.clone());
+        }
+        let restore = self.inner.keyed_restore.borrow_mut().take();
+        let backend = KeyedStateBackend::create(
+            self.inner.key_group_range,
+            self.inner.max_parallelism,
+            &self.inner.config,
+            &self.inner.label,
+            restore.unwrap_or_default(),
+        )?;
+        *self.inner.keyed.borrow_mut() = Some(backend.clone());
+        Ok(backend)
     }
 
     /// The keyed backend if the operator created one.
@@ -81,6 +153,30 @@ impl StateContext {
     /// The operator state.
     pub fn operator_state(&self) -> &OperatorStateStore {
         &self.inner.operator
+    }
+
+    /// The synchronous part of a snapshot of everything this subtask holds.
+    pub fn snapshot(&self, checkpoint_id: u64, savepoint: bool) -> Result<OperatorSnapshotJob> {
+        // Restored keyed state that no operator asked for is carried on.
+        let has_pending = self.inner.keyed_restore.borrow().is_some();
+        let backend = match self.existing_keyed_backend() {
+            Some(b) => Some(b),
+            None if has_pending => Some(self.keyed_backend()?),
+            None => None,
+        };
+        Ok(OperatorSnapshotJob {
+            keyed: backend
+                .map(|b| b.snapshot(checkpoint_id, savepoint))
+                .transpose()?,
+            lists: self.inner.operator.snapshot()?,
+        })
+    }
+
+    /// Checkpoint `checkpoint_id` completed.
+    pub fn notify_checkpoint_complete(&self, checkpoint_id: u64) {
+        if let Some(b) = self.existing_keyed_backend() {
+            b.notify_checkpoint_complete(checkpoint_id);
+        }
     }
 }
 
@@ -258,23 +354,49 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_and_restore_one_key_group() {
+    fn heap_snapshot_restores_into_a_new_backend() {
+        use crate::checkpoint::format::{StateFileWriter, checksum};
+        use crate::checkpoint::metadata::StateFile;
+
         let (b, _) = backend_with_clock();
         let store = KeyedStateStore::new(b.clone());
         let s = store
             .get_state(&ValueStateDescriptor::<String>::new("s"))
             .unwrap();
-        let kg = b.set_current_key("key").unwrap();
+        b.set_current_key("key").unwrap();
         s.update("value".into()).unwrap();
-        let mut bytes = Vec::new();
-        b.snapshot_group("s", kg, &mut bytes).unwrap();
-
-        let (b2, _) = backend_with_clock();
+        let mut w = StateFileWriter::new();
+        let written = b.snapshot(1, false).unwrap().write(&mut w).unwrap();
+        let bytes = w.into_bytes();
+        let file = StateFile {
+            path: "f".into(),
+            size: bytes.len() as u64,
+            checksum: checksum(&bytes),
+        };
+        let keyed = written.finish(&file);
+        assert_eq!(keyed.files.len(), 1);
+        let restore = KeyedRestore {
+            files: vec![RestoreFile {
+                bytes: bytes.into(),
+                shown: "f".into(),
+                key_groups: (0, 127),
+                states: keyed.files[0].states.clone(),
+                sections: keyed.files[0].sections.clone(),
+            }],
+            chain: None,
+        };
+        let b2 = KeyedStateBackend::create(
+            KeyGroupRange::new(0, 127),
+            128,
+            &BackendConfig::default(),
+            "",
+            restore,
+        )
+        .unwrap();
         let store2 = KeyedStateStore::new(b2.clone());
         let s2 = store2
             .get_state(&ValueStateDescriptor::<String>::new("s"))
             .unwrap();
-        b2.restore_group("s", kg, &bytes).unwrap();
         b2.set_current_key("key").unwrap();
         assert_eq!(s2.value().unwrap(), Some("value".into()));
     }

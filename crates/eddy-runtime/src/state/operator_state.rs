@@ -14,7 +14,7 @@ use super::handles::{ListStateDescriptor, MapStateDescriptor};
 use crate::error::{Result, RuntimeError};
 
 /// How list state is redistributed when a job resumes at another parallelism.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Redistribution {
     /// The elements of all subtasks are dealt out among the new subtasks (Flink's
     /// `getListState`).
@@ -25,16 +25,36 @@ pub enum Redistribution {
     Broadcast,
 }
 
+/// Encodes a state's elements, one byte string each.
+type Snapshotter = Rc<dyn Fn() -> Result<Vec<Vec<u8>>>>;
+
 struct Registered {
     typed: Rc<dyn Any>,
     mode: Redistribution,
-    snapshot: Rc<dyn Fn() -> Result<Vec<u8>>>,
+    snapshot: Snapshotter,
 }
+
+/// Elements of one list state restored from a snapshot, each encoded.
+pub type RestoredList = (Redistribution, Vec<Vec<u8>>);
 
 /// The operator state of one operator subtask.
 #[derive(Clone, Default)]
 pub struct OperatorStateStore {
     states: Rc<RefCell<BTreeMap<String, Registered>>>,
+    /// Restored states that no one has asked for yet.
+    restored: Rc<RefCell<BTreeMap<String, RestoredList>>>,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| RuntimeError::Serialization(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        RuntimeError::Serialization(format!(
+            "cannot decode restored operator state '{name}': {e}"
+        ))
+    })
 }
 
 /// A list held by one operator subtask (Flink's operator `ListState`).
@@ -122,11 +142,19 @@ impl<K: Hash + Eq + Clone, V: Clone> BroadcastState<K, V> {
 }
 
 impl OperatorStateStore {
+    /// A store holding `restored` states until operators ask for them.
+    pub fn restored(restored: BTreeMap<String, RestoredList>) -> Self {
+        OperatorStateStore {
+            states: Rc::default(),
+            restored: Rc::new(RefCell::new(restored)),
+        }
+    }
+
     fn get_or_register<T: 'static>(
         &self,
         name: &str,
         mode: Redistribution,
-        make: impl FnOnce() -> (Rc<T>, Rc<dyn Fn() -> Result<Vec<u8>>>),
+        make: impl FnOnce(Vec<Vec<u8>>) -> Result<(Rc<T>, Snapshotter)>,
     ) -> Result<Rc<T>> {
         let mut states = self.states.borrow_mut();
         if let Some(r) = states.get(name) {
@@ -142,7 +170,16 @@ impl OperatorStateStore {
                 ))
             });
         }
-        let (typed, snapshot) = make();
+        let elements = match self.restored.borrow_mut().remove(name) {
+            Some((restored_mode, _)) if restored_mode != mode => {
+                return Err(RuntimeError::Restore(format!(
+                    "operator state '{name}' was snapshotted as {restored_mode:?} state and is now asked for as {mode:?}"
+                )));
+            }
+            Some((_, elements)) => elements,
+            None => Vec::new(),
+        };
+        let (typed, snapshot) = make(elements)?;
         states.insert(
             name.to_string(),
             Registered {
@@ -158,14 +195,15 @@ impl OperatorStateStore {
     where
         V: Clone + Serialize + DeserializeOwned + 'static,
     {
-        let values = self.get_or_register(name, mode, || {
-            let values = Rc::new(RefCell::new(Vec::<V>::new()));
+        let values = self.get_or_register(name, mode, |elements| {
+            let restored = elements
+                .iter()
+                .map(|e| decode::<V>(e, name))
+                .collect::<Result<Vec<V>>>()?;
+            let values = Rc::new(RefCell::new(restored));
             let v = values.clone();
-            let snap: Rc<dyn Fn() -> Result<Vec<u8>>> = Rc::new(move || {
-                postcard::to_stdvec(&*v.borrow())
-                    .map_err(|e| RuntimeError::Serialization(e.to_string()))
-            });
-            (values, snap)
+            let snap: Snapshotter = Rc::new(move || v.borrow().iter().map(encode).collect());
+            Ok((values, snap))
         })?;
         Ok(OperatorListState { values })
     }
@@ -198,24 +236,39 @@ impl OperatorStateStore {
         K: Hash + Eq + Clone + Serialize + DeserializeOwned + 'static,
         V: Clone + Serialize + DeserializeOwned + 'static,
     {
-        let map = self.get_or_register(&d.name, Redistribution::Broadcast, || {
-            let map = Rc::new(RefCell::new(HashMap::<K, V, FixedState>::default()));
+        let name = d.name.as_str();
+        let map = self.get_or_register(name, Redistribution::Broadcast, |elements| {
+            let mut restored = HashMap::<K, V, FixedState>::default();
+            for e in &elements {
+                let (k, v) = decode::<(K, V)>(e, name)?;
+                restored.insert(k, v);
+            }
+            let map = Rc::new(RefCell::new(restored));
             let m = map.clone();
-            let snap: Rc<dyn Fn() -> Result<Vec<u8>>> = Rc::new(move || {
-                postcard::to_stdvec(&*m.borrow())
-                    .map_err(|e| RuntimeError::Serialization(e.to_string()))
-            });
-            (map, snap)
+            let snap: Snapshotter =
+                Rc::new(move || m.borrow().iter().map(|e| encode(&e)).collect());
+            Ok((map, snap))
         })?;
         Ok(BroadcastState { map })
     }
 
-    /// Encodes every registered state: `(name, redistribution, bytes)`.
-    pub fn snapshot(&self) -> Result<Vec<(String, Redistribution, Vec<u8>)>> {
-        self.states
+    /// Encodes every state, registered or restored and not yet claimed:
+    /// `(name, redistribution, elements)`.
+    pub fn snapshot(&self) -> Result<Vec<(String, Redistribution, Vec<Vec<u8>>)>> {
+        let mut out: Vec<(String, Redistribution, Vec<Vec<u8>>)> = self
+            .states
             .borrow()
             .iter()
             .map(|(name, r)| Ok((name.clone(), r.mode, (r.snapshot)()?)))
-            .collect()
+            .collect::<Result<_>>()?;
+        for (name, (mode, elements)) in self.restored.borrow().iter() {
+            out.push((name.clone(), *mode, elements.clone()));
+        }
+        Ok(out)
+    }
+
+    /// Whether state `name` was restored and not yet asked for.
+    pub fn has_restored(&self, name: &str) -> bool {
+        self.restored.borrow().contains_key(name)
     }
 }

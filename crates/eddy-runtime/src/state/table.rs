@@ -1,13 +1,19 @@
-//! The heap state table: one hash map per key group, keyed by the encoded (key, namespace).
+//! State tables: the values of one state, per key group, keyed by the encoded (key, namespace).
+//!
+//! A table lives on the heap (one hash map per key group) or in the backend's LSM tree (with a
+//! bounded cache of deserialized values in front). Both are used through [`StateTable`], whose
+//! methods return `Result` because the LSM tree can fail where a hash map cannot.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use eddy_core::keys::KeyGroupRange;
 use foldhash::fast::FixedState;
+use hashbrown::HashMap;
 
 use super::key_bytes::KeyBytes;
-use hashbrown::HashMap;
+use super::lsm::LsmTable;
+use crate::error::{Result, RuntimeError};
 
 /// A state table shared between an operator and its backend.
 pub type SharedStateTable<V> = Rc<RefCell<StateTable<V>>>;
@@ -18,43 +24,43 @@ pub type SharedStateTable<V> = Rc<RefCell<StateTable<V>>>;
 /// prefix) followed by the namespace's encoding. The namespace separates state of one key that
 /// belongs to different windows; state outside windows has an empty namespace.
 pub struct StateTable<V> {
-    range: KeyGroupRange,
-    groups: Vec<HashMap<KeyBytes, V, FixedState>>,
+    imp: Imp<V>,
+}
+
+enum Imp<V> {
+    Heap(HeapTable<V>),
+    Lsm(LsmTable<V>),
 }
 
 impl<V> StateTable<V> {
-    pub(crate) fn new(range: KeyGroupRange) -> Self {
+    pub(crate) fn heap(range: KeyGroupRange) -> Self {
         StateTable {
-            range,
-            groups: (0..range.len()).map(|_| HashMap::default()).collect(),
+            imp: Imp::Heap(HeapTable::new(range)),
         }
     }
 
-    /// The key groups this table holds.
-    pub fn key_group_range(&self) -> KeyGroupRange {
-        self.range
-    }
-
-    #[inline]
-    fn group(&self, key_group: u32) -> &HashMap<KeyBytes, V, FixedState> {
-        &self.groups[(key_group - self.range.start) as usize]
-    }
-
-    #[inline]
-    fn group_mut(&mut self, key_group: u32) -> &mut HashMap<KeyBytes, V, FixedState> {
-        &mut self.groups[(key_group - self.range.start) as usize]
+    pub(crate) fn lsm(table: LsmTable<V>) -> Self {
+        StateTable {
+            imp: Imp::Lsm(table),
+        }
     }
 
     /// The value under `composite` in `key_group`.
     #[inline]
-    pub fn get(&self, key_group: u32, composite: &[u8]) -> Option<&V> {
-        self.group(key_group).get(composite)
+    pub fn get(&mut self, key_group: u32, composite: &[u8]) -> Result<Option<&V>> {
+        match &mut self.imp {
+            Imp::Heap(t) => Ok(t.group(key_group).get(composite)),
+            Imp::Lsm(t) => t.get(key_group, composite),
+        }
     }
 
     /// The value under `composite`, mutably.
     #[inline]
-    pub fn get_mut(&mut self, key_group: u32, composite: &[u8]) -> Option<&mut V> {
-        self.group_mut(key_group).get_mut(composite)
+    pub fn get_mut(&mut self, key_group: u32, composite: &[u8]) -> Result<Option<&mut V>> {
+        match &mut self.imp {
+            Imp::Heap(t) => Ok(t.group_mut(key_group).get_mut(composite)),
+            Imp::Lsm(t) => t.get_mut(key_group, composite),
+        }
     }
 
     /// The value under `composite`, inserting `make()` first if there is none.
@@ -64,76 +70,141 @@ impl<V> StateTable<V> {
         key_group: u32,
         composite: &[u8],
         make: impl FnOnce() -> V,
-    ) -> &mut V {
-        let group = self.group_mut(key_group);
-        if !group.contains_key(composite) {
-            group.insert(KeyBytes::new(composite), make());
-        }
-        // Present now: inserted above or already there.
-        match group.get_mut(composite) {
-            Some(v) => v,
-            None => unreachable!("entry was just inserted"),
+    ) -> Result<&mut V> {
+        match &mut self.imp {
+            Imp::Heap(t) => {
+                let group = t.group_mut(key_group);
+                if !group.contains_key(composite) {
+                    group.insert(KeyBytes::new(composite), make());
+                }
+                group.get_mut(composite).ok_or_else(|| {
+                    RuntimeError::Internal("a state entry vanished after insertion".into())
+                })
+            }
+            Imp::Lsm(t) => t.get_or_insert_with(key_group, composite, make),
         }
     }
 
     /// Sets the value under `composite`.
     #[inline]
-    pub fn insert(&mut self, key_group: u32, composite: &[u8], value: V) {
-        let group = self.group_mut(key_group);
-        match group.get_mut(composite) {
-            Some(slot) => *slot = value,
-            None => {
-                group.insert(KeyBytes::new(composite), value);
+    pub fn insert(&mut self, key_group: u32, composite: &[u8], value: V) -> Result<()> {
+        match &mut self.imp {
+            Imp::Heap(t) => {
+                let group = t.group_mut(key_group);
+                match group.get_mut(composite) {
+                    Some(slot) => *slot = value,
+                    None => {
+                        group.insert(KeyBytes::new(composite), value);
+                    }
+                }
+                Ok(())
             }
+            Imp::Lsm(t) => t.insert(key_group, composite, value),
+        }
+    }
+
+    /// Removes the value under `composite`.
+    #[inline]
+    pub fn remove(&mut self, key_group: u32, composite: &[u8]) -> Result<()> {
+        match &mut self.imp {
+            Imp::Heap(t) => {
+                t.group_mut(key_group).remove(composite);
+                Ok(())
+            }
+            Imp::Lsm(t) => t.remove(key_group, composite),
         }
     }
 
     /// Removes and returns the value under `composite`.
     #[inline]
-    pub fn remove(&mut self, key_group: u32, composite: &[u8]) -> Option<V> {
-        self.group_mut(key_group).remove(composite)
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.groups.iter().map(HashMap::len).sum()
-    }
-
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.groups.iter().all(HashMap::is_empty)
-    }
-
-    /// Every entry of one key group.
-    pub fn group_entries(&self, key_group: u32) -> impl Iterator<Item = (&[u8], &V)> {
-        self.group(key_group).iter().map(|(k, v)| (&**k, v))
-    }
-
-    /// Every entry, with its key group.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &[u8], &V)> {
-        self.groups.iter().enumerate().flat_map(move |(i, g)| {
-            let kg = self.range.start + i as u32;
-            g.iter().map(move |(k, v)| (kg, &**k, v))
-        })
-    }
-
-    /// Removes every entry, returning them.
-    pub fn drain(&mut self) -> impl Iterator<Item = (KeyBytes, V)> + '_ {
-        self.groups.iter_mut().flat_map(|g| g.drain())
-    }
-
-    /// Keeps only the entries for which `keep` returns true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &mut V) -> bool) {
-        for g in &mut self.groups {
-            g.retain(|k, v| keep(k, v));
+    pub fn take(&mut self, key_group: u32, composite: &[u8]) -> Result<Option<V>> {
+        match &mut self.imp {
+            Imp::Heap(t) => Ok(t.group_mut(key_group).remove(composite)),
+            Imp::Lsm(t) => t.take(key_group, composite),
         }
     }
 
-    /// Replaces the contents of one key group.
-    pub(crate) fn set_group(&mut self, key_group: u32, entries: Vec<(KeyBytes, V)>) {
-        let g = self.group_mut(key_group);
-        g.clear();
-        g.extend(entries);
+    /// Calls `f` with every entry and its key group, in no particular order.
+    pub fn for_each(&mut self, mut f: impl FnMut(u32, &[u8], &V) -> Result<()>) -> Result<()> {
+        match &mut self.imp {
+            Imp::Heap(t) => {
+                for (i, g) in t.groups.iter().enumerate() {
+                    let kg = t.range.start + i as u32;
+                    for (k, v) in g {
+                        f(kg, k, v)?;
+                    }
+                }
+                Ok(())
+            }
+            Imp::Lsm(t) => t.for_each(f),
+        }
+    }
+
+    /// Removes every entry, returning them.
+    pub fn take_all(&mut self) -> Result<Vec<(KeyBytes, V)>> {
+        match &mut self.imp {
+            Imp::Heap(t) => Ok(t.groups.iter_mut().flat_map(|g| g.drain()).collect()),
+            Imp::Lsm(t) => t.take_all(),
+        }
+    }
+
+    /// The heap table, if this is one.
+    pub(crate) fn as_heap(&self) -> Option<&HeapTable<V>> {
+        match &self.imp {
+            Imp::Heap(t) => Some(t),
+            Imp::Lsm(_) => None,
+        }
+    }
+
+    /// The heap table, mutably, if this is one.
+    pub(crate) fn as_heap_mut(&mut self) -> Option<&mut HeapTable<V>> {
+        match &mut self.imp {
+            Imp::Heap(t) => Some(t),
+            Imp::Lsm(_) => None,
+        }
+    }
+
+    /// The LSM table, mutably, if this is one.
+    pub(crate) fn as_lsm_mut(&mut self) -> Option<&mut LsmTable<V>> {
+        match &mut self.imp {
+            Imp::Heap(_) => None,
+            Imp::Lsm(t) => Some(t),
+        }
+    }
+}
+
+/// A table on the heap: one hash map per key group.
+pub(crate) struct HeapTable<V> {
+    range: KeyGroupRange,
+    groups: Vec<HashMap<KeyBytes, V, FixedState>>,
+}
+
+impl<V> HeapTable<V> {
+    fn new(range: KeyGroupRange) -> Self {
+        HeapTable {
+            range,
+            groups: (0..range.len()).map(|_| HashMap::default()).collect(),
+        }
+    }
+
+    #[inline]
+    fn group(&self, key_group: u32) -> &HashMap<KeyBytes, V, FixedState> {
+        &self.groups[(key_group - self.range.start) as usize]
+    }
+
+    #[inline]
+    pub(crate) fn group_mut(&mut self, key_group: u32) -> &mut HashMap<KeyBytes, V, FixedState> {
+        &mut self.groups[(key_group - self.range.start) as usize]
+    }
+
+    /// Every entry of one key group.
+    pub(crate) fn group_entries(&self, key_group: u32) -> impl Iterator<Item = (&[u8], &V)> {
+        self.group(key_group).iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// The key groups.
+    pub(crate) fn range(&self) -> KeyGroupRange {
+        self.range
     }
 }
 

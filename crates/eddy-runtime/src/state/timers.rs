@@ -8,9 +8,16 @@ use foldhash::fast::FixedState;
 use hashbrown::HashMap;
 use std::hash::Hash;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::backend::KeyedStateBackend;
+use super::backend::{KeyedParticipant, KeyedStateBackend, RawStateEntries};
+use super::snapshot::GroupSink;
+use crate::checkpoint::metadata::KeyedStateKind;
+use crate::error::{Result, RuntimeError};
 use crate::operator::ProcessingTimeService;
 
 /// One registered timer.
@@ -143,30 +150,115 @@ impl<N: Ord + Hash + Clone> TimerQueue<N> {
     }
 }
 
-/// The timer service of one keyed operator, for namespace type `N`.
-pub struct InternalTimerService<N: Ord + Hash> {
-    backend: KeyedStateBackend,
+/// The timers and event time of one keyed operator: what its timer service snapshots.
+struct TimerState<N: Ord + Hash> {
     event: TimerQueue<N>,
     processing: TimerQueue<N>,
     watermark: i64,
+    range: eddy_core::keys::KeyGroupRange,
+}
+
+const EVENT: u8 = 0;
+const PROCESSING: u8 = 1;
+const WATERMARK: u8 = 2;
+
+impl<N> KeyedParticipant for RefCell<TimerState<N>>
+where
+    N: Ord + Hash + Clone + Serialize + DeserializeOwned,
+{
+    fn kind(&self) -> KeyedStateKind {
+        KeyedStateKind::Heap
+    }
+
+    fn snapshot_heap(&self, sink: &mut GroupSink) -> Result<()> {
+        let state = self.borrow();
+        let mut key = Vec::new();
+        for (tag, queue) in [(EVENT, &state.event), (PROCESSING, &state.processing)] {
+            for timer in queue.live.keys() {
+                key.clear();
+                postcard::to_io(&(tag, timer), &mut key)
+                    .map_err(|e| RuntimeError::Serialization(e.to_string()))?;
+                sink.put(timer.key_group, &key, &[])?;
+            }
+        }
+        // Event time, per key group, so that it follows the key groups when rescaled.
+        let wm = state.watermark.to_be_bytes();
+        for kg in state.range.start..=state.range.end {
+            sink.put(kg, &[WATERMARK], &wm)?;
+        }
+        Ok(())
+    }
+
+    fn restore_raw(&self, raw: RawStateEntries) -> Result<()> {
+        let mut state = self.borrow_mut();
+        let mut watermark: Option<i64> = None;
+        for (_, key, value) in raw.iter() {
+            match key.first() {
+                Some(&WATERMARK) => {
+                    let bytes: [u8; 8] = value.try_into().map_err(|_| {
+                        RuntimeError::Serialization("corrupt restored watermark".into())
+                    })?;
+                    let w = i64::from_be_bytes(bytes);
+                    watermark = Some(watermark.map_or(w, |m| m.min(w)));
+                }
+                _ => {
+                    let (tag, timer): (u8, Timer<N>) = postcard::from_bytes(key).map_err(|e| {
+                        RuntimeError::Serialization(format!("corrupt restored timer: {e}"))
+                    })?;
+                    if tag == PROCESSING {
+                        state.processing.register(timer);
+                    } else {
+                        state.event.register(timer);
+                    }
+                }
+            }
+        }
+        if let Some(w) = watermark {
+            state.watermark = state.watermark.max(w);
+        }
+        Ok(())
+    }
+}
+
+/// The timer service of one keyed operator, for namespace type `N`.
+pub struct InternalTimerService<N: Ord + Hash> {
+    backend: KeyedStateBackend,
+    state: Rc<RefCell<TimerState<N>>>,
     task_timers: ProcessingTimeService,
     scheduled: Option<i64>,
 }
 
-impl<N: Ord + Hash + Clone> InternalTimerService<N> {
+impl<N> InternalTimerService<N>
+where
+    N: Ord + Hash + Clone + Serialize + DeserializeOwned + 'static,
+{
     /// A timer service over `backend`'s current key; processing-time timers wake the task
-    /// through `task_timers`.
-    pub fn new(backend: KeyedStateBackend, task_timers: ProcessingTimeService) -> Self {
-        InternalTimerService {
-            backend,
+    /// through `task_timers`. Its timers and event time are part of the backend's snapshots
+    /// under `name`, and are restored from them.
+    pub fn create(
+        backend: KeyedStateBackend,
+        task_timers: ProcessingTimeService,
+        name: &str,
+    ) -> Result<Self> {
+        let state = Rc::new(RefCell::new(TimerState {
             event: TimerQueue::default(),
             processing: TimerQueue::default(),
             watermark: i64::MIN,
+            range: backend.key_group_range(),
+        }));
+        backend.register_participant(&format!("_timers/{name}"), state.clone())?;
+        let mut service = InternalTimerService {
+            backend,
+            state,
             task_timers,
             scheduled: None,
-        }
+        };
+        service.reschedule_processing();
+        Ok(service)
     }
+}
 
+impl<N: Ord + Hash + Clone> InternalTimerService<N> {
     fn timer(&self, namespace: N, timestamp: i64) -> Timer<N> {
         Timer {
             timestamp,
@@ -178,7 +270,7 @@ impl<N: Ord + Hash + Clone> InternalTimerService<N> {
 
     /// The operator's current event time.
     pub fn current_watermark(&self) -> i64 {
-        self.watermark
+        self.state.borrow().watermark
     }
 
     /// The wall clock, in ms.
@@ -189,19 +281,21 @@ impl<N: Ord + Hash + Clone> InternalTimerService<N> {
     /// Registers an event-time timer for the current key.
     pub fn register_event_time_timer(&mut self, namespace: N, timestamp: i64) {
         let t = self.timer(namespace, timestamp);
-        self.event.register(t);
+        self.state.borrow_mut().event.register(t);
     }
 
     /// Deletes an event-time timer of the current key.
     pub fn delete_event_time_timer(&mut self, namespace: N, timestamp: i64) {
         let t = self.timer(namespace, timestamp);
-        self.event.delete(&t);
+        self.state.borrow_mut().event.delete(&t);
     }
 
     /// Registers a processing-time timer for the current key.
     pub fn register_processing_time_timer(&mut self, namespace: N, timestamp: i64) {
         let t = self.timer(namespace, timestamp);
-        if self.processing.register(t) && self.scheduled.is_none_or(|s| timestamp < s) {
+        if self.state.borrow_mut().processing.register(t)
+            && self.scheduled.is_none_or(|s| timestamp < s)
+        {
             self.task_timers.register_timer(timestamp);
             self.scheduled = Some(timestamp);
         }
@@ -210,31 +304,36 @@ impl<N: Ord + Hash + Clone> InternalTimerService<N> {
     /// Deletes a processing-time timer of the current key.
     pub fn delete_processing_time_timer(&mut self, namespace: N, timestamp: i64) {
         let t = self.timer(namespace, timestamp);
-        self.processing.delete(&t);
+        self.state.borrow_mut().processing.delete(&t);
     }
 
     /// Moves event time forward; due timers are then taken with [`Self::poll_event_timer`].
     pub fn advance_watermark(&mut self, watermark: i64) {
-        self.watermark = self.watermark.max(watermark);
+        let mut s = self.state.borrow_mut();
+        s.watermark = s.watermark.max(watermark);
     }
 
     /// The next event-time timer due at the current watermark, with its key made current.
     pub fn poll_event_timer(&mut self) -> Option<Timer<N>> {
-        let t = self.event.poll(self.watermark)?;
+        let t = {
+            let mut s = self.state.borrow_mut();
+            let wm = s.watermark;
+            s.event.poll(wm)?
+        };
         self.backend.set_current_key_bytes(&t.key, t.key_group);
         Some(t)
     }
 
     /// The next processing-time timer due at `now`, with its key made current.
     pub fn poll_processing_timer(&mut self, now: i64) -> Option<Timer<N>> {
-        let t = self.processing.poll(now)?;
+        let t = self.state.borrow_mut().processing.poll(now)?;
         self.backend.set_current_key_bytes(&t.key, t.key_group);
         Some(t)
     }
 
     /// After processing-time timers fired: asks the task to wake for the next one.
     pub fn reschedule_processing(&mut self) {
-        self.scheduled = self.processing.next_timestamp();
+        self.scheduled = self.state.borrow_mut().processing.next_timestamp();
         if let Some(next) = self.scheduled {
             self.task_timers.register_timer(next);
         }
@@ -242,12 +341,14 @@ impl<N: Ord + Hash + Clone> InternalTimerService<N> {
 
     /// Number of event-time and processing-time timers.
     pub fn num_timers(&self) -> (usize, usize) {
-        (self.event.len(), self.processing.len())
+        let s = self.state.borrow();
+        (s.event.len(), s.processing.len())
     }
 
     /// Every registered timer: event-time, then processing-time.
     pub fn timers(&self) -> (Vec<Timer<N>>, Vec<Timer<N>>) {
-        (self.event.timers(), self.processing.timers())
+        let s = self.state.borrow();
+        (s.event.timers(), s.processing.timers())
     }
 }
 
@@ -259,8 +360,12 @@ mod tests {
     #[test]
     fn timers_fire_in_order_once_and_deleted_ones_never() {
         let backend = KeyedStateBackend::new(KeyGroupRange::new(0, 127), 128);
-        let mut svc =
-            InternalTimerService::<()>::new(backend.clone(), ProcessingTimeService::default());
+        let mut svc = InternalTimerService::<()>::create(
+            backend.clone(),
+            ProcessingTimeService::default(),
+            "t",
+        )
+        .unwrap();
         for (key, ts) in [
             ("a", 30),
             ("b", 10),

@@ -5,11 +5,13 @@
 //! its output buffers when the buffer timeout passes, and reacts to mailbox messages
 //! (cancellation, checkpoint notifications). A source task polls its reader instead of gates.
 
+mod checkpointing;
 mod one_input;
 mod source;
 mod two_input;
 mod valve;
 
+pub use checkpointing::{SnapshotTargets, SubtaskCheckpointStats, TaskCheckpointing, TaskReporter};
 pub use one_input::OneInputTask;
 pub use source::SourceTask;
 pub use two_input::TwoInputTask;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
+use eddy_core::element::{CheckpointBarrier, StopMode};
 use eddy_core::graph::ExecutionMode;
 
 use crate::chain::ChainOutput;
@@ -34,6 +37,11 @@ use crate::operator::{ProcessingTimeService, TaskInfo};
 pub enum TaskMessage {
     /// Stop as soon as possible.
     Cancel,
+    /// Take a snapshot and send the barrier downstream (sent to source tasks).
+    TriggerCheckpoint(CheckpointBarrier),
+    /// A stop-with-savepoint is starting: when the input ends, wait for the savepoint before
+    /// exiting (even without periodic checkpoints).
+    PrepareStop,
     /// A checkpoint completed.
     NotifyCheckpointComplete(u64),
     /// A checkpoint was aborted.
@@ -68,6 +76,8 @@ pub struct TaskEnv {
     pub mode: ExecutionMode,
     /// Records per batch for the head's output.
     pub batch_size: usize,
+    /// Checkpoints, snapshots and how the task ends.
+    pub checkpointing: TaskCheckpointing,
 }
 
 /// Flushes output buffers when the buffer timeout has passed since the last flush.
@@ -111,29 +121,65 @@ impl FlushTimer {
     }
 }
 
-/// Handles every waiting mailbox message; `on_complete` is told of completed checkpoints
-/// before the chain is.
-pub(crate) fn drain_mailbox<T>(
-    env: &TaskEnv,
-    chain: &mut dyn ChainOutput<T>,
-    mut on_complete: impl FnMut(u64) -> Result<()>,
-) -> Result<()> {
-    loop {
-        match env.mailbox.try_recv() {
-            Ok(TaskMessage::Cancel) => return Err(RuntimeError::Cancelled),
-            Ok(TaskMessage::NotifyCheckpointComplete(id)) => {
-                on_complete(id)?;
-                chain.notify_checkpoint(id, true)?;
+/// The next mailbox message, if any; cancellation (or a vanished job master) is an error.
+pub(crate) fn next_message(env: &TaskEnv) -> Result<Option<TaskMessage>> {
+    match env.mailbox.try_recv() {
+        Ok(TaskMessage::Cancel) | Err(TryRecvError::Disconnected) => Err(RuntimeError::Cancelled),
+        Ok(m) => Ok(Some(m)),
+        Err(TryRecvError::Empty) => {
+            if env.signals.is_cancelled() {
+                return Err(RuntimeError::Cancelled);
             }
-            Ok(TaskMessage::NotifyCheckpointAborted(id)) => chain.notify_checkpoint(id, false)?,
-            Err(TryRecvError::Empty) => break,
-            Err(TryRecvError::Disconnected) => return Err(RuntimeError::Cancelled),
+            Ok(None)
         }
     }
-    if env.signals.is_cancelled() {
-        return Err(RuntimeError::Cancelled);
+}
+
+/// Which input channels have delivered end-of-data, and how.
+pub(crate) struct InputEnds {
+    ended: Vec<Option<StopMode>>,
+    count: usize,
+}
+
+impl InputEnds {
+    pub(crate) fn new(num_channels: usize) -> Self {
+        InputEnds {
+            ended: vec![None; num_channels],
+            count: 0,
+        }
     }
-    Ok(())
+
+    /// Records that `channel` ended; returns false if it had already.
+    pub(crate) fn set(&mut self, channel: usize, mode: StopMode) -> bool {
+        if self.ended[channel].is_some() {
+            return false;
+        }
+        self.ended[channel] = Some(mode);
+        self.count += 1;
+        true
+    }
+
+    /// Whether `channel` has ended.
+    pub(crate) fn is_ended(&self, channel: usize) -> bool {
+        self.ended[channel].is_some()
+    }
+
+    /// How the channels in `range` ended, once all have: `Drain` only if every one drained.
+    pub(crate) fn all_ended(&self, range: std::ops::Range<usize>) -> Option<StopMode> {
+        let mut mode = StopMode::Drain;
+        for c in range {
+            match self.ended[c]? {
+                StopMode::Drain => {}
+                StopMode::NoDrain => mode = StopMode::NoDrain,
+            }
+        }
+        Some(mode)
+    }
+
+    /// Number of channels.
+    pub(crate) fn len(&self) -> usize {
+        self.ended.len()
+    }
 }
 
 /// Fires every due processing-time timer of the chain.
@@ -168,10 +214,51 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
     }
 }
 
-/// Ends a chain after its input is exhausted: final watermark, finish every operator, flush,
-/// and send end-of-partition downstream.
-pub(crate) fn finish_chain<T>(chain: &mut dyn ChainOutput<T>) -> Result<()> {
-    chain.end_input()?;
+/// Ends a chain's data: with `Drain` (and `finish`), finishes every operator; then flushes and
+/// sends end-of-data downstream, and records the end.
+pub(crate) fn end_chain_data<T>(
+    chain: &mut dyn ChainOutput<T>,
+    checkpointing: &mut TaskCheckpointing,
+    mode: StopMode,
+    finish: bool,
+) -> Result<()> {
+    if checkpointing.ended().is_some() {
+        return Ok(());
+    }
+    if finish && mode == StopMode::Drain {
+        chain.end_input()?;
+    }
     chain.flush()?;
-    chain.emit_end_of_partition()
+    chain.emit_end_of_data(mode)?;
+    checkpointing.set_ended(mode);
+    Ok(())
+}
+
+/// Takes a checkpoint for `barrier`: the operators' hooks, the barrier downstream, then the
+/// snapshot of their state.
+pub(crate) fn checkpoint_chain<T>(
+    chain: &mut dyn ChainOutput<T>,
+    env: &mut TaskEnv,
+    barrier: CheckpointBarrier,
+    alignment: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    chain.snapshot_state(barrier.id)?;
+    chain.emit_barrier(barrier)?;
+    env.checkpointing
+        .snapshot(&env.info, barrier, alignment, started)
+}
+
+/// Sends end-of-partition once the task may exit; returns whether it has been sent.
+pub(crate) fn maybe_end_partition<T>(
+    chain: &mut dyn ChainOutput<T>,
+    env: &TaskEnv,
+    sent: &mut bool,
+) -> Result<bool> {
+    if !*sent && env.checkpointing.may_exit() {
+        chain.flush()?;
+        chain.emit_end_of_partition()?;
+        *sent = true;
+    }
+    Ok(*sent)
 }

@@ -2,15 +2,16 @@
 
 use std::time::Instant;
 
-use eddy_core::element::StreamElement;
+use eddy_core::element::{StopMode, StreamElement};
 
+use super::checkpointing::{BarrierAligner, BarrierStep};
 use super::valve::ValveOutput;
 use super::{
-    FlushTimer, StreamTask, TaskEnv, WatermarkValve, drain_mailbox, earliest, finish_chain,
-    fire_timers, timer_deadline,
+    FlushTimer, InputEnds, StreamTask, TaskEnv, TaskMessage, WatermarkValve, checkpoint_chain,
+    earliest, end_chain_data, fire_timers, maybe_end_partition, next_message, timer_deadline,
 };
 use crate::chain::ChainOutput;
-use crate::error::{Result, RuntimeError};
+use crate::error::Result;
 use crate::exchange::{InputGate, wait_for_input};
 
 /// Reads a gate and drives a chain whose head has one input.
@@ -19,17 +20,23 @@ pub struct OneInputTask<IN> {
     gate: InputGate<IN>,
     chain: Box<dyn ChainOutput<IN>>,
     valve: WatermarkValve,
+    aligner: BarrierAligner,
+    ends: InputEnds,
+    partition_ended: bool,
 }
 
 impl<IN> OneInputTask<IN> {
     /// A task reading `gate` into `chain`.
     pub fn new(env: TaskEnv, gate: InputGate<IN>, chain: Box<dyn ChainOutput<IN>>) -> Self {
-        let valve = WatermarkValve::new(gate.num_channels());
+        let n = gate.num_channels();
         OneInputTask {
+            aligner: BarrierAligner::new(n, env.checkpointing.mode),
+            valve: WatermarkValve::new(n),
+            ends: InputEnds::new(n),
             env,
             gate,
             chain,
-            valve,
+            partition_ended: false,
         }
     }
 
@@ -41,22 +48,73 @@ impl<IN> OneInputTask<IN> {
         }
     }
 
+    fn apply_step(&mut self, step: BarrierStep) -> Result<()> {
+        if let Some(c) = step.block {
+            self.gate.block(c);
+        }
+        if step.unblock_all {
+            self.gate.unblock_all();
+        }
+        if let Some(old) = step.aborted {
+            self.env.checkpointing.decline(
+                old,
+                "a newer checkpoint's barrier arrived before it aligned",
+            );
+        }
+        if let Some((barrier, alignment)) = step.complete {
+            checkpoint_chain(self.chain.as_mut(), &mut self.env, barrier, alignment)?;
+        }
+        Ok(())
+    }
+
+    fn handle_mailbox(&mut self) -> Result<()> {
+        while let Some(msg) = next_message(&self.env)? {
+            match msg {
+                TaskMessage::NotifyCheckpointComplete(id) => {
+                    self.chain.notify_checkpoint(id, true)?;
+                    self.env.checkpointing.on_complete(id);
+                }
+                TaskMessage::NotifyCheckpointAborted(id) => {
+                    self.chain.notify_checkpoint(id, false)?;
+                    let step = self.aligner.abort(id);
+                    self.apply_step(step)?;
+                    self.env.checkpointing.on_abort(id);
+                }
+                TaskMessage::PrepareStop => self.env.checkpointing.prepare_stop(),
+                TaskMessage::TriggerCheckpoint(_) | TaskMessage::Cancel => {}
+            }
+        }
+        Ok(())
+    }
+
     fn run_loop(&mut self) -> Result<()> {
         self.chain.open()?;
+        if self.env.checkpointing.finished_on_restore {
+            end_chain_data(
+                self.chain.as_mut(),
+                &mut self.env.checkpointing,
+                StopMode::Drain,
+                false,
+            )?;
+        }
         let mut flush = FlushTimer::new(self.env.buffer_timeout, self.env.dirty.clone());
-        while !self.gate.is_finished() {
-            drain_mailbox(&self.env, self.chain.as_mut(), |_| Ok(()))?;
+        loop {
+            self.handle_mailbox()?;
+            if maybe_end_partition(self.chain.as_mut(), &self.env, &mut self.partition_ended)?
+                && self.gate.is_finished()
+            {
+                return Ok(());
+            }
             match self.gate.try_next()? {
                 Some((channel, element)) => {
                     self.process_element(channel, element)?;
                     flush.maybe_flush(self.chain.as_mut())?;
                 }
                 None => {
-                    fire_timers(&self.env.timers, self.chain.as_mut())?;
-                    flush.maybe_flush(self.chain.as_mut())?;
-                    if self.gate.is_finished() {
-                        break;
+                    if self.env.checkpointing.ended().is_none() {
+                        fire_timers(&self.env.timers, self.chain.as_mut())?;
                     }
+                    flush.maybe_flush(self.chain.as_mut())?;
                     let deadline = earliest(flush.deadline(), timer_deadline(&self.env.timers));
                     let start = Instant::now();
                     wait_for_input(&[&self.gate], &self.env.mailbox, deadline);
@@ -64,7 +122,21 @@ impl<IN> OneInputTask<IN> {
                 }
             }
         }
-        finish_chain(self.chain.as_mut())
+    }
+
+    /// `channel` has no more data.
+    fn channel_ended(&mut self, channel: usize, mode: StopMode) -> Result<()> {
+        if !self.ends.set(channel, mode) {
+            return Ok(());
+        }
+        if mode == StopMode::Drain {
+            let out = self.valve.finish_channel(channel);
+            self.apply_valve(out)?;
+        }
+        if let Some(all) = self.ends.all_ended(0..self.ends.len()) {
+            end_chain_data(self.chain.as_mut(), &mut self.env.checkpointing, all, true)?;
+        }
+        Ok(())
     }
 
     #[inline]
@@ -72,21 +144,30 @@ impl<IN> OneInputTask<IN> {
         match element {
             StreamElement::Records(batch) => self.chain.collect(batch),
             StreamElement::Watermark(w) => {
+                if self.ends.is_ended(channel) {
+                    return Ok(());
+                }
                 let out = self.valve.input_watermark(channel, w);
                 self.apply_valve(out)
             }
             StreamElement::WatermarkStatus(s) => {
+                if self.ends.is_ended(channel) {
+                    return Ok(());
+                }
                 let out = self.valve.input_status(channel, s);
                 self.apply_valve(out)
             }
             StreamElement::LatencyMarker(m) => self.chain.emit_latency_marker(m),
-            StreamElement::Barrier(_) => Err(RuntimeError::Internal(
-                "checkpoint barrier received, but this build does not checkpoint".into(),
-            )),
+            StreamElement::Barrier(b) => {
+                let step = self.aligner.on_barrier(channel, b);
+                self.apply_step(step)
+            }
+            StreamElement::EndOfData(mode) => self.channel_ended(channel, mode),
             StreamElement::EndOfPartition => {
+                self.channel_ended(channel, StopMode::Drain)?;
                 self.gate.finish_channel(channel);
-                let out = self.valve.finish_channel(channel);
-                self.apply_valve(out)
+                let step = self.aligner.on_channel_closed(channel);
+                self.apply_step(step)
             }
         }
     }
@@ -95,6 +176,9 @@ impl<IN> OneInputTask<IN> {
 impl<IN> StreamTask for OneInputTask<IN> {
     fn run(mut self: Box<Self>) -> Result<()> {
         let result = self.run_loop();
+        if result.is_ok() {
+            self.env.checkpointing.wait_for_uploads();
+        }
         let closed = self.chain.close();
         result.and(closed)
     }

@@ -1,16 +1,23 @@
 //! The source task: polls a reader and pushes its records down the chain.
+//!
+//! Checkpoints start here: the coordinator asks each source task to take one (a mailbox
+//! message); the task records its reader's splits with their positions, takes its chain's
+//! snapshot and sends the barrier downstream, between two batches of records. A
+//! stop-with-savepoint first ends the input — with `--drain` by sending the final watermark
+//! and finishing the operators — so that the savepoint is the last thing the job does.
 
 use std::time::{Duration, Instant};
 
-use eddy_core::element::{Watermark, WatermarkStatus};
+use eddy_core::element::{CheckpointBarrier, StopMode, Watermark, WatermarkStatus};
 
 use super::{
-    FlushTimer, StreamTask, TaskEnv, drain_mailbox, earliest, finish_chain, fire_timers,
-    timer_deadline,
+    FlushTimer, StreamTask, TaskEnv, TaskMessage, checkpoint_chain, earliest, end_chain_data,
+    fire_timers, maybe_end_partition, next_message, timer_deadline,
 };
 use crate::chain::{ChainOutput, Names, guard};
 use crate::error::Result;
 use crate::source::{Emitted, InputStatus, ReaderOutput, SourceReader};
+use crate::state::OperatorListState;
 use crate::watermark::{WatermarkEvent, WatermarkStrategy};
 
 /// The longest a source with nothing to read waits before it looks at its mailbox again.
@@ -22,18 +29,23 @@ pub struct SourceTask<T, R: SourceReader<T>> {
     reader: R,
     chain: Box<dyn ChainOutput<T>>,
     splits: Option<Vec<R::Split>>,
+    split_state: OperatorListState<R::Split>,
     bounded: bool,
     watermarks: WatermarkStrategy<T>,
     names: Names,
+    partition_ended: bool,
 }
 
 impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
-    /// A task reading `splits` with `reader` into `chain`; errors name `operator_name`.
+    /// A task reading `splits` with `reader` into `chain`; errors name `operator_name`. The
+    /// reader's splits are checkpointed into `split_state`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         env: TaskEnv,
         operator_name: &str,
         reader: R,
         splits: Vec<R::Split>,
+        split_state: OperatorListState<R::Split>,
         bounded: bool,
         watermarks: WatermarkStrategy<T>,
         chain: Box<dyn ChainOutput<T>>,
@@ -44,9 +56,11 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
             reader,
             chain,
             splits: Some(splits),
+            split_state,
             bounded,
             watermarks,
             names,
+            partition_ended: false,
         }
     }
 
@@ -67,8 +81,50 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
         Ok(())
     }
 
-    fn run_loop(&mut self) -> Result<()> {
-        self.chain.open()?;
+    /// Ends the input: with `Drain`, the final watermark fires every event-time timer
+    /// downstream and the operators finish.
+    fn end_input(&mut self, mode: StopMode) -> Result<()> {
+        if self.env.checkpointing.ended().is_some() {
+            return Ok(());
+        }
+        if mode == StopMode::Drain {
+            self.chain.emit_watermark(Watermark::MAX)?;
+        }
+        end_chain_data(self.chain.as_mut(), &mut self.env.checkpointing, mode, true)
+    }
+
+    fn trigger(&mut self, barrier: CheckpointBarrier) -> Result<()> {
+        if let Some(mode) = barrier.kind.stop_mode() {
+            self.end_input(mode)?;
+        }
+        let reader = &mut self.reader;
+        let splits = guard(&self.names, || reader.snapshot_state(barrier.id))?;
+        self.split_state.update(splits);
+        checkpoint_chain(self.chain.as_mut(), &mut self.env, barrier, Duration::ZERO)
+    }
+
+    fn handle_mailbox(&mut self) -> Result<()> {
+        while let Some(msg) = next_message(&self.env)? {
+            match msg {
+                TaskMessage::TriggerCheckpoint(barrier) => self.trigger(barrier)?,
+                TaskMessage::NotifyCheckpointComplete(id) => {
+                    let reader = &mut self.reader;
+                    guard(&self.names, || reader.notify_checkpoint_complete(id))?;
+                    self.chain.notify_checkpoint(id, true)?;
+                    self.env.checkpointing.on_complete(id);
+                }
+                TaskMessage::NotifyCheckpointAborted(id) => {
+                    self.chain.notify_checkpoint(id, false)?;
+                    self.env.checkpointing.on_abort(id);
+                }
+                TaskMessage::PrepareStop => self.env.checkpointing.prepare_stop(),
+                TaskMessage::Cancel => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn start_reader(&mut self) -> Result<()> {
         let splits = self.splits.take().unwrap_or_default();
         let no_splits = splits.is_empty();
         let (reader, bounded) = (&mut self.reader, self.bounded);
@@ -80,12 +136,27 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
             }
             Ok(())
         })?;
-        let mut output =
-            ReaderOutput::with_watermarks(self.env.batch_size, self.watermarks.clone());
         if no_splits && !self.bounded {
             // A subtask without splits must not hold back event time downstream.
             self.chain.emit_watermark_status(WatermarkStatus::Idle)?;
         }
+        Ok(())
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        self.chain.open()?;
+        if self.env.checkpointing.finished_on_restore {
+            end_chain_data(
+                self.chain.as_mut(),
+                &mut self.env.checkpointing,
+                StopMode::Drain,
+                false,
+            )?;
+        } else {
+            self.start_reader()?;
+        }
+        let mut output =
+            ReaderOutput::with_watermarks(self.env.batch_size, self.watermarks.clone());
         let periodic = self
             .env
             .auto_watermark_interval
@@ -93,10 +164,17 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
         let mut next_periodic = periodic.map(|p| Instant::now() + p);
         let mut flush = FlushTimer::new(self.env.buffer_timeout, self.env.dirty.clone());
         loop {
-            let (reader, names) = (&mut self.reader, &self.names);
-            drain_mailbox(&self.env, self.chain.as_mut(), |id| {
-                guard(names, || reader.notify_checkpoint_complete(id))
-            })?;
+            self.handle_mailbox()?;
+            if maybe_end_partition(self.chain.as_mut(), &self.env, &mut self.partition_ended)? {
+                return Ok(());
+            }
+            if self.env.checkpointing.ended().is_some() {
+                // Nothing left to read: wait for the final checkpoint.
+                let start = Instant::now();
+                crate::exchange::wait_for_input(&[], &self.env.mailbox, None);
+                self.env.time_metrics.idle.add(start.elapsed());
+                continue;
+            }
             fire_timers(&self.env.timers, self.chain.as_mut())?;
             let reader = &mut self.reader;
             let status = guard(&self.names, || reader.poll_next(&mut output))?;
@@ -110,7 +188,10 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
             }
             match status {
                 InputStatus::MoreAvailable => {}
-                InputStatus::EndOfInput => break,
+                InputStatus::EndOfInput => {
+                    self.end_input(StopMode::Drain)?;
+                    continue;
+                }
                 InputStatus::NothingAvailable => {
                     flush.maybe_flush(self.chain.as_mut())?;
                     let deadline = earliest(
@@ -132,15 +213,15 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
             }
             flush.maybe_flush(self.chain.as_mut())?;
         }
-        // The input is exhausted: the final watermark fires every event-time timer downstream.
-        self.chain.emit_watermark(Watermark::MAX)?;
-        finish_chain(self.chain.as_mut())
     }
 }
 
 impl<T: 'static, R: SourceReader<T>> StreamTask for SourceTask<T, R> {
     fn run(mut self: Box<Self>) -> Result<()> {
         let result = self.run_loop();
+        if result.is_ok() {
+            self.env.checkpointing.wait_for_uploads();
+        }
         let reader = &mut self.reader;
         let closed = guard(&self.names, || reader.close());
         let chain_closed = self.chain.close();

@@ -1,17 +1,18 @@
 //! The two-input task: reads two gates of different element types into a two-input operator
 //! (connect, co-process, joins), which heads the task's chain.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::TryRecvError;
-use eddy_core::element::StreamElement;
+use eddy_core::element::{CheckpointBarrier, StopMode, StreamElement};
 
+use super::checkpointing::{BarrierAligner, BarrierStep};
 use super::valve::ValveOutput;
 use super::{
-    FlushTimer, StreamTask, TaskEnv, TaskMessage, WatermarkValve, earliest, timer_deadline,
+    FlushTimer, InputEnds, StreamTask, TaskEnv, TaskMessage, WatermarkValve, earliest,
+    next_message, timer_deadline,
 };
 use crate::chain::{ChainOutput, Names, OperatorOutput, guard};
-use crate::error::{Result, RuntimeError};
+use crate::error::Result;
 use crate::exchange::{InputGate, wait_for_input};
 use crate::metrics::OperatorIoMetrics;
 use crate::operator::{OperatorContext, Output, TwoInputOperator};
@@ -27,8 +28,11 @@ pub struct TwoInputTask<IN1, IN2, OUT, OP> {
     io: OperatorIoMetrics,
     names: Names,
     valve: WatermarkValve,
+    aligner: BarrierAligner,
+    ends: InputEnds,
     ended: [bool; 2],
     prefer_second: bool,
+    partition_ended: bool,
 }
 
 impl<IN1, IN2, OUT, OP> TwoInputTask<IN1, IN2, OUT, OP>
@@ -46,8 +50,12 @@ where
         io: OperatorIoMetrics,
     ) -> Self {
         let names = Names::new(&ctx.operator_name, &env.info.task_name_with_subtask());
-        let valve = WatermarkValve::new(gate1.num_channels() + gate2.num_channels());
+        let n = gate1.num_channels() + gate2.num_channels();
+        let valve = WatermarkValve::new(n);
         TwoInputTask {
+            aligner: BarrierAligner::new(n, env.checkpointing.mode),
+            ends: InputEnds::new(n),
+            partition_ended: false,
             env,
             gate1,
             gate2,
@@ -101,6 +109,11 @@ where
                 let (op, out) = (&mut self.op, &mut self.out);
                 guard(&self.names, || process(op, batch, out))
             }
+            StreamElement::Watermark(_) | StreamElement::WatermarkStatus(_)
+                if self.ends.is_ended(offset + channel) =>
+            {
+                Ok(())
+            }
             StreamElement::Watermark(w) => {
                 let v = self.valve.input_watermark(offset + channel, w);
                 self.apply_valve(v)
@@ -110,27 +123,101 @@ where
                 self.apply_valve(v)
             }
             StreamElement::LatencyMarker(m) => self.out.emit_latency_marker(m),
-            StreamElement::Barrier(_) => Err(RuntimeError::Internal(
-                "checkpoint barrier received, but this build does not checkpoint".into(),
-            )),
+            StreamElement::Barrier(b) => {
+                let step = self.aligner.on_barrier(offset + channel, b);
+                self.apply_step(step)
+            }
+            StreamElement::EndOfData(mode) => self.channel_ended(input, offset + channel, mode),
             StreamElement::EndOfPartition => {
-                let finished = if input == 1 {
+                self.channel_ended(input, offset + channel, StopMode::Drain)?;
+                if input == 1 {
                     self.gate1.finish_channel(channel);
-                    self.gate1.is_finished()
                 } else {
                     self.gate2.finish_channel(channel);
-                    self.gate2.is_finished()
-                };
-                let v = self.valve.finish_channel(offset + channel);
-                self.apply_valve(v)?;
-                let slot = (input - 1) as usize;
-                if finished && !self.ended[slot] {
-                    self.ended[slot] = true;
-                    self.end_input(input)?;
                 }
-                Ok(())
+                let step = self.aligner.on_channel_closed(offset + channel);
+                self.apply_step(step)
             }
         }
+    }
+
+    /// Channel `channel` (over both inputs) of `input` has no more data.
+    fn channel_ended(&mut self, input: u8, channel: usize, mode: StopMode) -> Result<()> {
+        if !self.ends.set(channel, mode) {
+            return Ok(());
+        }
+        if mode == StopMode::Drain {
+            let v = self.valve.finish_channel(channel);
+            self.apply_valve(v)?;
+        }
+        let n1 = self.gate1.num_channels();
+        let range = if input == 1 {
+            0..n1
+        } else {
+            n1..self.ends.len()
+        };
+        let slot = (input - 1) as usize;
+        if !self.ended[slot] && self.ends.all_ended(range) == Some(StopMode::Drain) {
+            self.ended[slot] = true;
+            if !self.env.checkpointing.finished_on_restore {
+                self.end_input(input)?;
+            }
+        }
+        if let Some(all) = self.ends.all_ended(0..self.ends.len()) {
+            self.end_data(all, true)?;
+        }
+        Ok(())
+    }
+
+    fn end_data(&mut self, mode: StopMode, finish: bool) -> Result<()> {
+        if self.env.checkpointing.ended().is_some() {
+            return Ok(());
+        }
+        if finish && mode == StopMode::Drain {
+            let (op, out) = (&mut self.op, &mut self.out);
+            guard(&self.names, || op.finish(out))?;
+            self.out.end_input()?;
+        }
+        self.out.flush()?;
+        self.out.emit_end_of_data(mode)?;
+        self.env.checkpointing.set_ended(mode);
+        Ok(())
+    }
+
+    fn apply_step(&mut self, step: BarrierStep) -> Result<()> {
+        if let Some(c) = step.block {
+            let n1 = self.gate1.num_channels();
+            if c < n1 {
+                self.gate1.block(c);
+            } else {
+                self.gate2.block(c - n1);
+            }
+        }
+        if step.unblock_all {
+            self.gate1.unblock_all();
+            self.gate2.unblock_all();
+        }
+        if let Some(old) = step.aborted {
+            self.env.checkpointing.decline(
+                old,
+                "a newer checkpoint's barrier arrived before it aligned",
+            );
+        }
+        if let Some((barrier, alignment)) = step.complete {
+            self.checkpoint(barrier, alignment)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, barrier: CheckpointBarrier, alignment: Duration) -> Result<()> {
+        let started = Instant::now();
+        let op = &mut self.op;
+        guard(&self.names, || op.snapshot_state(barrier.id))?;
+        self.out.snapshot_state(barrier.id)?;
+        self.out.emit_barrier(barrier)?;
+        self.env
+            .checkpointing
+            .snapshot(&self.env.info, barrier, alignment, started)
     }
 
     fn poll_one(&mut self) -> Result<bool> {
@@ -151,24 +238,23 @@ where
     }
 
     fn handle_mailbox(&mut self) -> Result<()> {
-        loop {
-            match self.env.mailbox.try_recv() {
-                Ok(TaskMessage::Cancel) | Err(TryRecvError::Disconnected) => {
-                    return Err(RuntimeError::Cancelled);
-                }
-                Ok(TaskMessage::NotifyCheckpointComplete(id)) => {
+        while let Some(msg) = next_message(&self.env)? {
+            match msg {
+                TaskMessage::NotifyCheckpointComplete(id) => {
                     let op = &mut self.op;
                     guard(&self.names, || op.notify_checkpoint_complete(id))?;
                     self.out.notify_checkpoint(id, true)?;
+                    self.env.checkpointing.on_complete(id);
                 }
-                Ok(TaskMessage::NotifyCheckpointAborted(id)) => {
+                TaskMessage::NotifyCheckpointAborted(id) => {
                     self.out.notify_checkpoint(id, false)?;
+                    let step = self.aligner.abort(id);
+                    self.apply_step(step)?;
+                    self.env.checkpointing.on_abort(id);
                 }
-                Err(TryRecvError::Empty) => break,
+                TaskMessage::PrepareStop => self.env.checkpointing.prepare_stop(),
+                TaskMessage::TriggerCheckpoint(_) | TaskMessage::Cancel => {}
             }
-        }
-        if self.env.signals.is_cancelled() {
-            return Err(RuntimeError::Cancelled);
         }
         Ok(())
     }
@@ -193,28 +279,33 @@ where
         self.out.open()?;
         let (op, ctx) = (&mut self.op, &mut self.ctx);
         guard(&self.names, || op.open(ctx))?;
+        if self.env.checkpointing.finished_on_restore {
+            self.end_data(StopMode::Drain, false)?;
+        }
         let mut flush = FlushTimer::new(self.env.buffer_timeout, self.env.dirty.clone());
-        while !(self.gate1.is_finished() && self.gate2.is_finished()) {
+        loop {
             self.handle_mailbox()?;
+            if !self.partition_ended && self.env.checkpointing.may_exit() {
+                self.out.flush()?;
+                self.out.emit_end_of_partition()?;
+                self.partition_ended = true;
+            }
+            if self.partition_ended && self.gate1.is_finished() && self.gate2.is_finished() {
+                return Ok(());
+            }
             if self.poll_one()? {
                 flush.maybe_flush(&mut self.out)?;
                 continue;
             }
-            self.fire_timers()?;
-            flush.maybe_flush(&mut self.out)?;
-            if self.gate1.is_finished() && self.gate2.is_finished() {
-                break;
+            if self.env.checkpointing.ended().is_none() {
+                self.fire_timers()?;
             }
+            flush.maybe_flush(&mut self.out)?;
             let deadline = earliest(flush.deadline(), timer_deadline(&self.env.timers));
             let start = Instant::now();
             wait_for_input(&[&self.gate1, &self.gate2], &self.env.mailbox, deadline);
             self.env.time_metrics.idle.add(start.elapsed());
         }
-        let (op, out) = (&mut self.op, &mut self.out);
-        guard(&self.names, || op.finish(out))?;
-        self.out.end_input()?;
-        self.out.flush()?;
-        self.out.emit_end_of_partition()
     }
 }
 
@@ -224,6 +315,9 @@ where
 {
     fn run(mut self: Box<Self>) -> Result<()> {
         let result = self.run_loop();
+        if result.is_ok() {
+            self.env.checkpointing.wait_for_uploads();
+        }
         let op = &mut self.op;
         let closed = guard(&self.names, || op.close());
         let out_closed = self.out.close();
