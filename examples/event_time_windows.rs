@@ -15,9 +15,22 @@
 //! With `--watermarks per-record` a watermark (`max timestamp - out-of-orderness - 1`) follows
 //! every record, so results do not depend on timing; `periodic` emits it every
 //! `pipeline.auto-watermark-interval`.
+//!
+//! Checkpoints, failures and savepoints (the part files are written exactly once, so each
+//! of these runs writes the same output as an undisturbed one):
+//!
+//! ```text
+//! # checkpoint every 200 ms; fail once after 5000 records, recover from the last checkpoint
+//! ... --checkpoint-interval 200 --checkpoint-dir /tmp/ckpt --source-rate 20000 \
+//!     --inject-failure-after 5000
+//! # stop with a savepoint after 5000 records (prints `savepoint: <path>`), then resume it
+//! ... --source-rate 20000 --savepoint-after-records 5000 --savepoint-dir /tmp/sp
+//! ... --from-savepoint /tmp/sp/savepoint-... --parallelism 4
+//! ```
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, ValueEnum};
@@ -76,10 +89,41 @@ struct Args {
     /// What happens to a line that is not `key,timestamp_ms,value`.
     #[arg(long, value_enum, default_value = "fail")]
     on_malformed: OnMalformed,
+    /// Take a checkpoint every this many ms.
+    #[arg(long, value_name = "MS")]
+    checkpoint_interval: Option<u64>,
+    /// Where checkpoints go (a path or URL).
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<String>,
+    /// Read at most this many records per second, so that a run lasts long enough to
+    /// checkpoint.
+    #[arg(long, value_name = "R")]
+    source_rate: Option<f64>,
+    /// Fail once, in a task after the source, after this many records; the job recovers from
+    /// its last checkpoint.
+    #[arg(long, value_name = "N")]
+    inject_failure_after: Option<u64>,
+    /// Stop with a savepoint once the source has read this many records, print
+    /// `savepoint: <path>`, and exit.
+    #[arg(long, value_name = "N", requires = "savepoint_dir")]
+    savepoint_after_records: Option<u64>,
+    /// Where `--savepoint-after-records` writes its savepoint.
+    #[arg(long, value_name = "DIR")]
+    savepoint_dir: Option<String>,
+    /// Resume from this savepoint (or retained checkpoint), at any `--parallelism`.
+    #[arg(long, value_name = "PATH")]
+    from_savepoint: Option<String>,
     /// Configuration overrides, `-D key=value`.
     #[arg(short = 'D', value_name = "KEY=VALUE")]
     dynamic_properties: Vec<String>,
 }
+
+/// Records the source has read, in this process.
+static READ: AtomicU64 = AtomicU64::new(0);
+/// Records seen by the failing map, in this process (across restarts).
+static SEEN: AtomicU64 = AtomicU64::new(0);
+/// Whether the failure was injected.
+static FAILED: AtomicBool = AtomicBool::new(false);
 
 /// One input record.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -206,6 +250,17 @@ fn main() -> Result<()> {
     let (kind, sizes) = parse_window(&args.window)?;
     let env = StreamExecutionEnvironment::get_execution_environment()?;
     env.set_parallelism(args.parallelism);
+    let mut conf = Configuration::new();
+    if let Some(ms) = args.checkpoint_interval {
+        conf.set_string("execution.checkpointing.interval", format!("{ms} ms"));
+    }
+    if let Some(dir) = &args.checkpoint_dir {
+        conf.set_string("execution.checkpointing.dir", dir.clone());
+    }
+    if let Some(path) = &args.from_savepoint {
+        conf.set_string("execution.savepoint.path", path.clone());
+    }
+    env.configure(&conf);
 
     let on_malformed = args.on_malformed;
     let ooo = args.out_of_orderness as i64;
@@ -227,11 +282,26 @@ fn main() -> Result<()> {
             "events",
         )
         .set_parallelism(1)
-        .rich_flat_map(move || ParseEvents::new(on_malformed))
+        .rich_flat_map(move || ParseEvents::new(on_malformed, args.source_rate))
         .name("Parse")
         .set_parallelism(1)
         .assign_timestamps_and_watermarks(strategy)
         .set_parallelism(1);
+    let events = match args.inject_failure_after {
+        None => events,
+        Some(n) => events
+            .map(move |e: Event| {
+                if SEEN.fetch_add(1, Ordering::SeqCst) + 1 == n
+                    && !FAILED.swap(true, Ordering::SeqCst)
+                {
+                    panic!("injected failure after {n} records");
+                }
+                e
+            })
+            .name("Inject Failure")
+            .set_parallelism(1)
+            .start_new_chain(),
+    };
 
     let late_tag = OutputTag::<Event>::new("late-events");
     let keyed = events.key_by(|e: &Event| e.key.clone());
@@ -262,22 +332,54 @@ fn main() -> Result<()> {
             ))
             .name("Late Records");
     }
-    env.execute("EventTimeWindows")?;
+    let client = env.execute_async("EventTimeWindows")?;
+    if let (Some(n), Some(dir)) = (args.savepoint_after_records, &args.savepoint_dir) {
+        loop {
+            if READ.load(Ordering::SeqCst) >= n {
+                let path = client.stop_with_savepoint(false, Some(dir))?;
+                println!("savepoint: {path}");
+                break;
+            }
+            if let Some(result) = client.wait_timeout(Duration::from_millis(5)) {
+                result?;
+                bail!("the input ended before {n} records were read: no savepoint was taken");
+            }
+        }
+    }
+    client.get_job_execution_result()?;
     Ok(())
 }
 
-/// Parses lines into events; a malformed line fails the job or is dropped and counted.
+/// Parses lines into events; a malformed line fails the job or is dropped and counted. With a
+/// rate, it keeps the source to that many records per second.
 #[derive(Clone)]
 struct ParseEvents {
     on_malformed: OnMalformed,
     malformed: Option<std::sync::Arc<eddy::runtime::metrics::Counter>>,
+    rate: Option<f64>,
+    started: Instant,
+    read: u64,
 }
 
 impl ParseEvents {
-    fn new(on_malformed: OnMalformed) -> Self {
+    fn new(on_malformed: OnMalformed, rate: Option<f64>) -> Self {
         ParseEvents {
             on_malformed,
             malformed: None,
+            rate,
+            started: Instant::now(),
+            read: 0,
+        }
+    }
+
+    fn throttle(&mut self) {
+        self.read += 1;
+        READ.fetch_add(1, Ordering::SeqCst);
+        if let Some(rate) = self.rate {
+            let due = Duration::from_secs_f64(self.read as f64 / rate);
+            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(wait);
+            }
         }
     }
 }
@@ -285,10 +387,12 @@ impl ParseEvents {
 impl RichFlatMapFunction<String, Event> for ParseEvents {
     fn open(&mut self, ctx: &RuntimeContext) -> FunctionResult<()> {
         self.malformed = Some(ctx.get_metric_group().counter("numMalformedRecords"));
+        self.started = Instant::now();
         Ok(())
     }
 
     fn flat_map(&mut self, line: String, out: &mut Collector<'_, Event>) -> FunctionResult<()> {
+        self.throttle();
         if line.trim().is_empty() {
             return Ok(());
         }

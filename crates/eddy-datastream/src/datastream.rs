@@ -13,7 +13,7 @@ use eddy_runtime::registry::{
     EdgeCode, KeyGroupPartitionerFactory, OperatorFactory, PartitionerFactory, Port,
     StandardPartitioners,
 };
-use eddy_runtime::sink::{Sink, SinkOperator};
+use eddy_runtime::sink::SinkOperatorFactory;
 
 use crate::environment::StreamExecutionEnvironment;
 use crate::error::Result;
@@ -360,10 +360,15 @@ impl<T: Data> DataStream<T> {
         self.partition(PartitionerKind::Global)
     }
 
-    /// Writes the stream to `sink` (Flink's `sinkTo`).
-    pub fn sink_to<S: Sink<T>>(self, sink: S) -> DataStreamSink {
+    /// Writes the stream to `sink` (Flink's `sinkTo`): a [`Sink`](eddy_runtime::sink::Sink)
+    /// (at-least-once) or a [`TwoPhaseCommittingSink`](eddy_runtime::sink::TwoPhaseCommittingSink)
+    /// (exactly-once with checkpoints).
+    pub fn sink_to<S, Kind>(self, sink: S) -> DataStreamSink
+    where
+        S: SinkOperatorFactory<T, Kind>,
+    {
         let sink = Arc::new(sink);
-        let factory = OneInputFactory::new(move || SinkOperator::new(sink.clone()));
+        let factory = OneInputFactory::new(move || S::create_operator(&sink));
         let node = self.add_operator("Sink", Arc::new(factory), 0);
         DataStreamSink {
             env: self.env.clone(),

@@ -145,6 +145,17 @@ impl StreamExecutionEnvironment {
         self
     }
 
+    /// Takes a checkpoint every `interval` (Flink's `enableCheckpointing`), exactly-once unless
+    /// `execution.checkpointing.mode` says otherwise. Checkpoints go to
+    /// `execution.checkpointing.dir` (a temporary directory if unset).
+    pub fn enable_checkpointing(&self, interval: Duration) -> &Self {
+        self.inner
+            .borrow_mut()
+            .config
+            .set(&options::CHECKPOINTING_INTERVAL, interval);
+        self
+    }
+
     /// Turns off operator chaining for the whole job.
     pub fn disable_operator_chaining(&self) -> &Self {
         self.inner

@@ -3,16 +3,22 @@
 //!
 //! A writer that only implements `write` and `flush` is *at-least-once*: it flushes at every
 //! checkpoint, so nothing acknowledged is lost, but records written after the last completed
-//! checkpoint are written again after a failure.
+//! checkpoint are written again after a failure. A [`TwoPhaseCommittingSink`] is
+//! *exactly-once*: its writers pre-commit at each checkpoint barrier and its committer makes
+//! the data visible only when the checkpoint completes.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use eddy_core::element::{StreamRecord, Watermark};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 use crate::metrics::MetricGroup;
 use crate::operator::{OneInputOperator, OperatorContext, Output, TaskInfo};
+use crate::state::{ListStateDescriptor, OperatorListState};
 
 /// What a writer is told about its subtask.
 #[derive(Clone)]
@@ -21,6 +27,22 @@ pub struct SinkWriterContext {
     pub task_info: Arc<TaskInfo>,
     /// The sink operator's metric group.
     pub metrics: MetricGroup,
+    /// Whether the job takes periodic checkpoints (two-phase sinks then commit at each one;
+    /// without them they may make data visible as they go).
+    pub checkpointing: bool,
+}
+
+impl SinkWriterContext {
+    fn from_operator(ctx: &OperatorContext) -> Result<Self> {
+        Ok(SinkWriterContext {
+            task_info: ctx.task_info.clone(),
+            metrics: ctx.metrics.clone(),
+            checkpointing: ctx
+                .config
+                .get_optional(&eddy_core::config::options::CHECKPOINTING_INTERVAL)?
+                .is_some_and(|d| !d.is_zero()),
+        })
+    }
 }
 
 /// Writes the records of one subtask.
@@ -87,10 +109,7 @@ impl<T, S: Sink<T>> SinkOperator<T, S> {
 
 impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<T, S> {
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
-        let wctx = SinkWriterContext {
-            task_info: ctx.task_info.clone(),
-            metrics: ctx.metrics.clone(),
-        };
+        let wctx = SinkWriterContext::from_operator(ctx)?;
         self.writer = Some(self.sink.create_writer(&wctx)?);
         Ok(())
     }
@@ -120,5 +139,220 @@ impl<T, S: Sink<T>> OneInputOperator<T, ()> for SinkOperator<T, S> {
             Some(w) => w.close(),
             None => Ok(()),
         }
+    }
+}
+
+/// A writer that takes part in checkpoints with two-phase commit: what it writes between two
+/// checkpoints becomes visible only when the later one completes.
+pub trait CommittingSinkWriter<T>: SinkWriter<T> {
+    /// What the committer needs to make prepared data visible (a file to rename, a
+    /// transaction to commit). Committables are stored in checkpoints.
+    type Committable: Serialize + DeserializeOwned + Clone + Send + 'static;
+
+    /// Prepares everything written since the last call for commit, and returns what commits
+    /// it. Called at every checkpoint barrier (the *pre-commit*).
+    fn prepare_commit(&mut self) -> Result<Vec<Self::Committable>>;
+}
+
+/// Makes prepared data visible.
+pub trait Committer<C> {
+    /// Commits `committables`. Must be idempotent: after a failure, committables of the
+    /// restored checkpoint are committed again, and some may have been committed before.
+    fn commit(&mut self, committables: Vec<C>) -> Result<()>;
+}
+
+/// A sink with exactly-once output through two-phase commit (Flink's
+/// `TwoPhaseCommittingSink`): writers pre-commit at each checkpoint barrier; the committer
+/// commits when the checkpoint completes; after a failure, restored committables are committed
+/// again and everything else the failed attempt wrote is aborted.
+///
+/// Without checkpoints, data is committed when the input ends.
+pub trait TwoPhaseCommittingSink<T>: Send + Sync + 'static {
+    /// The writer type.
+    type Writer: CommittingSinkWriter<T>;
+    /// The committer type.
+    type Committer: Committer<<Self::Writer as CommittingSinkWriter<T>>::Committable>;
+
+    /// A writer for one subtask.
+    fn create_writer(&self, ctx: &SinkWriterContext) -> Result<Self::Writer>;
+
+    /// A committer for one subtask.
+    fn create_committer(&self, ctx: &SinkWriterContext) -> Result<Self::Committer>;
+
+    /// After a restore, removes what earlier attempts left behind that none of `restored`
+    /// refers to (files of an aborted transaction). Called once per restore, by subtask 0,
+    /// before any writer writes.
+    fn abort_leftovers(
+        &self,
+        _ctx: &SinkWriterContext,
+        _restored: &[<Self::Writer as CommittingSinkWriter<T>>::Committable],
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The operator state holding a two-phase sink's pending committables.
+pub const COMMITTABLES_STATE: &str = "_sink-committables";
+
+/// Drives a [`TwoPhaseCommittingSink`]: writes, pre-commits at every snapshot, commits when a
+/// checkpoint completes.
+pub struct CommittingSinkOperator<T, S: TwoPhaseCommittingSink<T>> {
+    sink: Arc<S>,
+    writer: Option<S::Writer>,
+    committer: Option<S::Committer>,
+    /// Committables per checkpoint, not yet committed.
+    pending: BTreeMap<u64, Vec<Committable<T, S>>>,
+    state: Option<OperatorListState<(u64, Committable<T, S>)>>,
+    checkpointing: bool,
+    _t: PhantomData<fn(T)>,
+}
+
+type Committable<T, S> =
+    <<S as TwoPhaseCommittingSink<T>>::Writer as CommittingSinkWriter<T>>::Committable;
+
+impl<T, S: TwoPhaseCommittingSink<T>> CommittingSinkOperator<T, S> {
+    /// An operator writing to `sink`.
+    pub fn new(sink: Arc<S>) -> Self {
+        CommittingSinkOperator {
+            sink,
+            writer: None,
+            committer: None,
+            pending: BTreeMap::new(),
+            state: None,
+            checkpointing: false,
+            _t: PhantomData,
+        }
+    }
+
+    fn writer(&mut self) -> Result<&mut S::Writer> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| crate::RuntimeError::Internal("sink used before open".into()))
+    }
+
+    fn commit_up_to(&mut self, checkpoint_id: u64) -> Result<()> {
+        let later = match checkpoint_id.checked_add(1) {
+            Some(next) => self.pending.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        let due: Vec<_> = std::mem::replace(&mut self.pending, later)
+            .into_values()
+            .flatten()
+            .collect();
+        if !due.is_empty()
+            && let Some(c) = self.committer.as_mut()
+        {
+            c.commit(due)?;
+        }
+        self.store_pending();
+        Ok(())
+    }
+
+    fn store_pending(&self) {
+        if let Some(state) = &self.state {
+            state.update(
+                self.pending
+                    .iter()
+                    .flat_map(|(id, cs)| cs.iter().map(move |c| (*id, c.clone())))
+                    .collect(),
+            );
+        }
+    }
+}
+
+impl<T, S: TwoPhaseCommittingSink<T>> OneInputOperator<T, ()> for CommittingSinkOperator<T, S> {
+    fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
+        let wctx = SinkWriterContext::from_operator(ctx)?;
+        self.checkpointing = wctx.checkpointing;
+        let state = ctx
+            .state
+            .operator_state()
+            .get_union_list_state(&ListStateDescriptor::new(COMMITTABLES_STATE))?;
+        let mut committer = self.sink.create_committer(&wctx)?;
+        if ctx.state.is_restored() && ctx.task_info.subtask_index == 0 {
+            // Every subtask restores every committable (union state); subtask 0 commits them
+            // again and aborts whatever else the failed attempt left.
+            let restored: Vec<_> = state.get().into_iter().map(|(_, c)| c).collect();
+            committer.commit(restored.clone())?;
+            self.sink.abort_leftovers(&wctx, &restored)?;
+        }
+        state.clear();
+        self.state = Some(state);
+        self.committer = Some(committer);
+        self.writer = Some(self.sink.create_writer(&wctx)?);
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<T>>,
+        _out: &mut dyn Output<()>,
+    ) -> Result<()> {
+        self.writer()?.write_batch(batch)
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, _out: &mut dyn Output<()>) -> Result<()> {
+        self.writer()?.write_watermark(watermark)
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<()> {
+        let prepared = self.writer()?.prepare_commit()?;
+        if !prepared.is_empty() {
+            self.pending.insert(checkpoint_id, prepared);
+        }
+        self.store_pending();
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.commit_up_to(checkpoint_id)
+    }
+
+    fn finish(&mut self, _out: &mut dyn Output<()>) -> Result<()> {
+        self.writer()?.flush(true)?;
+        if !self.checkpointing {
+            // No checkpoint will come: commit everything now.
+            let prepared = self.writer()?.prepare_commit()?;
+            self.pending.entry(u64::MAX).or_default().extend(prepared);
+            self.commit_up_to(u64::MAX)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.close(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Marks how a sink is driven, so that one `sink_to` accepts both kinds.
+pub mod kind {
+    /// A sink flushed at checkpoints: at-least-once.
+    pub struct AtLeastOnce;
+    /// A two-phase-committing sink: exactly-once.
+    pub struct ExactlyOnce;
+}
+
+/// A sink of either kind, and the operator that drives it.
+pub trait SinkOperatorFactory<T, Kind>: Send + Sync + 'static {
+    /// The operator.
+    type Operator: OneInputOperator<T, ()> + 'static;
+    /// The operator for one subtask.
+    fn create_operator(sink: &Arc<Self>) -> Self::Operator;
+}
+
+impl<T: 'static, S: Sink<T>> SinkOperatorFactory<T, kind::AtLeastOnce> for S {
+    type Operator = SinkOperator<T, S>;
+    fn create_operator(sink: &Arc<Self>) -> Self::Operator {
+        SinkOperator::new(sink.clone())
+    }
+}
+
+impl<T: 'static, S: TwoPhaseCommittingSink<T>> SinkOperatorFactory<T, kind::ExactlyOnce> for S {
+    type Operator = CommittingSinkOperator<T, S>;
+    fn create_operator(sink: &Arc<Self>) -> Self::Operator {
+        CommittingSinkOperator::new(sink.clone())
     }
 }

@@ -1,9 +1,18 @@
 //! A sink writing rows into part files, one series per subtask (Flink's `FileSink` with a row
 //! format).
 //!
-//! Rows go to a hidden in-progress file, `.part-<uuid>-<subtask>-<n>.inprogress`. When the file
-//! rolls (by size or age) or the input ends, it is renamed to its final name
-//! `part-<uuid>-<subtask>-<n>`, so readers only ever see complete part files.
+//! Rows go to a hidden in-progress file, `.part-<run>-<subtask>-<n>.inprogress`, where `<run>`
+//! names the job and its restart attempt. Readers only ever see complete part files under their
+//! final name `part-<run>-<subtask>-<n>`:
+//!
+//! - **With checkpoints** the sink is exactly-once (two-phase commit). At each checkpoint
+//!   barrier the current part file is closed and becomes *pending*; when the checkpoint
+//!   completes, pending files are renamed to their final names. After a failure, the pending
+//!   files of the restored checkpoint are renamed (again, harmlessly), and every other hidden
+//!   file of earlier attempts — written after that checkpoint — is deleted, since its records
+//!   are processed again.
+//! - **Without checkpoints** a part file gets its final name as soon as it rolls (by size or
+//!   age) or the input ends.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -11,8 +20,11 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use eddy_runtime::sink::{Sink, SinkWriter, SinkWriterContext};
+use eddy_runtime::sink::{
+    Committer, CommittingSinkWriter, SinkWriter, SinkWriterContext, TwoPhaseCommittingSink,
+};
 use eddy_runtime::{Result, RuntimeError};
+use serde::{Deserialize, Serialize};
 
 use super::encoder::Encoder;
 
@@ -34,7 +46,7 @@ impl Default for RollingPolicy {
     }
 }
 
-/// Names of part files: `<prefix>-<uuid>-<subtask>-<n><suffix>`.
+/// Names of part files: `<prefix>-<run>-<subtask>-<n><suffix>`.
 #[derive(Clone, Debug)]
 pub struct OutputFileConfig {
     /// Defaults to `part`.
@@ -86,8 +98,58 @@ impl<T, E: Encoder<T>> FileSink<T, E> {
     }
 }
 
-impl<T: 'static, E: Encoder<T>> Sink<T> for FileSink<T, E> {
+/// The run token in part file names: the job and its restart attempt.
+fn run_token(ctx: &SinkWriterContext) -> String {
+    let job = ctx.task_info.job_id.to_string();
+    format!(
+        "{}a{}",
+        &job[..12.min(job.len())],
+        ctx.task_info.attempt_number
+    )
+}
+
+/// A part file closed at a checkpoint, waiting to be renamed when it completes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingPart {
+    /// The hidden file.
+    pub in_progress: PathBuf,
+    /// Its final name.
+    pub finished: PathBuf,
+}
+
+impl<T: 'static, E: Encoder<T>> TwoPhaseCommittingSink<T> for FileSink<T, E> {
     type Writer = FileSinkWriter<T, E>;
+    type Committer = FileCommitter;
+
+    fn create_committer(&self, _ctx: &SinkWriterContext) -> Result<FileCommitter> {
+        Ok(FileCommitter)
+    }
+
+    fn abort_leftovers(&self, ctx: &SinkWriterContext, restored: &[PendingPart]) -> Result<()> {
+        let keep: std::collections::HashSet<&Path> =
+            restored.iter().map(|p| p.in_progress.as_path()).collect();
+        let current = format!("-{}-", run_token(ctx));
+        let prefix = format!(".{}-", self.names.part_prefix);
+        let entries = match std::fs::read_dir(&self.base_path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&self.base_path, "list", e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(&self.base_path, "list", e))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let path = entry.path();
+            if name.starts_with(&prefix)
+                && name.ends_with(".inprogress")
+                && !name.contains(&current)
+                && !keep.contains(path.as_path())
+            {
+                tracing::info!(file = %path.display(), "deleting a part file of an aborted attempt");
+                std::fs::remove_file(&path).map_err(|e| io_err(&path, "delete", e))?;
+            }
+        }
+        Ok(())
+    }
 
     fn create_writer(&self, ctx: &SinkWriterContext) -> Result<FileSinkWriter<T, E>> {
         std::fs::create_dir_all(&self.base_path).map_err(|e| {
@@ -104,11 +166,13 @@ impl<T: 'static, E: Encoder<T>> Sink<T> for FileSink<T, E> {
             encoder: self.encoder.clone(),
             rolling: self.rolling,
             names: self.names.clone(),
-            uuid: uuid::Uuid::new_v4().to_string(),
+            run: run_token(ctx),
             subtask: ctx.task_info.subtask_index,
             counter: 0,
             current: None,
             row: Vec::new(),
+            two_phase: ctx.checkpointing,
+            pending: Vec::new(),
             _t: PhantomData,
         })
     }
@@ -128,11 +192,15 @@ pub struct FileSinkWriter<T, E> {
     encoder: E,
     rolling: RollingPolicy,
     names: OutputFileConfig,
-    uuid: String,
+    run: String,
     subtask: u32,
     counter: u64,
     current: Option<PartFile>,
     row: Vec<u8>,
+    /// Whether closed part files wait for a checkpoint before they get their final names.
+    two_phase: bool,
+    /// Closed part files not yet handed to a checkpoint.
+    pending: Vec<PendingPart>,
     _t: PhantomData<fn(&T)>,
 }
 
@@ -146,7 +214,7 @@ impl<T, E: Encoder<T>> FileSinkWriter<T, E> {
             let name = format!(
                 "{}-{}-{}-{}{}",
                 self.names.part_prefix,
-                self.uuid,
+                self.run,
                 self.subtask,
                 self.counter,
                 self.names.part_suffix
@@ -168,7 +236,8 @@ impl<T, E: Encoder<T>> FileSinkWriter<T, E> {
             .ok_or_else(|| RuntimeError::Internal("part file vanished".into()))
     }
 
-    /// Closes the current part file and gives it its final name.
+    /// Closes the current part file: it becomes pending (with checkpoints) or gets its final
+    /// name.
     fn roll(&mut self) -> Result<()> {
         if let Some(mut part) = self.current.take() {
             part.out
@@ -180,8 +249,44 @@ impl<T, E: Encoder<T>> FileSinkWriter<T, E> {
                 .map_err(|e| io_err(&part.in_progress, "write", e.into_error()))?;
             file.sync_all()
                 .map_err(|e| io_err(&part.in_progress, "sync", e))?;
-            std::fs::rename(&part.in_progress, &part.finished)
-                .map_err(|e| io_err(&part.finished, "finish part file", e))?;
+            let done = PendingPart {
+                in_progress: part.in_progress,
+                finished: part.finished,
+            };
+            if self.two_phase {
+                self.pending.push(done);
+            } else {
+                FileCommitter.commit(vec![done])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T, E: Encoder<T>> CommittingSinkWriter<T> for FileSinkWriter<T, E> {
+    type Committable = PendingPart;
+
+    fn prepare_commit(&mut self) -> Result<Vec<PendingPart>> {
+        self.roll()?;
+        Ok(std::mem::take(&mut self.pending))
+    }
+}
+
+/// Renames pending part files to their final names.
+pub struct FileCommitter;
+
+impl Committer<PendingPart> for FileCommitter {
+    fn commit(&mut self, parts: Vec<PendingPart>) -> Result<()> {
+        for p in parts {
+            match std::fs::rename(&p.in_progress, &p.finished) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if !p.finished.exists() {
+                        tracing::warn!(file = %p.finished.display(), "a committed part file is missing");
+                    }
+                }
+                Err(e) => return Err(io_err(&p.finished, "finish part file", e)),
+            }
         }
         Ok(())
     }
