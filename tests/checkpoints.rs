@@ -1,110 +1,385 @@
-//! Checkpoints, failures and recovery: output equals the oracle after injected failures.
+//! Exactly-once after failures: failures are injected in a user function, during a snapshot,
+//! during a restore, and in `close`, at parallelism 1, 2 and 4 and on both state backends; the
+//! output (through the exactly-once collect sink) must equal the oracle every time.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use eddy::prelude::*;
+use eddy::windowing::{
+    ProcessWindowContext, ProcessWindowFunction, TimeWindow, TumblingEventTimeWindows,
+};
+use eddy::{
+    AggregateFunction, FunctionResult, KeyedContext, KeyedProcessFunction, ValueState,
+    ValueStateDescriptor,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize, Serializer};
 
-fn env(
-    parallelism: u32,
-    dir: &std::path::Path,
-    extra: &[(&str, &str)],
-) -> StreamExecutionEnvironment {
-    let mut conf = Configuration::new();
-    conf.set_string("execution.checkpointing.interval", "20 ms");
-    conf.set_string("execution.checkpointing.dir", dir.display().to_string());
-    conf.set_string("restart-strategy.type", "fixed-delay");
-    conf.set_string("restart-strategy.fixed-delay.attempts", "5");
-    conf.set_string("restart-strategy.fixed-delay.delay", "10 ms");
-    for (k, v) in extra {
-        conf.set_string(*k, *v);
-    }
-    let env = StreamExecutionEnvironment::with_configuration(conf);
-    env.set_parallelism(parallelism);
-    env
+/// One input event: key, timestamp, value.
+type Event = (u32, i64, i64);
+
+/// Events with timestamps out of order by at most `MAX_DISORDER`.
+fn events(seed: u64, n: usize) -> Vec<Event> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut t = 0i64;
+    (0..n)
+        .map(|_| {
+            t += rng.random_range(0..4);
+            let ts = (t - rng.random_range(0..MAX_DISORDER)).max(0);
+            (rng.random_range(0..13), ts, rng.random_range(1..100))
+        })
+        .collect()
 }
 
-/// Fails once, the first time the shared counter reaches `at`.
+const MAX_DISORDER: i64 = 20;
+const WINDOW: i64 = 50;
+const TIMER_DELAY: i64 = 30;
+const EVERY: u64 = 5;
+
+/// The expected output: window results, running counts every `EVERY` events per key, and one
+/// timer firing per key and distinct `timestamp + TIMER_DELAY`.
+fn oracle(events: &[Event]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut windows: BTreeMap<(u32, i64), (u64, i64)> = BTreeMap::new();
+    let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut timers = std::collections::BTreeSet::new();
+    for &(k, ts, v) in events {
+        let w = windows.entry((k, ts - ts.rem_euclid(WINDOW))).or_default();
+        w.0 += 1;
+        w.1 += v;
+        let c = counts.entry(k).or_default();
+        *c += 1;
+        if *c % EVERY == 0 {
+            out.push(format!("count {k} {c}"));
+        }
+        timers.insert((k, ts + TIMER_DELAY));
+    }
+    for ((k, start), (c, s)) in windows {
+        out.push(format!("window {k} {start} {c} {s}"));
+    }
+    for (k, t) in timers {
+        out.push(format!("timer {k} {t}"));
+    }
+    out.sort();
+    out
+}
+
+/// Where and when to fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// A map function panics.
+    UserFunction,
+    /// Serializing keyed state fails while a snapshot is taken.
+    Snapshot,
+    /// A map function panics, and then `open` fails once in the restored attempt.
+    Restore,
+    /// `close` fails at the end of the job.
+    Close,
+}
+
+/// Set once the job has completed two checkpoints in the snapshot test: the next
+/// serialization of a [`PoisonCount`] fails. Only that test uses the type.
+static SNAPSHOT_FAULT: AtomicBool = AtomicBool::new(false);
+
+/// A per-key count.
+trait Counter:
+    Clone + Default + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+    fn get(&self) -> u64;
+    fn of(n: u64) -> Self;
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Count(u64);
+
+impl Counter for Count {
+    fn get(&self) -> u64 {
+        self.0
+    }
+    fn of(n: u64) -> Self {
+        Count(n)
+    }
+}
+
+/// A count whose serialization fails once when [`SNAPSHOT_FAULT`] is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct PoisonCount(u64);
+
+impl Serialize for PoisonCount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if SNAPSHOT_FAULT.swap(false, Ordering::SeqCst) {
+            return Err(serde::ser::Error::custom("injected serialization failure"));
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+impl Counter for PoisonCount {
+    fn get(&self) -> u64 {
+        self.0
+    }
+    fn of(n: u64) -> Self {
+        PoisonCount(n)
+    }
+}
+
+/// Counts per key, emits every `EVERY`th count, and registers a timer per event.
+struct CountAndTime<C: Counter> {
+    count: Option<ValueState<C>>,
+}
+
+impl<C: Counter> KeyedProcessFunction<u32, Event, String> for CountAndTime<C> {
+    fn open(&mut self, ctx: &RuntimeContext) -> FunctionResult<()> {
+        self.count = Some(ctx.get_state(&ValueStateDescriptor::<C>::new("count"))?);
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        e: Event,
+        ctx: &mut KeyedContext<'_, u32>,
+        out: &mut Collector<'_, String>,
+    ) -> FunctionResult<()> {
+        let state = self.count.as_ref().ok_or("not open")?;
+        let c = state.value()?.unwrap_or_default().get() + 1;
+        state.update(C::of(c))?;
+        if c % EVERY == 0 {
+            out.collect(format!("count {} {c}", e.0));
+        }
+        ctx.timer_service()
+            .register_event_time_timer(e.1 + TIMER_DELAY)?;
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        timestamp: i64,
+        ctx: &mut KeyedContext<'_, u32>,
+        out: &mut Collector<'_, String>,
+    ) -> FunctionResult<()> {
+        out.collect(format!("timer {} {timestamp}", ctx.get_current_key()));
+        Ok(())
+    }
+}
+
+/// Counts and sums a window's values.
+struct CountSum;
+
+impl AggregateFunction<Event, (u64, i64), (u64, i64)> for CountSum {
+    fn create_accumulator(&self) -> (u64, i64) {
+        (0, 0)
+    }
+    fn add(&self, e: Event, acc: &mut (u64, i64)) {
+        acc.0 += 1;
+        acc.1 += e.2;
+    }
+    fn get_result(&self, acc: &(u64, i64)) -> (u64, i64) {
+        *acc
+    }
+    fn merge(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
+        (a.0 + b.0, a.1 + b.1)
+    }
+}
+
+/// Formats a window's count and sum.
+struct FormatWindow;
+
+impl ProcessWindowFunction<(u64, i64), String, u32, TimeWindow> for FormatWindow {
+    fn process(
+        &mut self,
+        key: &u32,
+        ctx: &mut ProcessWindowContext<'_, TimeWindow>,
+        elements: Vec<(u64, i64)>,
+        out: &mut Collector<'_, String>,
+    ) -> FunctionResult<()> {
+        for (c, s) in elements {
+            out.collect(format!("window {key} {} {c} {s}", ctx.window().start));
+        }
+        Ok(())
+    }
+}
+
+/// A map that fails once in `open` of a restored attempt, or once in `close`.
 #[derive(Clone)]
-struct FailOnce {
-    seen: Arc<AtomicU64>,
-    failed: Arc<AtomicBool>,
-    at: u64,
+struct Faulty {
+    fault: Fault,
+    fired: Arc<AtomicBool>,
 }
 
-impl FailOnce {
-    fn new(at: u64) -> Self {
-        FailOnce {
-            seen: Arc::new(AtomicU64::new(0)),
-            failed: Arc::new(AtomicBool::new(false)),
-            at,
-        }
-    }
-
-    fn check(&self) {
-        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.at
-            && !self.failed.swap(true, Ordering::SeqCst)
+impl RichMapFunction<String, String> for Faulty {
+    fn open(&mut self, ctx: &RuntimeContext) -> FunctionResult<()> {
+        if self.fault == Fault::Restore
+            && ctx.is_restored()
+            && !self.fired.swap(true, Ordering::SeqCst)
         {
-            panic!("injected failure");
+            return Err("injected failure while restoring".into());
         }
+        Ok(())
+    }
+
+    fn map(&mut self, value: String) -> FunctionResult<String> {
+        Ok(value)
+    }
+
+    fn close(&mut self) -> FunctionResult<()> {
+        if self.fault == Fault::Close && !self.fired.swap(true, Ordering::SeqCst) {
+            return Err("injected failure in close".into());
+        }
+        Ok(())
     }
 }
 
-fn handle_failed(f: &FailOnce) -> bool {
-    f.failed.load(Ordering::SeqCst)
+fn config(dir: &std::path::Path, backend: &str) -> Configuration {
+    let mut conf = Configuration::new();
+    for (k, v) in [
+        ("execution.checkpointing.interval", "25 ms"),
+        ("restart-strategy.type", "fixed-delay"),
+        ("restart-strategy.fixed-delay.attempts", "5"),
+        ("restart-strategy.fixed-delay.delay", "10 ms"),
+        ("state.backend.type", backend),
+        ("execution.checkpointing.incremental", "true"),
+        // Small batches: sources see checkpoint triggers often.
+        ("taskmanager.memory.segment-size", "1kb"),
+    ] {
+        conf.set_string(k, v);
+    }
+    conf.set_string(
+        "execution.checkpointing.dir",
+        dir.join("checkpoints").display().to_string(),
+    );
+    conf.set_string("io.tmp.dirs", dir.join("tmp").display().to_string());
+    conf
+}
+
+/// Runs the job at `parallelism` on `backend` with `fault`; returns its output and how many
+/// times it restored.
+fn run(events: &[Event], parallelism: u32, backend: &str, fault: Fault) -> (Vec<String>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::with_configuration(config(dir.path(), backend));
+    env.set_parallelism(parallelism);
+    let armed = Arc::new(AtomicBool::new(false));
+    let user_fault = Arc::new(AtomicBool::new(false));
+    let strategy =
+        WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(MAX_DISORDER as u64))
+            .with_timestamp_assigner(|e: &Event, _| e.1);
+    let input = env
+        .from_collection(events.to_vec())
+        .map(|e| {
+            // Slow enough for several checkpoints while the job runs.
+            if e.1 % 8 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            e
+        })
+        .set_parallelism(1)
+        .assign_timestamps_and_watermarks(strategy)
+        .set_parallelism(1);
+    let fails_in_user_code = matches!(fault, Fault::UserFunction | Fault::Restore);
+    let checked = input.map({
+        let (armed, fired) = (armed.clone(), user_fault.clone());
+        move |e: Event| {
+            if fails_in_user_code
+                && armed.load(Ordering::SeqCst)
+                && !fired.swap(true, Ordering::SeqCst)
+            {
+                panic!("injected failure in a user function");
+            }
+            e
+        }
+    });
+    let windows = checked
+        .clone()
+        .key_by(|e: &Event| e.0)
+        .window(TumblingEventTimeWindows::of(Duration::from_millis(
+            WINDOW as u64,
+        )))
+        .aggregate_with(CountSum, || FormatWindow);
+    let keyed = checked.key_by(|e: &Event| e.0);
+    let counts = if fault == Fault::Snapshot {
+        keyed.process(|| CountAndTime::<PoisonCount> { count: None })
+    } else {
+        keyed.process(|| CountAndTime::<Count> { count: None })
+    };
+    let fired = Arc::new(AtomicBool::new(false));
+    let handle = windows
+        .union([counts])
+        .rich_map(move || Faulty {
+            fault,
+            fired: fired.clone(),
+        })
+        .collect_async();
+    let client = env.execute_async("faults").unwrap();
+    // Arm the fault once two checkpoints have completed.
+    loop {
+        if client.checkpoint_statistics().completed >= 2 {
+            armed.store(true, Ordering::SeqCst);
+            if fault == Fault::Snapshot {
+                SNAPSHOT_FAULT.store(true, Ordering::SeqCst);
+            }
+            break;
+        }
+        if client.wait_timeout(Duration::from_millis(2)).is_some() {
+            break;
+        }
+    }
+    let result = client.get_job_execution_result();
+    SNAPSHOT_FAULT.store(false, Ordering::SeqCst);
+    result.unwrap_or_else(|e| panic!("{fault:?} p={parallelism} {backend}: {e}"));
+    let stats = client.checkpoint_statistics();
+    eprintln!(
+        "{fault:?} p={parallelism} {backend}: completed {} failed {} restored {} last failure {:?}",
+        stats.completed,
+        stats.failed,
+        stats.restored,
+        stats
+            .latest_failed
+            .as_ref()
+            .and_then(|f| f.failure_message.clone())
+    );
+    let mut out = handle.take();
+    out.sort();
+    (out, client.checkpoint_statistics().restored)
+}
+
+fn check(fault: Fault) {
+    let events = events(fault as u64 + 1, 1500);
+    let expected = oracle(&events);
+    for backend in ["hashmap", "lsm"] {
+        for p in [1, 2, 4] {
+            let (out, restored) = run(&events, p, backend, fault);
+            let want_restores = if fault == Fault::Restore { 2 } else { 1 };
+            assert!(
+                restored >= want_restores,
+                "{fault:?} p={p} {backend}: restored {restored} times"
+            );
+            assert_eq!(out.len(), expected.len(), "{fault:?} p={p} {backend}");
+            assert!(out == expected, "{fault:?} p={p} {backend}: output differs");
+        }
+    }
 }
 
 #[test]
-fn keyed_sums_are_exactly_once_after_a_failure() {
-    for p in [1, 2, 4] {
-        let dir = tempfile::tempdir().unwrap();
-        let env = env(p, dir.path(), &[]);
-        let fail = FailOnce::new(3_000);
-        let n: i64 = 6_000;
-        let handle = env
-            .from_sequence(1, n)
-            .map(|x| {
-                if x % 64 == 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                (x % 7, x)
-            })
-            .key_by(|t: &(i64, i64)| t.0)
-            .reduce(|a, b| (a.0, a.1 + b.1))
-            .map({
-                let fail = fail.clone();
-                move |x| {
-                    fail.check();
-                    x
-                }
-            })
-            .collect_async();
-        let client = env.execute_async("exactly once sums").unwrap();
-        client.get_job_execution_result().unwrap();
-        assert!(handle_failed(&fail), "p={p}: the failure was injected");
-        let stats = client.checkpoint_statistics();
-        eprintln!(
-            "p={p}: {} checkpoints completed, {} failed, restored {:?}",
-            stats.completed, stats.failed, stats.latest_restored
-        );
-        assert!(stats.completed >= 1, "p={p}: {stats:?}");
-        // Exactly one output per input, per key; the largest is the key's total.
-        let mut got: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-        for (k, sum) in handle.take() {
-            let e = got.entry(k).or_default();
-            e.0 += 1;
-            e.1 = e.1.max(sum);
-        }
-        let mut want: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-        for x in 1..=n {
-            let e = want.entry(x % 7).or_default();
-            e.0 += 1;
-            e.1 += x;
-        }
-        assert_eq!(got, want, "p={p}");
-    }
+fn exactly_once_after_a_failure_in_a_user_function() {
+    check(Fault::UserFunction);
+}
+
+#[test]
+fn exactly_once_after_a_failure_during_a_snapshot() {
+    check(Fault::Snapshot);
+}
+
+#[test]
+fn exactly_once_after_a_restore_that_fails_once() {
+    check(Fault::Restore);
+}
+
+#[test]
+fn exactly_once_after_a_failure_in_close() {
+    check(Fault::Close);
 }

@@ -82,6 +82,7 @@ pub struct RuntimeContext {
     mode: ExecutionMode,
     keyed: Option<KeyedStateStore>,
     operator_state: OperatorStateStore,
+    restored: bool,
 }
 
 impl RuntimeContext {
@@ -95,7 +96,14 @@ impl RuntimeContext {
             mode: ctx.execution_mode,
             keyed: None,
             operator_state: ctx.state.operator_state().clone(),
+            restored: ctx.state.is_restored(),
         }
+    }
+
+    /// Whether this subtask's state was restored from a checkpoint or savepoint (Flink's
+    /// `isRestored`).
+    pub fn is_restored(&self) -> bool {
+        self.restored
     }
 
     /// The context of a keyed operator: state handles are scoped to the current key.
@@ -308,6 +316,15 @@ pub trait RichMapFunction<T, U>: 'static {
     }
     /// Maps one record.
     fn map(&mut self, value: T) -> FunctionResult<U>;
+    /// Called at every checkpoint, before the operator state is captured: bring operator
+    /// state up to date here (Flink's `CheckpointedFunction.snapshotState`).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> FunctionResult<()> {
+        Ok(())
+    }
+    /// A checkpoint completed (Flink's `CheckpointListener`).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> FunctionResult<()> {
+        Ok(())
+    }
     /// Called once per subtask at the end.
     fn close(&mut self) -> FunctionResult<()> {
         Ok(())
@@ -322,6 +339,15 @@ pub trait RichFlatMapFunction<T, U>: 'static {
     }
     /// Emits any number of records for one input record.
     fn flat_map(&mut self, value: T, out: &mut Collector<'_, U>) -> FunctionResult<()>;
+    /// Called at every checkpoint, before the operator state is captured: bring operator
+    /// state up to date here (Flink's `CheckpointedFunction.snapshotState`).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> FunctionResult<()> {
+        Ok(())
+    }
+    /// A checkpoint completed (Flink's `CheckpointListener`).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> FunctionResult<()> {
+        Ok(())
+    }
     /// Called once per subtask at the end.
     fn close(&mut self) -> FunctionResult<()> {
         Ok(())
@@ -336,6 +362,15 @@ pub trait RichFilterFunction<T>: 'static {
     }
     /// Whether to keep the record.
     fn filter(&mut self, value: &T) -> FunctionResult<bool>;
+    /// Called at every checkpoint, before the operator state is captured: bring operator
+    /// state up to date here (Flink's `CheckpointedFunction.snapshotState`).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> FunctionResult<()> {
+        Ok(())
+    }
+    /// A checkpoint completed (Flink's `CheckpointListener`).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> FunctionResult<()> {
+        Ok(())
+    }
     /// Called once per subtask at the end.
     fn close(&mut self) -> FunctionResult<()> {
         Ok(())

@@ -144,6 +144,16 @@ impl<T, U, R: RichMapFunction<T, U>> OneInputOperator<T, U> for RichMapOperator<
         out.collect(mapped)
     }
 
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.0.snapshot_state(checkpoint_id).map_err(user_error)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.0
+            .notify_checkpoint_complete(checkpoint_id)
+            .map_err(user_error)
+    }
+
     fn close(&mut self) -> Result<()> {
         self.0.close().map_err(user_error)
     }
@@ -186,6 +196,16 @@ impl<T, U, R: RichFlatMapFunction<T, U>> OneInputOperator<T, U> for RichFlatMapO
         out.collect(emitted)
     }
 
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.f.snapshot_state(checkpoint_id).map_err(user_error)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.f
+            .notify_checkpoint_complete(checkpoint_id)
+            .map_err(user_error)
+    }
+
     fn close(&mut self) -> Result<()> {
         self.f.close().map_err(user_error)
     }
@@ -214,6 +234,16 @@ impl<T, R: RichFilterFunction<T>> OneInputOperator<T, T> for RichFilterOperator<
             return Ok(());
         }
         out.collect(kept)
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.0.snapshot_state(checkpoint_id).map_err(user_error)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.0
+            .notify_checkpoint_complete(checkpoint_id)
+            .map_err(user_error)
     }
 
     fn close(&mut self) -> Result<()> {
