@@ -106,6 +106,144 @@ fn event_time_windows_matches_the_model_for_every_assigner() {
     }
 }
 
+/// Runs `event_time_windows` on `input` with the common window arguments plus `extra`.
+fn windows_run(input: &Path, out: &Path, late: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--late-output",
+        late.to_str().unwrap(),
+        "--window",
+        "sliding:200:50",
+        "--out-of-orderness",
+        "20",
+        "--allowed-lateness",
+        "10",
+        "--watermarks",
+        "per-record",
+    ];
+    args.extend_from_slice(extra);
+    run_example("event_time_windows", &args)
+}
+
+fn write_events(path: &Path, seed: u64, n: usize) {
+    let events = window_oracle::random_events(seed, n, 6, 40);
+    let text: String = events
+        .iter()
+        .map(|e| format!("{},{},{}\n", e.key, e.ts, e.value))
+        .collect();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn event_time_windows_recovers_from_a_failure_with_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("events.csv");
+    write_events(&input, 77, 6_000);
+    windows_run(
+        &input,
+        &d.join("plain"),
+        &d.join("plain-late"),
+        &["--parallelism", "2"],
+    );
+    let expected = sorted(read_lines(&d.join("plain")));
+    let expected_late = sorted(read_lines(&d.join("plain-late")));
+    assert!(!expected.is_empty() && !expected_late.is_empty());
+    for p in ["1", "2", "4"] {
+        let out = d.join(format!("failed-{p}"));
+        let late = d.join(format!("failed-late-{p}"));
+        let ckpt = d.join(format!("checkpoints-{p}"));
+        let run = windows_run(
+            &input,
+            &out,
+            &late,
+            &[
+                "--parallelism",
+                p,
+                "--checkpoint-interval",
+                "50",
+                "--checkpoint-dir",
+                ckpt.to_str().unwrap(),
+                "--source-rate",
+                "20000",
+                "--inject-failure-after",
+                "3000",
+                "-D",
+                "restart-strategy.type=fixed-delay",
+                "-D",
+                "restart-strategy.fixed-delay.delay=20 ms",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains("injected failure after 3000 records"),
+            "{stderr}"
+        );
+        assert_eq!(sorted(read_lines(&out)), expected, "p={p}");
+        assert_eq!(sorted(read_lines(&late)), expected_late, "late p={p}");
+    }
+}
+
+#[test]
+fn event_time_windows_stopped_and_resumed_at_another_parallelism_writes_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("events.csv");
+    write_events(&input, 78, 6_000);
+    windows_run(
+        &input,
+        &d.join("plain"),
+        &d.join("plain-late"),
+        &["--parallelism", "2"],
+    );
+    let expected = sorted(read_lines(&d.join("plain")));
+    let expected_late = sorted(read_lines(&d.join("plain-late")));
+    for (from, to) in [("2", "4"), ("4", "2")] {
+        let out = d.join(format!("stopped-{from}-{to}"));
+        let late = d.join(format!("stopped-late-{from}-{to}"));
+        let savepoints = d.join(format!("savepoints-{from}-{to}"));
+        let stopped = windows_run(
+            &input,
+            &out,
+            &late,
+            &[
+                "--parallelism",
+                from,
+                "--source-rate",
+                "20000",
+                "--savepoint-after-records",
+                "2500",
+                "--savepoint-dir",
+                savepoints.to_str().unwrap(),
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&stopped.stdout);
+        let path = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("savepoint: "))
+            .unwrap_or_else(|| panic!("no savepoint line in {stdout}"))
+            .to_string();
+        assert!(Path::new(&path).join("_metadata").is_file(), "{path}");
+        let partial = read_lines(&out).len();
+        assert!(partial < expected.len(), "the first run stopped early");
+        windows_run(
+            &input,
+            &out,
+            &late,
+            &["--parallelism", to, "--from-savepoint", &path],
+        );
+        assert_eq!(sorted(read_lines(&out)), expected, "{from} -> {to}");
+        assert_eq!(
+            sorted(read_lines(&late)),
+            expected_late,
+            "late {from} -> {to}"
+        );
+    }
+}
+
 #[test]
 fn event_time_windows_handles_malformed_lines_by_policy() {
     let dir = tempfile::tempdir().unwrap();

@@ -245,14 +245,15 @@ impl TaskCheckpointing {
 
     /// Takes the synchronous part of the snapshot for `barrier` and hands the rest to the I/O
     /// pool, which acknowledges (or declines) the checkpoint when done. Operators' hooks must
-    /// have run and the barrier must have been sent downstream already.
+    /// have run (taking `hooks`) and the barrier must have been sent downstream already.
     pub fn snapshot(
         &mut self,
         info: &TaskInfo,
         barrier: CheckpointBarrier,
         alignment: Duration,
-        started: Instant,
+        hooks: Duration,
     ) -> Result<()> {
+        let started = Instant::now();
         let id = barrier.id;
         let savepoint = barrier.kind.is_savepoint();
         let finished = self.ended == Some(StopMode::Drain);
@@ -263,7 +264,7 @@ impl TaskCheckpointing {
         for (op, ctx) in &self.operators {
             jobs.push((*op, ctx.snapshot(id, savepoint)?));
         }
-        let sync = started.elapsed();
+        let sync = hooks + started.elapsed();
         let Some(location) = self.targets.get(id) else {
             // The coordinator already gave up on this checkpoint.
             self.reporter

@@ -244,9 +244,10 @@ pub(crate) fn checkpoint_chain<T>(
 ) -> Result<()> {
     let started = Instant::now();
     chain.snapshot_state(barrier.id)?;
+    let hooks = started.elapsed();
     chain.emit_barrier(barrier)?;
     env.checkpointing
-        .snapshot(&env.info, barrier, alignment, started)
+        .snapshot(&env.info, barrier, alignment, hooks)
 }
 
 /// Sends end-of-partition once the task may exit; returns whether it has been sent.

@@ -214,10 +214,11 @@ where
         let op = &mut self.op;
         guard(&self.names, || op.snapshot_state(barrier.id))?;
         self.out.snapshot_state(barrier.id)?;
+        let hooks = started.elapsed();
         self.out.emit_barrier(barrier)?;
         self.env
             .checkpointing
-            .snapshot(&self.env.info, barrier, alignment, started)
+            .snapshot(&self.env.info, barrier, alignment, hooks)
     }
 
     fn poll_one(&mut self) -> Result<bool> {
