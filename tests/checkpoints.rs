@@ -55,7 +55,7 @@ fn oracle(events: &[Event]) -> Vec<String> {
         w.1 += v;
         let c = counts.entry(k).or_default();
         *c += 1;
-        if *c % EVERY == 0 {
+        if c.is_multiple_of(EVERY) {
             out.push(format!("count {k} {c}"));
         }
         timers.insert((k, ts + TIMER_DELAY));
@@ -149,7 +149,7 @@ impl<C: Counter> KeyedProcessFunction<u32, Event, String> for CountAndTime<C> {
         let state = self.count.as_ref().ok_or("not open")?;
         let c = state.value()?.unwrap_or_default().get() + 1;
         state.update(C::of(c))?;
-        if c % EVERY == 0 {
+        if c.is_multiple_of(EVERY) {
             out.collect(format!("count {} {c}", e.0));
         }
         ctx.timer_service()

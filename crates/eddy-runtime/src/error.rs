@@ -70,7 +70,7 @@ pub enum RuntimeError {
     },
     /// A checkpoint or savepoint cannot be restored into this job (state nobody claims, a
     /// changed max parallelism, ...).
-    #[error("cannot restore: {0}")]
+    #[error("{0}")]
     Restore(String),
     /// The embedded LSM state backend failed.
     #[error("state backend: {0}")]

@@ -124,15 +124,17 @@ pub fn section<'a>(file: &'a [u8], span: Span, what: &str) -> Result<&'a [u8]> {
     })
 }
 
+/// An entry as read: the key, and the value or `None` for a tombstone.
+type Entry<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// Calls `f` with every entry of a keyed section, in order.
 pub fn read_entries(
     mut bytes: &[u8],
     mut f: impl FnMut(&[u8], Option<&[u8]>) -> Result<()>,
 ) -> Result<()> {
     while !bytes.is_empty() {
-        let ((key, value), rest): ((&[u8], Option<&[u8]>), &[u8]) =
-            postcard::take_from_bytes(bytes)
-                .map_err(|e| RuntimeError::Serialization(format!("corrupt state entry: {e}")))?;
+        let ((key, value), rest): (Entry<'_>, &[u8]) = postcard::take_from_bytes(bytes)
+            .map_err(|e| RuntimeError::Serialization(format!("corrupt state entry: {e}")))?;
         f(key, value)?;
         bytes = rest;
     }

@@ -2,7 +2,7 @@
 //! them.
 //!
 //! - [`storage`]: directories in an object store (local, `file://`, `s3://`);
-//! - [`format`]: the state file format (sections of keyed and operator state);
+//! - [`format`](mod@format): the state file format (sections of keyed and operator state);
 //! - [`metadata`]: the `_metadata` file that lists a checkpoint's state files;
 //! - [`coordinator`]: triggers checkpoints, collects acknowledgements, keeps the last few;
 //! - [`restore`]: matches a snapshot's operators with a job's and redistributes their state.

@@ -82,7 +82,7 @@ impl RestorePlan {
                     continue;
                 }
                 return Err(RuntimeError::Restore(format!(
-                    "{} has state for operator {}, which this job does not have. Give the \
+                    "cannot restore: {} has state for operator {}, which this job does not have. Give the \
                      operator the same uid as before, or set \
                      execution.savepoint.ignore-unclaimed-state: true to skip its state",
                     source.location.display(),
@@ -91,7 +91,7 @@ impl RestorePlan {
             };
             if *max_parallelism != snap.max_parallelism && has_keyed_state(snap) {
                 return Err(RuntimeError::Restore(format!(
-                    "operator '{name}' had max parallelism {} and now has {max_parallelism}; \
+                    "cannot restore: operator '{name}' had max parallelism {} and now has {max_parallelism}; \
                      keyed state cannot be redistributed across a different number of key \
                      groups (set pipeline.max-parallelism: {})",
                     snap.max_parallelism, snap.max_parallelism
@@ -235,6 +235,9 @@ fn has_keyed_state(snap: &OperatorSnapshot) -> bool {
     snap.subtasks.iter().any(|s| s.keyed.is_some())
 }
 
+/// The encoded elements of one list state of one subtask.
+type Elements = Vec<Vec<u8>>;
+
 /// Reads every list state of `snap` and deals it out to `parallelism` new subtasks.
 fn redistribute_lists(
     source: &RestoreSource,
@@ -242,7 +245,7 @@ fn redistribute_lists(
     parallelism: u32,
 ) -> Result<Vec<BTreeMap<String, RestoredList>>> {
     // name -> (mode, elements per old subtask)
-    let mut states: BTreeMap<String, (Redistribution, Vec<Vec<Vec<u8>>>)> = BTreeMap::new();
+    let mut states: BTreeMap<String, (Redistribution, Vec<Elements>)> = BTreeMap::new();
     let mut files: HashMap<String, bytes::Bytes> = HashMap::new();
     for (i, s) in snap.subtasks.iter().enumerate() {
         for l in &s.lists {
@@ -269,7 +272,7 @@ fn redistribute_lists(
     let p = parallelism as usize;
     let mut out: Vec<BTreeMap<String, RestoredList>> = vec![BTreeMap::new(); p];
     for (name, (mode, per_old)) in states {
-        let per_new: Vec<Vec<Vec<u8>>> = match mode {
+        let per_new: Vec<Elements> = match mode {
             Redistribution::EvenSplit if per_old.len() == p => per_old,
             Redistribution::EvenSplit => {
                 let all: Vec<Vec<u8>> = per_old.into_iter().flatten().collect();

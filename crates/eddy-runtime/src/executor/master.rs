@@ -538,7 +538,8 @@ impl JobMaster {
         if plan.is_none() {
             if had_checkpoints {
                 return Err(RuntimeError::Restore(
-                    "no completed checkpoint can be read; see the errors above".into(),
+                    "cannot restore: no completed checkpoint can be read; see the errors above"
+                        .into(),
                 ));
             }
             plan = self.initial.clone();

@@ -1,6 +1,6 @@
 //! The mini cluster: runs a JobGraph inside this process, one thread per subtask.
 //!
-//! [`MiniCluster::submit`] starts a job master thread ([`master`]) that deploys the job (every
+//! [`MiniCluster::submit`] starts a job master thread that deploys the job (every
 //! channel, a thread per subtask), triggers checkpoints, and supervises the tasks: the first
 //! failure cancels all other tasks and, as the restart strategy allows, redeploys the job from
 //! its latest completed checkpoint — or fails it with the root cause. Cancellation by the

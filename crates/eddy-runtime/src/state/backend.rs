@@ -565,8 +565,8 @@ impl KeyedStateBackend {
                         all.extend(c.iter().cloned());
                     }
                 }
-                all.sort_unstable_by(|a, b| (**a).cmp(&**b));
-                all.dedup_by(|a, b| **a == **b);
+                all.sort_unstable();
+                all.dedup();
                 all
             });
             states.push(LsmStateJob {

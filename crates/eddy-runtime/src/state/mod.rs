@@ -27,7 +27,8 @@ pub use handles::{
 pub use key_bytes::KeyBytes;
 pub use lsm::LsmOptions;
 pub use operator_state::{
-    BroadcastState, OperatorListState, OperatorStateStore, Redistribution, RestoredList,
+    BroadcastState, ListSnapshot, OperatorListState, OperatorStateStore, Redistribution,
+    RestoredList,
 };
 pub use snapshot::{GroupSink, KeyedRestore, KeyedSnapshotJob, RestoreFile, WrittenKeyedState};
 pub use table::{SharedStateTable, StateTable, split_composite};
@@ -54,8 +55,8 @@ pub struct OperatorRestore {
 pub struct OperatorSnapshotJob {
     /// Keyed state, if the operator has a backend.
     pub keyed: Option<KeyedSnapshotJob>,
-    /// Operator state: `(name, redistribution, elements)`.
-    pub lists: Vec<(String, Redistribution, Vec<Vec<u8>>)>,
+    /// Operator state.
+    pub lists: Vec<ListSnapshot>,
 }
 
 /// The state an operator subtask may use: a keyed backend (created by keyed operators on first

@@ -37,6 +37,9 @@ struct Registered {
 /// Elements of one list state restored from a snapshot, each encoded.
 pub type RestoredList = (Redistribution, Vec<Vec<u8>>);
 
+/// One list state in a snapshot: its name, how it is redistributed, its encoded elements.
+pub type ListSnapshot = (String, Redistribution, Vec<Vec<u8>>);
+
 /// The operator state of one operator subtask.
 #[derive(Clone, Default)]
 pub struct OperatorStateStore {
@@ -173,7 +176,7 @@ impl OperatorStateStore {
         let elements = match self.restored.borrow_mut().remove(name) {
             Some((restored_mode, _)) if restored_mode != mode => {
                 return Err(RuntimeError::Restore(format!(
-                    "operator state '{name}' was snapshotted as {restored_mode:?} state and is now asked for as {mode:?}"
+                    "cannot restore: operator state '{name}' was snapshotted as {restored_mode:?} state and is now asked for as {mode:?}"
                 )));
             }
             Some((_, elements)) => elements,
@@ -254,8 +257,8 @@ impl OperatorStateStore {
 
     /// Encodes every state, registered or restored and not yet claimed:
     /// `(name, redistribution, elements)`.
-    pub fn snapshot(&self) -> Result<Vec<(String, Redistribution, Vec<Vec<u8>>)>> {
-        let mut out: Vec<(String, Redistribution, Vec<Vec<u8>>)> = self
+    pub fn snapshot(&self) -> Result<Vec<ListSnapshot>> {
+        let mut out: Vec<ListSnapshot> = self
             .states
             .borrow()
             .iter()
