@@ -268,14 +268,21 @@ fn run(events: &[Event], parallelism: u32, backend: &str, fault: Fault) -> (Vec<
     let strategy =
         WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(MAX_DISORDER as u64))
             .with_timestamp_assigner(|e: &Event, _| e.1);
+    let midpoint = events[events.len() / 2].1;
     let input = env
         .from_collection(events.to_vec())
-        .map(|e| {
-            // Slow enough for several checkpoints while the job runs.
-            if e.1 % 8 == 0 {
-                std::thread::sleep(Duration::from_millis(1));
+        .map({
+            let armed = armed.clone();
+            move |e: Event| {
+                // Slow enough for several checkpoints while the job runs; the second half waits
+                // for the fault to be armed, so that it always strikes while records flow.
+                if e.1 >= midpoint && !armed.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                } else if e.1 % 8 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                e
             }
-            e
         })
         .set_parallelism(1)
         .assign_timestamps_and_watermarks(strategy)

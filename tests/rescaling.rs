@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use eddy::prelude::*;
@@ -93,15 +93,21 @@ fn run(
     let env = StreamExecutionEnvironment::with_configuration(conf);
     env.set_parallelism(parallelism);
     let read = Arc::new(AtomicU64::new(0));
+    // Until the savepoint is requested, records past the stop point trickle in, so that the
+    // job is still running when the request comes.
+    let released = Arc::new(AtomicBool::new(stop_after.is_none()));
+    let hold_after = stop_after.unwrap_or(0);
     let totals = Arc::new(Mutex::new(Vec::new()));
     let records = env
         .from_sequence(0, N - 1)
         .uid("numbers")
         .map({
-            let read = read.clone();
+            let (read, released) = (read.clone(), released.clone());
             move |x| {
-                read.fetch_add(1, Ordering::SeqCst);
-                if x % 16 == 0 {
+                let n = read.fetch_add(1, Ordering::SeqCst);
+                if n >= hold_after && !released.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(2));
+                } else if x % 16 == 0 {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 (x % KEYS, x)
@@ -151,6 +157,7 @@ fn run(
                 .stop_with_savepoint(false, Some(dir.to_str().unwrap()))
                 .unwrap(),
         );
+        released.store(true, Ordering::SeqCst);
     }
     client.get_job_execution_result().unwrap();
     let totals = totals.lock().unwrap().clone();

@@ -205,7 +205,7 @@ fn a_savepoint_can_be_taken_while_the_job_keeps_running() {
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
     );
-    let (client, handle) = job(&env, 2_000, 200, fast.clone(), read.clone(), "sums");
+    let (client, handle) = job(&env, 2_000, 1_000, fast.clone(), read.clone(), "sums");
     while read.load(Ordering::SeqCst) < 200 {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -261,7 +261,7 @@ fn checkpoints_left_after_cancel(retention: Option<&str>) -> bool {
     );
     let (client, _handle) = job(&env, 1_000_000, 100, fast, read, "sums");
     while client.checkpoint_statistics().completed < 2 {
-        std::thread::sleep(Duration::from_millis(5));
+        assert!(client.wait_timeout(Duration::from_millis(5)).is_none());
     }
     client.cancel();
     assert!(client.get_job_execution_result().is_err());
@@ -377,7 +377,7 @@ fn at_least_once_mode_recovers_without_losing_records() {
             let read = read.clone();
             move |x| {
                 read.fetch_add(1, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::sleep(Duration::from_micros(500));
                 (x % 5, x)
             }
         })
@@ -395,7 +395,10 @@ fn at_least_once_mode_recovers_without_losing_records() {
         .collect_async();
     let client = env.execute_async("at least once").unwrap();
     while client.checkpoint_statistics().completed < 2 {
-        std::thread::sleep(Duration::from_millis(2));
+        assert!(
+            client.wait_timeout(Duration::from_millis(2)).is_none(),
+            "the job ended before two checkpoints"
+        );
     }
     fail.store(true, Ordering::SeqCst);
     client.get_job_execution_result().unwrap();

@@ -2,6 +2,8 @@
 //! current process, read from `/proc`, and a runner that measures each case in a fresh process.
 #![deny(missing_docs)]
 
+pub mod pipelines;
+
 use std::process::Command;
 use std::time::Duration;
 

@@ -317,7 +317,7 @@ pub mod options {
         /// hashmap or lsm.
         STATE_BACKEND: StateBackendType = "state.backend.type" ["state.backend"], default "hashmap";
         /// LSM backend: entries of each state kept deserialized in memory in front of the LSM tree.
-        LSM_CACHE_ENTRIES: u32 = "state.backend.lsm.cache-entries", default "65536";
+        LSM_CACHE_ENTRIES: u32 = "state.backend.lsm.cache-entries", default "262144";
         /// LSM backend: size of each state's in-memory write buffer (memtable) before it is flushed to disk.
         LSM_MEMTABLE_SIZE: MemorySize = "state.backend.lsm.memtable-size", default "16mb";
         /// LSM backend: block cache of each operator subtask's LSM tree.

@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::storage::FileUpload;
 use crate::error::{Result, RuntimeError};
 
 /// The first bytes of every state file.
@@ -44,10 +45,17 @@ pub struct Span {
     pub len: u64,
 }
 
-/// Builds a state file in memory.
+/// Parts of a streamed state file are sent once this many bytes are buffered.
+const PART_SIZE: usize = 8 << 20;
+
+/// Builds a state file, in memory or streamed to storage in parts.
 pub struct StateFileWriter {
     buf: Vec<u8>,
-    section_start: usize,
+    /// Bytes already sent.
+    sent: u64,
+    section_start: u64,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    upload: Option<FileUpload>,
 }
 
 impl Default for StateFileWriter {
@@ -57,48 +65,112 @@ impl Default for StateFileWriter {
 }
 
 impl StateFileWriter {
-    /// A file with only its header.
+    /// A file held in memory, with only its header.
     pub fn new() -> Self {
         StateFileWriter {
             buf: STATE_FILE_MAGIC.to_vec(),
-            section_start: STATE_FILE_MAGIC.len(),
+            sent: 0,
+            section_start: STATE_FILE_MAGIC.len() as u64,
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            upload: None,
         }
+    }
+
+    /// A file streamed to `upload` as it is written.
+    pub fn streaming(upload: FileUpload) -> Self {
+        StateFileWriter {
+            upload: Some(upload),
+            ..Self::new()
+        }
+    }
+
+    fn offset(&self) -> u64 {
+        self.sent + self.buf.len() as u64
+    }
+
+    /// Sends the buffer as a part if it is large enough (streaming files only).
+    fn maybe_send(&mut self) -> Result<()> {
+        if self.buf.len() < PART_SIZE || self.upload.is_none() {
+            return Ok(());
+        }
+        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_SIZE + (1 << 16)));
+        self.hasher.update(&part);
+        self.sent += part.len() as u64;
+        if let Some(upload) = self.upload.as_mut() {
+            upload.write_part(part)?;
+        }
+        Ok(())
     }
 
     /// Starts a section.
     pub fn begin_section(&mut self) {
-        self.section_start = self.buf.len();
+        self.section_start = self.offset();
     }
 
     /// Appends an entry to the current section: a key and its value, or a tombstone.
     pub fn put_entry(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        encode_entry(&mut self.buf, key, value)
+        encode_entry(&mut self.buf, key, value)?;
+        self.maybe_send()
     }
 
     /// Appends raw bytes to the current section.
-    pub fn put_raw(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+    pub fn put_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        for chunk in bytes.chunks(PART_SIZE) {
+            self.buf.extend_from_slice(chunk);
+            self.maybe_send()?;
+        }
+        Ok(())
     }
 
     /// Ends the current section and returns where it lies.
     pub fn end_section(&mut self) -> Span {
         Span {
-            offset: self.section_start as u64,
-            len: (self.buf.len() - self.section_start) as u64,
+            offset: self.section_start,
+            len: self.offset() - self.section_start,
         }
     }
 
     /// Bytes written so far.
-    pub fn len(&self) -> usize {
-        self.buf.len()
+    pub fn len(&self) -> u64 {
+        self.offset()
     }
 
     /// Whether only the header has been written.
     pub fn is_empty(&self) -> bool {
-        self.buf.len() == STATE_FILE_MAGIC.len()
+        self.offset() == STATE_FILE_MAGIC.len() as u64
     }
 
-    /// The file's bytes.
+    /// Completes a streamed file and returns its size and checksum. A file with only its
+    /// header is not written at all (size 0).
+    pub fn finish(mut self) -> Result<(u64, u64)> {
+        let Some(upload) = self.upload.take() else {
+            return Err(RuntimeError::Internal(
+                "finish() on an in-memory state file".into(),
+            ));
+        };
+        if self.is_empty() {
+            upload.abort();
+            return Ok((0, 0));
+        }
+        let rest = std::mem::take(&mut self.buf);
+        self.hasher.update(&rest);
+        let size = self.sent + rest.len() as u64;
+        let mut upload = upload;
+        if !rest.is_empty() {
+            upload.write_part(rest)?;
+        }
+        upload.finish()?;
+        Ok((size, self.hasher.digest()))
+    }
+
+    /// Gives up on a streamed file: nothing becomes visible.
+    pub fn abort(mut self) {
+        if let Some(upload) = self.upload.take() {
+            upload.abort();
+        }
+    }
+
+    /// The bytes of an in-memory file.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }

@@ -320,7 +320,7 @@ mod tests {
         let chk = root.child("chk-3");
         let mut w = super::super::format::StateFileWriter::new();
         w.begin_section();
-        w.put_raw(b"abc");
+        w.put_raw(b"abc").unwrap();
         let span = w.end_section();
         let bytes = w.into_bytes();
         let file_path = shared.file("f1");

@@ -190,6 +190,18 @@ impl StorageLocation {
             })
     }
 
+    /// Starts writing the file at `path` in parts, for files too large to hold in memory.
+    pub fn upload(&self, path: &Path) -> Result<FileUpload> {
+        let shown = self.display_path(path);
+        let upload = block_on(self.store.put_multipart(path))
+            .map_err(|e| RuntimeError::storage(format!("cannot write {shown}"), e))?;
+        Ok(FileUpload {
+            upload,
+            shown,
+            parts: Vec::new(),
+        })
+    }
+
     /// Reads the whole file at `path`.
     pub async fn get(&self, path: &Path) -> Result<Bytes> {
         let shown = self.display_path(path);
@@ -263,6 +275,60 @@ impl StorageLocation {
             let _ = std::fs::remove_dir_all(local);
         }
         Ok(())
+    }
+}
+
+/// A file being written in parts (blocking calls; used off the task threads).
+pub struct FileUpload {
+    upload: Box<dyn object_store::MultipartUpload>,
+    shown: String,
+    parts: Vec<tokio::task::JoinHandle<object_store::Result<()>>>,
+}
+
+impl FileUpload {
+    /// Sends the next part (parts upload concurrently; all but the last should be at least
+    /// 5 MiB for S3).
+    pub fn write_part(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let part = self.upload.put_part(PutPayload::from(bytes));
+        self.parts.push(runtime().spawn(part));
+        // Keep at most a few parts in flight, bounding memory.
+        while self.parts.len() > 2 {
+            let first = self.parts.remove(0);
+            self.join(first)?;
+        }
+        Ok(())
+    }
+
+    fn join(&self, part: tokio::task::JoinHandle<object_store::Result<()>>) -> Result<()> {
+        match block_on(part) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RuntimeError::storage(
+                format!("cannot write {}", self.shown),
+                e,
+            )),
+            Err(e) => Err(RuntimeError::storage(
+                format!("cannot write {}", self.shown),
+                e,
+            )),
+        }
+    }
+
+    /// Waits for every part and makes the file visible.
+    pub fn finish(mut self) -> Result<()> {
+        for part in std::mem::take(&mut self.parts) {
+            self.join(part)?;
+        }
+        block_on(self.upload.complete())
+            .map(|_| ())
+            .map_err(|e| RuntimeError::storage(format!("cannot write {}", self.shown), e))
+    }
+
+    /// Gives up: nothing becomes visible.
+    pub fn abort(mut self) {
+        for part in std::mem::take(&mut self.parts) {
+            let _ = block_on(part);
+        }
+        let _ = block_on(self.upload.abort());
     }
 }
 

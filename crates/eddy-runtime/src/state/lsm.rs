@@ -222,6 +222,8 @@ struct Slot<V> {
     dirty: bool,
     /// Recorded in the changed keys since the last snapshot.
     tracked: bool,
+    /// Used since the last eviction (the clock bit).
+    used: bool,
 }
 
 /// A state table in the LSM tree, with a cache of deserialized values in front.
@@ -240,7 +242,8 @@ pub(crate) struct LsmTable<V> {
 impl<V> LsmTable<V> {
     /// Makes sure the entry for the key in `scratch` is cached.
     fn load(&mut self) -> Result<()> {
-        if self.cache.contains_key(self.scratch.as_slice()) {
+        if let Some(slot) = self.cache.get_mut(self.scratch.as_slice()) {
+            slot.used = true;
             return Ok(());
         }
         if self.cache.len() >= self.capacity {
@@ -256,6 +259,7 @@ impl<V> LsmTable<V> {
                 value,
                 dirty: false,
                 tracked: false,
+                used: true,
             },
         );
         Ok(())
@@ -322,6 +326,7 @@ impl<V> LsmTable<V> {
                     value: None,
                     dirty: false,
                     tracked: false,
+                    used: true,
                 },
             );
         }
@@ -373,9 +378,20 @@ impl<V> LsmTable<V> {
         self.cache.values_mut().for_each(|s| s.tracked = false);
     }
 
+    /// Makes room: writes changes back, then keeps at most half of the entries, those used
+    /// since the last eviction first (a clock).
     fn evict(&mut self) -> Result<()> {
         self.write_back()?;
-        self.cache.clear();
+        let mut keep = self.capacity / 2;
+        self.cache.retain(|_, s| {
+            let used = std::mem::replace(&mut s.used, false);
+            if used && keep > 0 {
+                keep -= 1;
+                true
+            } else {
+                false
+            }
+        });
         Ok(())
     }
 

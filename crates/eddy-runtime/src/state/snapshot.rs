@@ -137,7 +137,7 @@ impl KeyedSnapshotJob {
                     continue;
                 }
                 w.begin_section();
-                w.put_raw(bytes);
+                w.put_raw(bytes)?;
                 sections.push(KeyedSection {
                     key_group: self.range.start + i as u32,
                     state: idx,

@@ -26,13 +26,13 @@ use eddy_core::element::{CheckpointBarrier, CheckpointingMode, StopMode};
 use eddy_core::ids::OperatorId;
 use parking_lot::Mutex;
 
-use crate::checkpoint::format::{StateFileWriter, checksum};
+use crate::checkpoint::format::{Span, StateFileWriter};
 use crate::checkpoint::metadata::{ListStateSnapshot, StateFile, SubtaskSnapshot};
 use crate::checkpoint::storage::{StorageLocation, block_on, runtime};
 use crate::error::{Result, RuntimeError};
 use crate::executor::TaskEvent;
 use crate::operator::TaskInfo;
-use crate::state::{OperatorSnapshotJob, StateContext};
+use crate::state::{OperatorSnapshotJob, Redistribution, StateContext, WrittenKeyedState};
 
 /// Where the files of each checkpoint in progress go, set by the coordinator before it
 /// triggers the checkpoint.
@@ -308,41 +308,28 @@ impl TaskCheckpointing {
 }
 
 /// The asynchronous part of a snapshot: writes one state file for the whole task (if any
-/// operator has state) and describes each operator's part of it.
+/// operator has state), streaming it to storage, and describes each operator's part of it.
 fn write_snapshot(
     jobs: Vec<(OperatorId, OperatorSnapshotJob)>,
     location: &StorageLocation,
     file_name: &str,
     finished: bool,
 ) -> Result<(Vec<(OperatorId, SubtaskSnapshot)>, u64)> {
-    let mut w = StateFileWriter::new();
-    let mut parts = Vec::with_capacity(jobs.len());
-    for (op, job) in jobs {
-        let keyed = job.keyed.map(|k| k.write(&mut w)).transpose()?;
-        let mut lists = Vec::new();
-        for (name, mode, elements) in job.lists {
-            if elements.is_empty() {
-                continue;
-            }
-            let encoded = postcard::to_stdvec(&elements)
-                .map_err(|e| RuntimeError::Serialization(e.to_string()))?;
-            w.begin_section();
-            w.put_raw(&encoded);
-            lists.push((name, mode, w.end_section()));
-        }
-        parts.push((op, keyed, lists));
-    }
     let path = location.file(file_name);
-    let bytes = w.into_bytes();
+    let mut w = StateFileWriter::streaming(location.upload(&path)?);
+    let parts = match write_parts(jobs, &mut w) {
+        Ok(parts) => parts,
+        Err(e) => {
+            w.abort();
+            return Err(e);
+        }
+    };
+    let (size, checksum) = w.finish()?;
     let file = StateFile {
         path: path.to_string(),
-        size: bytes.len() as u64,
-        checksum: checksum(&bytes),
+        size,
+        checksum,
     };
-    let has_sections = bytes.len() > crate::checkpoint::format::STATE_FILE_MAGIC.len();
-    if has_sections {
-        block_on(location.put(&path, bytes))?;
-    }
     let states = parts
         .into_iter()
         .map(|(op, keyed, lists)| {
@@ -362,7 +349,37 @@ fn write_snapshot(
             (op, snapshot)
         })
         .collect();
-    Ok((states, if has_sections { file.size } else { 0 }))
+    Ok((states, size))
+}
+
+/// One operator's part of a state file: keyed sections and list states with their spans.
+type WrittenParts = Vec<(
+    OperatorId,
+    Option<WrittenKeyedState>,
+    Vec<(String, Redistribution, Span)>,
+)>;
+
+fn write_parts(
+    jobs: Vec<(OperatorId, OperatorSnapshotJob)>,
+    w: &mut StateFileWriter,
+) -> Result<WrittenParts> {
+    let mut parts = Vec::with_capacity(jobs.len());
+    for (op, job) in jobs {
+        let keyed = job.keyed.map(|k| k.write(w)).transpose()?;
+        let mut lists = Vec::new();
+        for (name, mode, elements) in job.lists {
+            if elements.is_empty() {
+                continue;
+            }
+            let encoded = postcard::to_stdvec(&elements)
+                .map_err(|e| RuntimeError::Serialization(e.to_string()))?;
+            w.begin_section();
+            w.put_raw(&encoded)?;
+            lists.push((name, mode, w.end_section()));
+        }
+        parts.push((op, keyed, lists));
+    }
+    Ok(parts)
 }
 
 /// What a barrier (or the end of a channel) means for the task.
