@@ -118,10 +118,14 @@ fn resume(path: &str, extra: &[(&str, &str)], reduce_uid: &str) -> Result<Vec<(i
 }
 
 #[test]
-fn a_savepoint_resumes_and_the_runs_add_up() {
+fn a_savepoint_resumes_and_the_runs_add_up_even_after_it_moved() {
     let dir = tempfile::tempdir().unwrap();
     let (path, mut first) = stopped_savepoint(dir.path(), false);
-    first.extend(resume(&path, &[], "sums").unwrap());
+    // Savepoints are self-contained: move the directory, and resume from its new place.
+    let moved = dir.path().join("elsewhere").join("my-savepoint");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&path, &moved).unwrap();
+    first.extend(resume(moved.to_str().unwrap(), &[], "sums").unwrap());
     assert_eq!(totals(first), expected(2_000));
 }
 

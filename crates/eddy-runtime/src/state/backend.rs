@@ -4,6 +4,7 @@ use std::any::Any;
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use eddy_core::keys::{KeyGroupRange, encode_key_into, hash_key_bytes, key_group_for_hash};
@@ -11,13 +12,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::key_bytes::KeyBytes;
-use super::lsm::{LsmOptions, LsmStore};
+use super::lsm::{ChangedKeys, LsmOptions, LsmStore};
 use super::snapshot::{
-    GroupSink, IncrementReport, KeyedRestore, KeyedSnapshotJob, LsmJob, LsmStateJob, RawState,
-    apply_raw,
+    GroupSink, HeapPart, HeapSnapshot, IncrementReport, KeyedRestore, KeyedSnapshotJob, LsmDelta,
+    LsmJob, LsmStateJob, RawState, apply_raw,
 };
-use super::table::{SharedStateTable, StateTable};
-use crate::checkpoint::format::read_entries;
+use super::table::{GroupMap, SharedStateTable, StateTable};
+use crate::checkpoint::format::{encode_entry, read_entries};
 use crate::checkpoint::metadata::{KeyedFile, KeyedStateInfo, KeyedStateKind};
 use crate::error::{Result, RuntimeError};
 
@@ -58,13 +59,28 @@ pub trait KeyedParticipant {
     fn kind(&self) -> KeyedStateKind;
     /// Adds every entry held in memory to `sink` (nothing for tables in the LSM tree).
     fn snapshot_heap(&self, sink: &mut GroupSink) -> Result<()>;
+    /// Hands the entries held in memory to the snapshot without encoding them now (copy on
+    /// write); `None` if the participant cannot, and [`Self::snapshot_heap`] is used instead.
+    fn share_heap(&self) -> Option<Box<dyn HeapSnapshot>> {
+        None
+    }
     /// Takes back entries restored from a snapshot.
     fn restore_raw(&self, raw: RawStateEntries) -> Result<()>;
-    /// Writes cached changes to the LSM tree; with `reset_tracking`, the changes recorded so far
-    /// belong to the snapshot being taken.
-    fn flush_lsm(&self, _reset_tracking: bool) -> Result<()> {
+    /// LSM tables: writes cached changes to the tree.
+    fn write_back_lsm(&self) -> Result<()> {
         Ok(())
     }
+    /// LSM tables: encodes the cached entries whose tree keys are in `keys`, removing them
+    /// from `keys`.
+    fn capture_lsm(
+        &self,
+        _keys: &mut ChangedKeys,
+        _out: &mut Vec<(KeyBytes, Option<Vec<u8>>)>,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// LSM tables: the changes recorded so far belong to the snapshot being taken.
+    fn reset_lsm_tracking(&self) {}
 }
 
 /// Restored entries of one state: per key group, encoded keys and values.
@@ -79,9 +95,41 @@ impl RawStateEntries {
     }
 }
 
-impl<V: Serialize + DeserializeOwned> KeyedParticipant for RefCell<StateTable<V>> {
+/// A heap table's key groups, encoded when the snapshot is written.
+struct SharedTable<V> {
+    start: u32,
+    groups: Vec<Arc<GroupMap<V>>>,
+}
+
+impl<V: Serialize + Send + Sync> HeapSnapshot for SharedTable<V> {
+    fn write_group(&self, key_group: u32, out: &mut Vec<u8>) -> Result<()> {
+        let mut value = Vec::new();
+        for (k, v) in self.groups[(key_group - self.start) as usize].iter() {
+            value.clear();
+            postcard::to_io(v, &mut value)
+                .map_err(|e| RuntimeError::Serialization(e.to_string()))?;
+            encode_entry(out, k, Some(&value))?;
+        }
+        Ok(())
+    }
+}
+
+impl<V> KeyedParticipant for RefCell<StateTable<V>>
+where
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
     fn kind(&self) -> KeyedStateKind {
         KeyedStateKind::Table
+    }
+
+    fn share_heap(&self) -> Option<Box<dyn HeapSnapshot>> {
+        let mut table = self.borrow_mut();
+        let heap = table.as_heap_mut()?;
+        let start = heap.range().start;
+        Some(Box::new(SharedTable {
+            start,
+            groups: heap.share(),
+        }))
     }
 
     fn snapshot_heap(&self, sink: &mut GroupSink) -> Result<()> {
@@ -120,15 +168,28 @@ impl<V: Serialize + DeserializeOwned> KeyedParticipant for RefCell<StateTable<V>
         Ok(())
     }
 
-    fn flush_lsm(&self, reset_tracking: bool) -> Result<()> {
-        let mut table = self.borrow_mut();
-        if let Some(t) = table.as_lsm_mut() {
-            t.write_back()?;
-            if reset_tracking {
-                t.reset_tracking();
-            }
+    fn write_back_lsm(&self) -> Result<()> {
+        match self.borrow_mut().as_lsm_mut() {
+            Some(t) => t.write_back(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn capture_lsm(
+        &self,
+        keys: &mut ChangedKeys,
+        out: &mut Vec<(KeyBytes, Option<Vec<u8>>)>,
+    ) -> Result<()> {
+        match self.borrow_mut().as_lsm_mut() {
+            Some(t) => t.capture(keys, out),
+            None => Ok(()),
+        }
+    }
+
+    fn reset_lsm_tracking(&self) {
+        if let Some(t) = self.borrow_mut().as_lsm_mut() {
+            t.reset_tracking();
+        }
     }
 }
 
@@ -415,7 +476,7 @@ impl KeyedStateBackend {
     /// error.
     pub fn table<V>(&self, name: &str) -> Result<SharedStateTable<V>>
     where
-        V: Serialize + DeserializeOwned + 'static,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         if let Some(t) = self.inner.tables.borrow().get(name) {
             return t
@@ -502,16 +563,21 @@ impl KeyedStateBackend {
             .collect();
         let mut heap = Vec::new();
         for (name, p) in &tables {
-            p.flush_lsm(!savepoint)?;
             if self.held_in_memory(p.kind()) {
-                let mut sink = GroupSink::new(range);
-                p.snapshot_heap(&mut sink)?;
+                let part = match p.share_heap() {
+                    Some(shared) => HeapPart::Shared(shared),
+                    None => {
+                        let mut sink = GroupSink::new(range);
+                        p.snapshot_heap(&mut sink)?;
+                        HeapPart::Encoded(sink.into_groups())
+                    }
+                };
                 heap.push((
                     KeyedStateInfo {
                         name: name.clone(),
                         kind: p.kind(),
                     },
-                    sink.into_groups(),
+                    part,
                 ));
             }
         }
@@ -527,7 +593,7 @@ impl KeyedStateBackend {
                     name: name.clone(),
                     kind: *kind,
                 },
-                sink.into_groups(),
+                HeapPart::Encoded(sink.into_groups()),
             ));
         }
         let Storage::Lsm(store) = &self.inner.storage else {
@@ -550,6 +616,7 @@ impl KeyedStateBackend {
             && !failed
             && !chain.confirmed.is_empty()
             && chain.confirmed.len() <= config.max_deltas as usize;
+        let participant = |name: &str| tables.iter().find(|(n, _)| n == name).map(|(_, p)| p);
         let mut states = Vec::new();
         let mut changed_now = BTreeMap::new();
         for (name, state) in store.states() {
@@ -558,23 +625,42 @@ impl KeyedStateBackend {
             } else {
                 std::mem::take(&mut *state.changed.borrow_mut())
             };
-            let keys = incremental.then(|| {
-                let mut all: Vec<KeyBytes> = changed.iter().cloned().collect();
+            let delta = if incremental {
+                // The keys changed since the last completed checkpoint: values still in the
+                // cache are taken now, the others (written back when evicted) are read from
+                // the tree later.
+                let mut keys: ChangedKeys = changed.clone();
                 for p in chain.pending.values() {
                     if let Some(c) = p.changed.get(&name) {
-                        all.extend(c.iter().cloned());
+                        keys.extend(c.iter().cloned());
                     }
                 }
-                all.sort_unstable();
-                all.dedup();
-                all
-            });
+                let mut captured = Vec::new();
+                if let Some(p) = participant(&name) {
+                    p.capture_lsm(&mut keys, &mut captured)?;
+                }
+                Some(LsmDelta {
+                    captured,
+                    from_tree: keys.into_iter().collect(),
+                })
+            } else {
+                // A full snapshot scans the tree: write cached changes into it first.
+                if let Some(p) = participant(&name) {
+                    p.write_back_lsm()?;
+                }
+                None
+            };
             states.push(LsmStateJob {
                 name: name.clone(),
                 keyspace: state.keyspace.clone(),
-                changed: keys,
+                delta,
             });
             changed_now.insert(name, changed);
+        }
+        if !savepoint {
+            for (_, p) in &tables {
+                p.reset_lsm_tracking();
+            }
         }
         let report = (config.incremental && !savepoint).then(|| {
             let report = IncrementReport::default();

@@ -790,7 +790,7 @@ impl KeyedStateStore {
     /// A value state.
     pub fn get_state<V>(&self, d: &ValueStateDescriptor<V>) -> Result<ValueState<V>>
     where
-        V: Clone + Serialize + DeserializeOwned + 'static,
+        V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         Ok(ValueState {
             scope: self.scope(d.ttl),
@@ -802,7 +802,7 @@ impl KeyedStateStore {
     /// A list state.
     pub fn get_list_state<V>(&self, d: &ListStateDescriptor<V>) -> Result<ListState<V>>
     where
-        V: Clone + Serialize + DeserializeOwned + 'static,
+        V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         Ok(ListState {
             scope: self.scope(d.ttl),
@@ -813,8 +813,8 @@ impl KeyedStateStore {
     /// A map state.
     pub fn get_map_state<UK, UV>(&self, d: &MapStateDescriptor<UK, UV>) -> Result<MapState<UK, UV>>
     where
-        UK: Hash + Eq + Clone + Serialize + DeserializeOwned + 'static,
-        UV: Clone + Serialize + DeserializeOwned + 'static,
+        UK: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+        UV: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         Ok(MapState {
             scope: self.scope(d.ttl),
@@ -825,7 +825,7 @@ impl KeyedStateStore {
     /// A reducing state.
     pub fn get_reducing_state<V>(&self, d: &ReducingStateDescriptor<V>) -> Result<ReducingState<V>>
     where
-        V: Clone + Serialize + DeserializeOwned + 'static,
+        V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         Ok(ReducingState {
             scope: self.scope(d.ttl),
@@ -841,7 +841,7 @@ impl KeyedStateStore {
     ) -> Result<AggregatingState<IN, OUT>>
     where
         IN: 'static,
-        ACC: Serialize + DeserializeOwned + 'static,
+        ACC: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
         OUT: 'static,
     {
         Ok(AggregatingState {

@@ -373,6 +373,35 @@ impl<V> LsmTable<V> {
         batch.commit().map_err(lsm_err)
     }
 
+    /// Encodes the cached entries whose tree keys are in `keys` (removing them from `keys`).
+    pub(crate) fn capture(
+        &mut self,
+        keys: &mut ChangedKeys,
+        out: &mut Vec<(KeyBytes, Option<Vec<u8>>)>,
+    ) -> Result<()> {
+        if keys.len() < self.cache.len() {
+            let mut failed = None;
+            keys.retain(|key| match self.cache.get(key) {
+                Some(slot) => {
+                    match slot.value.as_ref().map(|v| (self.encode)(v)).transpose() {
+                        Ok(value) => out.push((key.clone(), value)),
+                        Err(e) => failed = Some(e),
+                    }
+                    false
+                }
+                None => true,
+            });
+            return failed.map_or(Ok(()), Err);
+        }
+        for (key, slot) in &self.cache {
+            if keys.remove(key) {
+                let value = slot.value.as_ref().map(|v| (self.encode)(v)).transpose()?;
+                out.push((key.clone(), value));
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets which cached keys were recorded as changed (after a snapshot took them).
     pub(crate) fn reset_tracking(&mut self) {
         self.cache.values_mut().for_each(|s| s.tracked = false);

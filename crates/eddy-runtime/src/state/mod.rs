@@ -30,7 +30,9 @@ pub use operator_state::{
     BroadcastState, ListSnapshot, OperatorListState, OperatorStateStore, Redistribution,
     RestoredList,
 };
-pub use snapshot::{GroupSink, KeyedRestore, KeyedSnapshotJob, RestoreFile, WrittenKeyedState};
+pub use snapshot::{
+    GroupSink, HeapSnapshot, KeyedRestore, KeyedSnapshotJob, RestoreFile, WrittenKeyedState,
+};
 pub use table::{SharedStateTable, StateTable, split_composite};
 pub use timers::{InternalTimerService, Timer, TimerQueue};
 

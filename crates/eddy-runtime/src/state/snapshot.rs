@@ -60,12 +60,34 @@ impl GroupSink {
     }
 }
 
-/// An LSM state to write in the asynchronous part: all its entries, or only the given keys
-/// (tree keys, with their key-group prefix).
+/// The changed entries of one LSM state for an incremental snapshot, by tree key (key group
+/// prefix, then composite key).
+pub(crate) struct LsmDelta {
+    /// Values taken from the table's cache in the synchronous part (`None`: removed).
+    pub(crate) captured: Vec<(KeyBytes, Option<Vec<u8>>)>,
+    /// Keys whose values are read from the pinned tree in the asynchronous part.
+    pub(crate) from_tree: Vec<KeyBytes>,
+}
+
+/// A heap table's key groups, shared with the task until they are written (copy on write).
+pub trait HeapSnapshot: Send {
+    /// Appends the encoded entries of `key_group` to `out`.
+    fn write_group(&self, key_group: u32, out: &mut Vec<u8>) -> Result<()>;
+}
+
+/// The heap part of one state in a snapshot.
+pub(crate) enum HeapPart {
+    /// Encoded in the synchronous part, per key group.
+    Encoded(Vec<Vec<u8>>),
+    /// Encoded in the asynchronous part.
+    Shared(Box<dyn HeapSnapshot>),
+}
+
+/// An LSM state to write in the asynchronous part: all its entries, or its changes.
 pub(crate) struct LsmStateJob {
     pub(crate) name: String,
     pub(crate) keyspace: fjall::Keyspace,
-    pub(crate) changed: Option<Vec<KeyBytes>>,
+    pub(crate) delta: Option<LsmDelta>,
 }
 
 /// The LSM part of a snapshot.
@@ -87,7 +109,7 @@ pub(crate) struct IncrementReport {
 /// What the synchronous part of a keyed snapshot captured.
 pub struct KeyedSnapshotJob {
     pub(crate) range: KeyGroupRange,
-    pub(crate) heap: Vec<(KeyedStateInfo, Vec<Vec<u8>>)>,
+    pub(crate) heap: Vec<(KeyedStateInfo, HeapPart)>,
     pub(crate) lsm: Option<LsmJob>,
     /// Earlier files this snapshot builds on (incremental snapshots only).
     pub(crate) base: Vec<KeyedFile>,
@@ -129,17 +151,26 @@ impl KeyedSnapshotJob {
     ) -> Result<(Vec<KeyedStateInfo>, Vec<KeyedSection>)> {
         let mut states = Vec::new();
         let mut sections = Vec::new();
-        for (info, groups) in &self.heap {
+        let mut buf = Vec::new();
+        for (info, part) in &self.heap {
             let idx = states.len() as u32;
             states.push(info.clone());
-            for (i, bytes) in groups.iter().enumerate() {
+            for kg in self.range.start..=self.range.end {
+                let bytes = match part {
+                    HeapPart::Encoded(groups) => &groups[(kg - self.range.start) as usize],
+                    HeapPart::Shared(table) => {
+                        buf.clear();
+                        table.write_group(kg, &mut buf)?;
+                        &buf
+                    }
+                };
                 if bytes.is_empty() {
                     continue;
                 }
                 w.begin_section();
                 w.put_raw(bytes)?;
                 sections.push(KeyedSection {
-                    key_group: self.range.start + i as u32,
+                    key_group: kg,
                     state: idx,
                     full: true,
                     span: w.end_section(),
@@ -157,7 +188,7 @@ impl KeyedSnapshotJob {
                 name: job.name.clone(),
                 kind: KeyedStateKind::Table,
             });
-            match &job.changed {
+            match &job.delta {
                 None => {
                     for kg in self.range.start..=self.range.end {
                         let prefix = (kg as u16).to_be_bytes();
@@ -180,18 +211,36 @@ impl KeyedSnapshotJob {
                         }
                     }
                 }
-                Some(keys) => {
-                    // Sorted tree keys: each key group's keys are contiguous.
+                Some(delta) => {
+                    // Both lists merged in key order: each key group's keys are contiguous.
+                    enum Source<'a> {
+                        Captured(Option<&'a [u8]>),
+                        Tree,
+                    }
+                    let mut all: Vec<(&KeyBytes, Source<'_>)> = delta
+                        .captured
+                        .iter()
+                        .map(|(k, v)| (k, Source::Captured(v.as_deref())))
+                        .chain(delta.from_tree.iter().map(|k| (k, Source::Tree)))
+                        .collect();
+                    all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                    let group = |k: &KeyBytes| u16::from_be_bytes([k[0], k[1]]) as u32;
                     let mut i = 0;
-                    while i < keys.len() {
-                        let kg = u16::from_be_bytes([keys[i][0], keys[i][1]]) as u32;
+                    while i < all.len() {
+                        let kg = group(all[i].0);
                         w.begin_section();
-                        while i < keys.len()
-                            && u16::from_be_bytes([keys[i][0], keys[i][1]]) as u32 == kg
-                        {
-                            let key = &keys[i];
-                            let value = lsm.snapshot.get(&job.keyspace, &**key).map_err(lsm_err)?;
-                            w.put_entry(&key[2..], value.as_deref())?;
+                        while i < all.len() && group(all[i].0) == kg {
+                            let (key, source) = &all[i];
+                            match source {
+                                Source::Captured(v) => w.put_entry(&key[2..], *v)?,
+                                Source::Tree => {
+                                    let value = lsm
+                                        .snapshot
+                                        .get(&job.keyspace, &***key)
+                                        .map_err(lsm_err)?;
+                                    w.put_entry(&key[2..], value.as_deref())?;
+                                }
+                            }
                             i += 1;
                         }
                         sections.push(KeyedSection {

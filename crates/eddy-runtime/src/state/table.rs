@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use eddy_core::keys::KeyGroupRange;
 use foldhash::fast::FixedState;
@@ -33,7 +34,10 @@ enum Imp<V> {
 }
 
 impl<V> StateTable<V> {
-    pub(crate) fn heap(range: KeyGroupRange) -> Self {
+    pub(crate) fn heap(range: KeyGroupRange) -> Self
+    where
+        V: Clone,
+    {
         StateTable {
             imp: Imp::Heap(HeapTable::new(range)),
         }
@@ -128,8 +132,7 @@ impl<V> StateTable<V> {
     pub fn for_each(&mut self, mut f: impl FnMut(u32, &[u8], &V) -> Result<()>) -> Result<()> {
         match &mut self.imp {
             Imp::Heap(t) => {
-                for (i, g) in t.groups.iter().enumerate() {
-                    let kg = t.range.start + i as u32;
+                for (kg, g) in t.groups() {
                     for (k, v) in g {
                         f(kg, k, v)?;
                     }
@@ -143,7 +146,14 @@ impl<V> StateTable<V> {
     /// Removes every entry, returning them.
     pub fn take_all(&mut self) -> Result<Vec<(KeyBytes, V)>> {
         match &mut self.imp {
-            Imp::Heap(t) => Ok(t.groups.iter_mut().flat_map(|g| g.drain()).collect()),
+            Imp::Heap(t) => {
+                let range = t.range;
+                let mut all = Vec::new();
+                for kg in range.start..=range.end {
+                    all.extend(t.group_mut(kg).drain());
+                }
+                Ok(all)
+            }
             Imp::Lsm(t) => t.take_all(),
         }
     }
@@ -173,28 +183,62 @@ impl<V> StateTable<V> {
     }
 }
 
+/// The entries of one key group.
+pub(crate) type GroupMap<V> = HashMap<KeyBytes, V, FixedState>;
+
+/// A key group's map: owned, or shared with a snapshot being written (copy on write).
+enum Group<V> {
+    Owned(GroupMap<V>),
+    Shared(Arc<GroupMap<V>>),
+}
+
 /// A table on the heap: one hash map per key group.
+///
+/// A snapshot takes the key groups' maps by reference count, in constant time; the first write
+/// to a group that a snapshot still holds copies that group (copy on write, per key group), so
+/// the task goes on while the snapshot is encoded and written.
 pub(crate) struct HeapTable<V> {
     range: KeyGroupRange,
-    groups: Vec<HashMap<KeyBytes, V, FixedState>>,
+    groups: Vec<Group<V>>,
+    clone_group: fn(&GroupMap<V>) -> GroupMap<V>,
 }
 
 impl<V> HeapTable<V> {
-    fn new(range: KeyGroupRange) -> Self {
+    pub(crate) fn new(range: KeyGroupRange) -> Self
+    where
+        V: Clone,
+    {
         HeapTable {
             range,
-            groups: (0..range.len()).map(|_| HashMap::default()).collect(),
+            groups: (0..range.len())
+                .map(|_| Group::Owned(HashMap::default()))
+                .collect(),
+            clone_group: GroupMap::<V>::clone,
         }
     }
 
     #[inline]
-    fn group(&self, key_group: u32) -> &HashMap<KeyBytes, V, FixedState> {
-        &self.groups[(key_group - self.range.start) as usize]
+    fn group(&self, key_group: u32) -> &GroupMap<V> {
+        match &self.groups[(key_group - self.range.start) as usize] {
+            Group::Owned(m) => m,
+            Group::Shared(m) => m,
+        }
     }
 
     #[inline]
-    pub(crate) fn group_mut(&mut self, key_group: u32) -> &mut HashMap<KeyBytes, V, FixedState> {
-        &mut self.groups[(key_group - self.range.start) as usize]
+    pub(crate) fn group_mut(&mut self, key_group: u32) -> &mut GroupMap<V> {
+        let clone_group = self.clone_group;
+        let slot = &mut self.groups[(key_group - self.range.start) as usize];
+        if let Group::Shared(shared) = slot {
+            // A snapshot held this group: take it back, copying it if the snapshot still has it.
+            let shared = std::mem::take(shared);
+            let map = Arc::try_unwrap(shared).unwrap_or_else(|s| clone_group(&s));
+            *slot = Group::Owned(map);
+        }
+        match slot {
+            Group::Owned(m) => m,
+            Group::Shared(_) => unreachable!("the group was just made owned"),
+        }
     }
 
     /// Every entry of one key group.
@@ -205,6 +249,31 @@ impl<V> HeapTable<V> {
     /// The key groups.
     pub(crate) fn range(&self) -> KeyGroupRange {
         self.range
+    }
+
+    /// Shares every key group's map with a snapshot.
+    pub(crate) fn share(&mut self) -> Vec<Arc<GroupMap<V>>> {
+        self.groups
+            .iter_mut()
+            .map(|slot| {
+                let arc = match std::mem::replace(slot, Group::Owned(HashMap::default())) {
+                    Group::Owned(m) => Arc::new(m),
+                    Group::Shared(a) => a,
+                };
+                *slot = Group::Shared(arc.clone());
+                arc
+            })
+            .collect()
+    }
+
+    fn groups(&self) -> impl Iterator<Item = (u32, &GroupMap<V>)> {
+        self.groups.iter().enumerate().map(|(i, g)| {
+            let m: &GroupMap<V> = match g {
+                Group::Owned(m) => m,
+                Group::Shared(m) => m,
+            };
+            (self.range.start + i as u32, m)
+        })
     }
 }
 
