@@ -22,4 +22,13 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "cargo test (unit, integration, examples, doc tests)"
 cargo test --workspace --locked
 
+# Checkpoints on S3 (the `s3` feature) against a real S3-compatible server, s3s-fs.
+TOOLS="$HOME/.cache/eddy-tools"
+if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+    step "installing s3s-fs (an S3-compatible server) into $TOOLS"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked --root "$TOOLS"
+fi
+step "cargo test --features s3 (checkpoints and savepoints on S3)"
+EDDY_S3S_FS="$TOOLS/bin/s3s-fs" cargo test --locked --features s3 --test s3
+
 step "all checks passed"
