@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use eddy::prelude::*;
@@ -83,9 +83,12 @@ enum Fault {
     Close,
 }
 
-/// Set once the job has completed two checkpoints in the snapshot test: the next
-/// serialization of a [`PoisonCount`] fails. Only that test uses the type.
-static SNAPSHOT_FAULT: AtomicBool = AtomicBool::new(false);
+/// The run of the snapshot test in progress. Values remember the run that made them, so that
+/// a snapshot of an earlier run still being written cannot take the fault meant for this one.
+static RUN: AtomicU64 = AtomicU64::new(1);
+/// Set to the current run once the job has completed two checkpoints in the snapshot test: the
+/// next serialization of one of that run's [`PoisonCount`]s fails. Only that test uses the type.
+static SNAPSHOT_FAULT: AtomicU64 = AtomicU64::new(0);
 
 /// A per-key count.
 trait Counter:
@@ -107,25 +110,46 @@ impl Counter for Count {
     }
 }
 
-/// A count whose serialization fails once when [`SNAPSHOT_FAULT`] is set.
-#[derive(Clone, Debug, Default, Deserialize)]
-struct PoisonCount(u64);
+/// A count whose serialization fails once when [`SNAPSHOT_FAULT`] names its run.
+#[derive(Clone, Debug)]
+struct PoisonCount {
+    count: u64,
+    run: u64,
+}
+
+impl Default for PoisonCount {
+    fn default() -> Self {
+        PoisonCount::of(0)
+    }
+}
 
 impl Serialize for PoisonCount {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if SNAPSHOT_FAULT.swap(false, Ordering::SeqCst) {
+        if SNAPSHOT_FAULT
+            .compare_exchange(self.run, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
             return Err(serde::ser::Error::custom("injected serialization failure"));
         }
-        s.serialize_u64(self.0)
+        s.serialize_u64(self.count)
+    }
+}
+
+impl<'de> Deserialize<'de> for PoisonCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(PoisonCount::of(u64::deserialize(d)?))
     }
 }
 
 impl Counter for PoisonCount {
     fn get(&self) -> u64 {
-        self.0
+        self.count
     }
     fn of(n: u64) -> Self {
-        PoisonCount(n)
+        PoisonCount {
+            count: n,
+            run: RUN.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -327,7 +351,7 @@ fn run(events: &[Event], parallelism: u32, backend: &str, fault: Fault) -> (Vec<
         if client.checkpoint_statistics().completed >= 2 {
             armed.store(true, Ordering::SeqCst);
             if fault == Fault::Snapshot {
-                SNAPSHOT_FAULT.store(true, Ordering::SeqCst);
+                SNAPSHOT_FAULT.store(RUN.load(Ordering::SeqCst), Ordering::SeqCst);
             }
             break;
         }
@@ -336,7 +360,8 @@ fn run(events: &[Event], parallelism: u32, backend: &str, fault: Fault) -> (Vec<
         }
     }
     let result = client.get_job_execution_result();
-    SNAPSHOT_FAULT.store(false, Ordering::SeqCst);
+    SNAPSHOT_FAULT.store(0, Ordering::SeqCst);
+    RUN.fetch_add(1, Ordering::SeqCst);
     result.unwrap_or_else(|e| panic!("{fault:?} p={parallelism} {backend}: {e}"));
     let stats = client.checkpoint_statistics();
     eprintln!(

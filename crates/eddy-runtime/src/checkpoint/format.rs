@@ -12,6 +12,9 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::storage::FileUpload;
 use crate::error::{Result, RuntimeError};
 
@@ -56,6 +59,8 @@ pub struct StateFileWriter {
     section_start: u64,
     hasher: xxhash_rust::xxh3::Xxh3,
     upload: Option<FileUpload>,
+    /// Set when the snapshot is no longer wanted (its task ended): writing stops.
+    abandoned: Option<Arc<AtomicBool>>,
 }
 
 impl Default for StateFileWriter {
@@ -73,13 +78,15 @@ impl StateFileWriter {
             section_start: STATE_FILE_MAGIC.len() as u64,
             hasher: xxhash_rust::xxh3::Xxh3::new(),
             upload: None,
+            abandoned: None,
         }
     }
 
-    /// A file streamed to `upload` as it is written.
-    pub fn streaming(upload: FileUpload) -> Self {
+    /// A file streamed to `upload` as it is written; writing fails once `abandoned` is set.
+    pub fn streaming(upload: FileUpload, abandoned: Arc<AtomicBool>) -> Self {
         StateFileWriter {
             upload: Some(upload),
+            abandoned: Some(abandoned),
             ..Self::new()
         }
     }
@@ -90,6 +97,13 @@ impl StateFileWriter {
 
     /// Sends the buffer as a part if it is large enough (streaming files only).
     fn maybe_send(&mut self) -> Result<()> {
+        if self
+            .abandoned
+            .as_ref()
+            .is_some_and(|a| a.load(Ordering::Relaxed))
+        {
+            return Err(RuntimeError::Cancelled);
+        }
         if self.buf.len() < PART_SIZE || self.upload.is_none() {
             return Ok(());
         }

@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -161,6 +162,14 @@ pub struct TaskCheckpointing {
     stopping: bool,
     /// Snapshots still being written.
     uploads: Vec<tokio::task::JoinHandle<()>>,
+    /// Set when the task ends: snapshots still being written stop.
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Drop for TaskCheckpointing {
+    fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
 }
 
 impl TaskCheckpointing {
@@ -184,6 +193,7 @@ impl TaskCheckpointing {
             done: false,
             stopping: false,
             uploads: Vec::new(),
+            abandoned: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -283,9 +293,10 @@ impl TaskCheckpointing {
             uuid::Uuid::new_v4().simple()
         );
         self.uploads.retain(|h| !h.is_finished());
+        let abandoned = self.abandoned.clone();
         let handle = runtime().spawn_blocking(move || {
             let start = Instant::now();
-            match write_snapshot(jobs, &location, &file_name, finished) {
+            match write_snapshot(jobs, &location, &file_name, finished, abandoned) {
                 Ok((states, size)) => reporter.ack(
                     id,
                     states,
@@ -297,7 +308,11 @@ impl TaskCheckpointing {
                     },
                 ),
                 Err(e) => {
-                    tracing::warn!(checkpoint = id, error = %e, "writing a snapshot failed");
+                    if e.is_secondary() {
+                        tracing::debug!(checkpoint = id, "a snapshot of an ended task was dropped");
+                    } else {
+                        tracing::warn!(checkpoint = id, error = %e, "writing a snapshot failed");
+                    }
                     reporter.decline(id, e.to_string());
                 }
             }
@@ -314,9 +329,10 @@ fn write_snapshot(
     location: &StorageLocation,
     file_name: &str,
     finished: bool,
+    abandoned: Arc<AtomicBool>,
 ) -> Result<(Vec<(OperatorId, SubtaskSnapshot)>, u64)> {
     let path = location.file(file_name);
-    let mut w = StateFileWriter::streaming(location.upload(&path)?);
+    let mut w = StateFileWriter::streaming(location.upload(&path)?, abandoned);
     let parts = match write_parts(jobs, &mut w) {
         Ok(parts) => parts,
         Err(e) => {
