@@ -246,6 +246,12 @@ fn parse_window(spec: &str) -> Result<(String, Vec<u64>)> {
 }
 
 fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let (kind, sizes) = parse_window(&args.window)?;
     let env = StreamExecutionEnvironment::get_execution_environment()?;

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eddy::prelude::*;
 use eddy::windowing::{
@@ -293,6 +293,8 @@ fn run(events: &[Event], parallelism: u32, backend: &str, fault: Fault) -> (Vec<
         WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(MAX_DISORDER as u64))
             .with_timestamp_assigner(|e: &Event, _| e.1);
     let midpoint = events[events.len() / 2].1;
+    let three_quarters = events[events.len() * 3 / 4].1;
+    let snapshot_fault = fault == Fault::Snapshot;
     let input = env
         .from_collection(events.to_vec())
         .map({
@@ -302,6 +304,13 @@ fn run(events: &[Event], parallelism: u32, backend: &str, fault: Fault) -> (Vec<
                 // for the fault to be armed, so that it always strikes while records flow.
                 if e.1 >= midpoint && !armed.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(5));
+                } else if snapshot_fault && e.1 >= three_quarters {
+                    // The last quarter waits until a snapshot has struck the armed fault, so the
+                    // job cannot end first however slowly checkpoints run on a loaded machine.
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while SNAPSHOT_FAULT.load(Ordering::SeqCst) != 0 && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 } else if e.1 % 8 == 0 {
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -360,7 +369,11 @@ fn run(events: &[Event], parallelism: u32, backend: &str, fault: Fault) -> (Vec<
         }
     }
     let result = client.get_job_execution_result();
-    SNAPSHOT_FAULT.store(0, Ordering::SeqCst);
+    let fault_left = SNAPSHOT_FAULT.swap(0, Ordering::SeqCst) != 0;
+    assert!(
+        !fault_left,
+        "{fault:?} p={parallelism} {backend}: no snapshot struck the armed fault"
+    );
     RUN.fetch_add(1, Ordering::SeqCst);
     result.unwrap_or_else(|e| panic!("{fault:?} p={parallelism} {backend}: {e}"));
     let stats = client.checkpoint_statistics();

@@ -1,0 +1,166 @@
+"""Runs one Nexmark query on Apache Flink (PyFlink's local mini cluster) over the JSON files
+written by `nexmark generate`, and prints a JSON line with the job's net runtime.
+
+Used by nexmark.py; run with the Python of the virtual environment that holds apache-flink.
+"""
+
+import argparse
+import json
+import os
+import time
+
+from pyflink.table import EnvironmentSettings, TableEnvironment
+
+SOURCE = """
+CREATE TABLE nexmark (
+    event_type INT,
+    person ROW<id BIGINT, name VARCHAR, emailAddress VARCHAR, creditCard VARCHAR,
+               city VARCHAR, state VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
+    auction ROW<id BIGINT, itemName VARCHAR, description VARCHAR, initialBid BIGINT,
+                reserve BIGINT, `dateTime` TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT,
+                category BIGINT, extra VARCHAR>,
+    bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
+            `dateTime` TIMESTAMP(3), extra VARCHAR>,
+    `dateTime` TIMESTAMP(3),
+    WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+) WITH (
+    'connector' = 'filesystem',
+    'path' = 'file://{path}',
+    'format' = 'json'
+)
+"""
+
+VIEWS = [
+    """CREATE VIEW person AS SELECT person.id, person.name, person.emailAddress,
+       person.creditCard, person.city, person.state, `dateTime`, person.extra
+       FROM nexmark WHERE event_type = 0""",
+    """CREATE VIEW auction AS SELECT auction.id, auction.itemName, auction.description,
+       auction.initialBid, auction.reserve, `dateTime`, auction.expires, auction.seller,
+       auction.category, auction.extra
+       FROM nexmark WHERE event_type = 1""",
+    """CREATE VIEW bid AS SELECT bid.auction, bid.bidder, bid.price, bid.channel, bid.url,
+       `dateTime`, bid.extra
+       FROM nexmark WHERE event_type = 2""",
+]
+
+# Each query: the sink's columns and the SELECT that fills it (the reference's semantics).
+QUERIES = {
+    "q0": ("auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR",
+           "SELECT auction, bidder, price, `dateTime`, extra FROM bid"),
+    "q1": ("auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), `dateTime` TIMESTAMP(3), "
+           "extra VARCHAR",
+           "SELECT auction, bidder, 0.908 * price AS price, `dateTime`, extra FROM bid"),
+    "q2": ("auction BIGINT, price BIGINT",
+           "SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0"),
+    "q3": ("name VARCHAR, city VARCHAR, state VARCHAR, id BIGINT",
+           """SELECT P.name, P.city, P.state, A.id
+              FROM auction AS A INNER JOIN person AS P ON A.seller = P.id
+              WHERE A.category = 10 AND (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA')"""),
+    "q4": ("id BIGINT, final BIGINT",
+           """SELECT Q.category, AVG(Q.final)
+              FROM (SELECT MAX(B.price) AS final, A.category
+                    FROM auction A, bid B
+                    WHERE A.id = B.auction AND B.`dateTime` BETWEEN A.`dateTime` AND A.expires
+                    GROUP BY A.id, A.category) Q
+              GROUP BY Q.category"""),
+    "q5": ("auction BIGINT, num BIGINT",
+           """SELECT AuctionBids.auction, AuctionBids.num
+              FROM (SELECT auction, count(*) AS num, window_start AS starttime,
+                           window_end AS endtime
+                    FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND,
+                                   INTERVAL '10' SECOND))
+                    GROUP BY auction, window_start, window_end) AS AuctionBids
+              JOIN (SELECT max(CountBids.num) AS maxn, CountBids.starttime, CountBids.endtime
+                    FROM (SELECT count(*) AS num, window_start AS starttime,
+                                 window_end AS endtime
+                          FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND,
+                                         INTERVAL '10' SECOND))
+                          GROUP BY auction, window_start, window_end) AS CountBids
+                    GROUP BY CountBids.starttime, CountBids.endtime) AS MaxBids
+              ON AuctionBids.starttime = MaxBids.starttime
+                 AND AuctionBids.endtime = MaxBids.endtime
+                 AND AuctionBids.num >= MaxBids.maxn"""),
+    "q7": ("auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR",
+           """SELECT B.auction, B.bidder, B.price, B.`dateTime`, B.extra
+              FROM bid B
+              JOIN (SELECT MAX(price) AS maxprice, window_end AS `dateTime`
+                    FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+                    GROUP BY window_start, window_end) B1
+              ON B.price = B1.maxprice
+              WHERE B.`dateTime` BETWEEN B1.`dateTime` - INTERVAL '10' SECOND AND B1.`dateTime`"""),
+    "q8": ("id BIGINT, name VARCHAR, stime TIMESTAMP(3)",
+           """SELECT P.id, P.name, P.starttime
+              FROM (SELECT id, name, window_start AS starttime, window_end AS endtime
+                    FROM TABLE(TUMBLE(TABLE person, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+                    GROUP BY id, name, window_start, window_end) P
+              JOIN (SELECT seller, window_start AS starttime, window_end AS endtime
+                    FROM TABLE(TUMBLE(TABLE auction, DESCRIPTOR(`dateTime`),
+                                      INTERVAL '10' SECOND))
+                    GROUP BY seller, window_start, window_end) A
+              ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime"""),
+}
+
+UPDATING = {"q4"}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--query", required=True, choices=sorted(QUERIES))
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--parallelism", type=int, default=2)
+    ap.add_argument("--output", help="write the result rows as CSV here (default: blackhole)")
+    args = ap.parse_args()
+
+    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    conf = t_env.get_config()
+    # The settings of the reference benchmark's flink-conf.yaml that apply to a local run.
+    for key, value in {
+        "parallelism.default": str(args.parallelism),
+        "pipeline.object-reuse": "true",
+        "table.exec.mini-batch.enabled": "true",
+        "table.exec.mini-batch.allow-latency": "2 s",
+        "table.exec.mini-batch.size": "50000",
+        "table.optimizer.distinct-agg.split.enabled": "true",
+    }.items():
+        conf.set(key, value)
+
+    t_env.execute_sql(SOURCE.format(path=os.path.abspath(args.input)))
+    for view in VIEWS:
+        t_env.execute_sql(view)
+    columns, select = QUERIES[args.query]
+
+    started = time.time()
+    if args.output and args.query in UPDATING:
+        # The file system sink takes only appends: collect the changelog and keep the last row
+        # per key.
+        final = {}
+        with t_env.sql_query(select).execute().collect() as rows:
+            for row in rows:
+                kind = str(row.get_row_kind())
+                key = row[0]
+                if kind.endswith("DELETE") or kind.endswith("UPDATE_BEFORE"):
+                    final.pop(key, None)
+                else:
+                    final[key] = row
+        os.makedirs(args.output, exist_ok=True)
+        with open(os.path.join(args.output, "result.csv"), "w") as f:
+            for row in final.values():
+                f.write(",".join(str(v) for v in row) + "\n")
+        net = time.time() - started
+    else:
+        connector = (
+            f"'connector' = 'filesystem', 'path' = 'file://{os.path.abspath(args.output)}', "
+            "'format' = 'csv'"
+            if args.output
+            else "'connector' = 'blackhole'"
+        )
+        t_env.execute_sql(f"CREATE TABLE sink ({columns}) WITH ({connector})")
+        result = t_env.execute_sql(f"INSERT INTO sink {select}")
+        job = result.get_job_client().get_job_execution_result().result()
+        net = job.get_net_runtime() / 1000.0
+    print(json.dumps({"engine": "flink", "query": args.query, "seconds": net,
+                      "wall": time.time() - started}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

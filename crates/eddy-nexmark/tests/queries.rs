@@ -1,0 +1,297 @@
+//! Every query against a brute-force oracle over the same generated events, at parallelism 1, 2
+//! and 4, from the in-job generator and from JSON files.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use eddy::prelude::*;
+use eddy_nexmark::queries::{self, Q0Row, Q1Row, Q2Row, Q3Row, Q4Row, Q5Row, Q7Row, Q8Row};
+use eddy_nexmark::{Event, GeneratorConfig, Input, Query, events, write_files};
+
+const EVENTS: u64 = 24_000;
+
+/// 600 events per second: 40 s of event time, so four tumbling windows and twenty slides.
+fn config() -> GeneratorConfig {
+    GeneratorConfig {
+        seed: 42,
+        events_per_second: 600.0,
+        ..GeneratorConfig::default()
+    }
+}
+
+fn generated() -> Vec<Event> {
+    let c = config();
+    (0..EVENTS).map(|n| c.event(n)).collect()
+}
+
+fn run(query: Query, input: &Input, parallelism: u32) -> Vec<String> {
+    let env = StreamExecutionEnvironment::create_local_environment(parallelism);
+    let events = events(&env, input);
+    fn strings<T: eddy::Data + std::fmt::Display>(rows: DataStream<T>) -> DataStream<String> {
+        rows.map(|r: T| r.to_string())
+    }
+    let rows = match query {
+        Query::Q0 => strings(queries::q0(events)),
+        Query::Q1 => strings(queries::q1(events)),
+        Query::Q2 => strings(queries::q2(events)),
+        Query::Q3 => strings(queries::q3(events)),
+        Query::Q4 => strings(queries::q4(events)),
+        Query::Q5 => strings(queries::q5(events)),
+        Query::Q7 => strings(queries::q7(events)),
+        Query::Q8 => strings(queries::q8(events)),
+    };
+    let mut out = rows
+        .execute_and_collect(&format!("{query}"))
+        .unwrap_or_else(|e| panic!("{query} p={parallelism}: {e}"));
+    if query.is_updating() {
+        // A changelog: the last row per key (each key's rows come from one subtask, in order).
+        let mut last = BTreeMap::new();
+        for row in out {
+            let key = row.split(',').next().unwrap_or_default().to_string();
+            last.insert(key, row);
+        }
+        out = last.into_values().collect();
+    }
+    out.sort();
+    out
+}
+
+fn bids(events: &[Event]) -> impl Iterator<Item = &eddy_nexmark::Bid> {
+    events.iter().filter_map(|e| match e {
+        Event::Bid(b) => Some(b),
+        _ => None,
+    })
+}
+
+fn oracle(query: Query, events: &[Event]) -> Vec<String> {
+    let mut out: Vec<String> = match query {
+        Query::Q0 => bids(events).map(|b| Q0Row(b.clone()).to_string()).collect(),
+        Query::Q1 => bids(events)
+            .map(|b| {
+                Q1Row {
+                    auction: b.auction,
+                    bidder: b.bidder,
+                    price_thousandths: u128::from(b.price) * 908,
+                    date_time: b.date_time,
+                    extra: b.extra.clone(),
+                }
+                .to_string()
+            })
+            .collect(),
+        Query::Q2 => bids(events)
+            .filter(|b| b.auction % 123 == 0)
+            .map(|b| {
+                Q2Row {
+                    auction: b.auction,
+                    price: b.price,
+                }
+                .to_string()
+            })
+            .collect(),
+        Query::Q3 => {
+            let mut rows = Vec::new();
+            for e in events {
+                let Event::Auction(a) = e else { continue };
+                if a.category != 10 {
+                    continue;
+                }
+                for p in events {
+                    let Event::Person(p) = p else { continue };
+                    if p.id == a.seller && ["OR", "ID", "CA"].contains(&p.state.as_str()) {
+                        rows.push(
+                            Q3Row {
+                                name: p.name.clone(),
+                                city: p.city.clone(),
+                                state: p.state.clone(),
+                                id: a.id,
+                            }
+                            .to_string(),
+                        );
+                    }
+                }
+            }
+            rows
+        }
+        Query::Q4 => {
+            let mut winners: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+            for e in events {
+                let Event::Auction(a) = e else { continue };
+                let best = bids(events)
+                    .filter(|b| {
+                        b.auction == a.id && (a.date_time..=a.expires).contains(&b.date_time)
+                    })
+                    .map(|b| b.price)
+                    .max();
+                if let Some(p) = best {
+                    winners.entry(a.category).or_default().push(p);
+                }
+            }
+            winners
+                .into_iter()
+                .map(|(category, prices)| {
+                    Q4Row {
+                        category,
+                        average: prices.iter().sum::<u64>() / prices.len() as u64,
+                    }
+                    .to_string()
+                })
+                .collect()
+        }
+        Query::Q5 => {
+            let mut windows: BTreeMap<i64, HashMap<u64, u64>> = BTreeMap::new();
+            for b in bids(events) {
+                let last = b.date_time - b.date_time.rem_euclid(2000);
+                let mut start = last;
+                while start > b.date_time - 10_000 {
+                    *windows
+                        .entry(start)
+                        .or_default()
+                        .entry(b.auction)
+                        .or_default() += 1;
+                    start -= 2000;
+                }
+            }
+            let mut rows = Vec::new();
+            for counts in windows.values() {
+                let max = counts.values().copied().max().unwrap_or(0);
+                for (&auction, &num) in counts {
+                    if num == max {
+                        rows.push(Q5Row { auction, num }.to_string());
+                    }
+                }
+            }
+            rows
+        }
+        Query::Q7 => {
+            let mut max: BTreeMap<i64, u64> = BTreeMap::new();
+            for b in bids(events) {
+                let w = max.entry(b.date_time.div_euclid(10_000)).or_default();
+                *w = (*w).max(b.price);
+            }
+            let mut rows = Vec::new();
+            for (&w, &price) in &max {
+                let (start, end) = (w * 10_000, w * 10_000 + 10_000);
+                for b in bids(events) {
+                    if b.price == price && (start..=end).contains(&b.date_time) {
+                        rows.push(Q7Row(b.clone()).to_string());
+                    }
+                }
+            }
+            rows
+        }
+        Query::Q8 => {
+            let mut sellers: HashSet<(u64, i64)> = HashSet::new();
+            for e in events {
+                if let Event::Auction(a) = e {
+                    sellers.insert((a.seller, a.date_time.div_euclid(10_000)));
+                }
+            }
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Person(p) => Some(p),
+                    _ => None,
+                })
+                .filter(|p| sellers.contains(&(p.id, p.date_time.div_euclid(10_000))))
+                .map(|p| {
+                    Q8Row {
+                        id: p.id,
+                        name: p.name.clone(),
+                        start: p.date_time.div_euclid(10_000) * 10_000,
+                    }
+                    .to_string()
+                })
+                .collect()
+        }
+    };
+    out.sort();
+    out
+}
+
+fn check(query: Query) {
+    let events = generated();
+    let expected = oracle(query, &events);
+    assert!(!expected.is_empty(), "{query}: the oracle found no rows");
+    for p in [1, 2, 4] {
+        let input = Input::Generator {
+            config: config(),
+            events: EVENTS,
+        };
+        let got = run(query, &input, p);
+        assert_eq!(got.len(), expected.len(), "{query} p={p}: row count");
+        assert!(got == expected, "{query} p={p}: rows differ");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_files(&config(), EVENTS, 2, dir.path()).unwrap();
+    let got = run(query, &Input::Files(dir.path().to_path_buf()), 2);
+    assert!(got == expected, "{query} from files: rows differ");
+}
+
+#[test]
+fn q0_passes_bids_through() {
+    check(Query::Q0);
+}
+
+#[test]
+fn q1_converts_prices() {
+    check(Query::Q1);
+}
+
+#[test]
+fn q2_selects_auctions() {
+    check(Query::Q2);
+}
+
+#[test]
+fn q3_joins_sellers_and_auctions() {
+    check(Query::Q3);
+}
+
+#[test]
+fn q4_averages_winning_bids_per_category() {
+    check(Query::Q4);
+}
+
+#[test]
+fn q5_finds_hot_items_per_sliding_window() {
+    check(Query::Q5);
+}
+
+#[test]
+fn q7_finds_the_highest_bids_per_window() {
+    check(Query::Q7);
+}
+
+#[test]
+fn q8_finds_new_sellers_per_window() {
+    check(Query::Q8);
+}
+
+#[test]
+fn a_malformed_line_fails_the_job_with_the_line_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(&config(), 500, 1, dir.path()).unwrap();
+    let file = dir.path().join("events-000.json");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("{\"event_type\":2,\"bid\":{\"auction\":\"oops\"}}\n");
+    std::fs::write(&file, text).unwrap();
+    let env = StreamExecutionEnvironment::create_local_environment(1);
+    let err = eddy_nexmark::run_query(&env, Query::Q0, &Input::Files(dir.path().into()), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("malformed Nexmark event"), "{err}");
+    assert!(err.contains("oops"), "{err}");
+}
+
+#[test]
+fn a_missing_input_directory_is_a_clear_error() {
+    let env = StreamExecutionEnvironment::create_local_environment(1);
+    let err = eddy_nexmark::run_query(
+        &env,
+        Query::Q0,
+        &Input::Files("/nonexistent/nexmark".into()),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/nonexistent/nexmark"), "{err}");
+}
