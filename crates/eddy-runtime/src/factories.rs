@@ -11,7 +11,7 @@ use crate::operator::{OneInputOperator, OperatorContext, TwoInputOperator};
 use crate::registry::{
     AnyBox, DataPort, OperatorFactory, OperatorKind, OutputParts, Port, TaskInputs, downcast,
 };
-use crate::source::{Boundedness, Source, SourceReaderContext, assign_splits};
+use crate::source::{Boundedness, Source, SourceReaderContext};
 use crate::state::ListStateDescriptor;
 use crate::task::{OneInputTask, SourceTask, StreamTask, TaskEnv, TwoInputTask};
 use crate::watermark::WatermarkStrategy;
@@ -159,18 +159,17 @@ where
         let split_state = ctx
             .state
             .operator_state()
-            .get_list_state(&ListStateDescriptor::<S::Split>::new(SOURCE_SPLITS_STATE))?;
-        // Restored: the checkpointed splits, with their positions (dealt out again when the
-        // parallelism changed). Otherwise every subtask takes its share of all splits.
+            .get_union_list_state(&ListStateDescriptor::<S::Split>::new(SOURCE_SPLITS_STATE))?;
+        // Every subtask takes its share of all splits: on restore, of the union of the
+        // checkpointed splits with their positions (whatever the parallelism was).
         let splits = if ctx.state.is_restored() {
             split_state.get()
         } else {
-            assign_splits(
-                self.source.enumerate_splits(info.parallelism)?,
-                info.subtask_index,
-                info.parallelism,
-            )
+            self.source.enumerate_splits(info.parallelism)?
         };
+        let splits = self
+            .source
+            .assign_splits(splits, info.subtask_index, info.parallelism);
         let bounded = self.source.boundedness() == Boundedness::Bounded;
         Ok(Box::new(SourceTask::new(
             env,

@@ -30,6 +30,8 @@ pub struct SinkWriterContext {
     /// Whether the job takes periodic checkpoints (two-phase sinks then commit at each one;
     /// without them they may make data visible as they go).
     pub checkpointing: bool,
+    /// The job's configuration.
+    pub config: Arc<eddy_core::config::Configuration>,
 }
 
 impl SinkWriterContext {
@@ -41,6 +43,7 @@ impl SinkWriterContext {
                 .config
                 .get_optional(&eddy_core::config::options::CHECKPOINTING_INTERVAL)?
                 .is_some_and(|d| !d.is_zero()),
+            config: ctx.config.clone(),
         })
     }
 }

@@ -3,10 +3,13 @@
 //! assigned.
 //!
 //! Splits are assigned deterministically: every reader subtask enumerates the same splits in
-//! the same order and takes those whose position modulo the parallelism is its index. That needs
-//! no coordinator process that would have to run user code, and it gives the same assignment on
-//! every worker of a cluster. A reader's splits, with their positions, are its checkpoint state;
-//! on restore (at any parallelism) the checkpointed splits are dealt out the same way.
+//! the same order and takes its share, by default those whose position modulo the parallelism
+//! is its index ([`Source::assign_splits`]). That needs no coordinator process that would have
+//! to run user code, and it gives the same assignment on every worker of a cluster. A reader's
+//! splits, with their positions, are its checkpoint state; on restore (at any parallelism) every
+//! subtask sees the union of the checkpointed splits and takes its share the same way. A source
+//! whose splits appear while it runs (new Kafka partitions) assigns them by a function of the
+//! split alone, so that each new split has exactly one owner.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -256,6 +259,19 @@ pub trait Source<T>: Send + Sync + 'static {
 
     /// A reader for one subtask.
     fn create_reader(&self, ctx: &SourceReaderContext) -> Result<Self::Reader>;
+
+    /// The share of `splits` that subtask `index` of `parallelism` reads: `splits` holds every
+    /// split of the source at the start, and on restore the union of the splits all subtasks
+    /// checkpointed. The shares must be disjoint and together cover `splits`. The default deals
+    /// the splits out by position.
+    fn assign_splits(
+        &self,
+        splits: Vec<Self::Split>,
+        index: u32,
+        parallelism: u32,
+    ) -> Vec<Self::Split> {
+        assign_splits(splits, index, parallelism)
+    }
 }
 
 /// The splits subtask `index` of `parallelism` reads from `splits`.
