@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
+pub mod admin;
 mod error;
 mod record;
 mod sink;

@@ -166,6 +166,24 @@ impl ProducerContext for DeliveryErrors {
     }
 }
 
+/// A transaction step's error; a broker without transactions is named as such. (tansu, for
+/// one, grants transactional producer ids but has no `EndTxn`: the first commit tells.)
+fn transaction_error(brokers: &str, context: &str, e: KafkaError) -> RuntimeError {
+    let unsupported = matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::UnsupportedVersion | RDKafkaErrorCode::UnsupportedFeature)
+    ) || e.to_string().contains("not supported by broker");
+    if unsupported {
+        KafkaConnectorError::TransactionsUnsupported {
+            brokers: brokers.to_owned(),
+            reason: e.to_string(),
+        }
+        .into()
+    } else {
+        KafkaConnectorError::client(context, e).into()
+    }
+}
+
 /// A prepared transaction: what the committer commits.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KafkaCommittable {
@@ -208,24 +226,7 @@ impl<T: 'static> SinkInner<T> {
     }
 
     fn transaction_error(&self, e: KafkaError) -> RuntimeError {
-        let unsupported = matches!(
-            e.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::UnsupportedVersion
-                    | RDKafkaErrorCode::UnsupportedFeature
-                    | RDKafkaErrorCode::InvalidRequest
-                    | RDKafkaErrorCode::CoordinatorNotAvailable
-            )
-        ) || e.to_string().contains("not supported");
-        if unsupported {
-            KafkaConnectorError::TransactionsUnsupported {
-                brokers: self.brokers.clone(),
-                reason: e.to_string(),
-            }
-            .into()
-        } else {
-            KafkaConnectorError::client("running a transaction", e).into()
-        }
+        transaction_error(&self.brokers, "running a transaction", e)
     }
 
     /// Checks that a transaction can outlive a checkpoint interval plus a restart: otherwise
@@ -306,6 +307,7 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
     fn create_committer(&self, _ctx: &SinkWriterContext) -> Result<KafkaCommitter> {
         Ok(KafkaCommitter {
             prepared: Box::new(self.inner.clone()),
+            brokers: self.inner.brokers.clone(),
         })
     }
 
@@ -482,6 +484,7 @@ impl<T: 'static> CommittingSinkWriter<T> for KafkaWriter<T> {
 /// Commits prepared transactions when their checkpoint completes.
 pub struct KafkaCommitter {
     prepared: Box<dyn PreparedTransactions>,
+    brokers: String,
 }
 
 /// The prepared transactions of a sink, whatever its record type.
@@ -508,10 +511,8 @@ impl Committer<KafkaCommittable> for KafkaCommitter {
                 continue;
             };
             producer.commit_transaction(FLUSH_TIMEOUT).map_err(|e| {
-                KafkaConnectorError::client(
-                    format!("committing transaction '{}'", c.transactional_id),
-                    e,
-                )
+                let context = format!("committing transaction '{}'", c.transactional_id);
+                transaction_error(&self.brokers, &context, e)
             })?;
         }
         Ok(())

@@ -257,9 +257,12 @@ impl<T> SourceConfig<T> {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("allow.auto.create.topics", "false");
-        if let Some(g) = &self.group_id {
-            c.set("group.id", g);
-        }
+        // librdkafka wants a group even for assigned partitions; offsets are committed only
+        // to a group the user named.
+        c.set(
+            "group.id",
+            self.group_id.as_deref().unwrap_or("eddy-kafka-source"),
+        );
         for (k, v) in &self.properties {
             c.set(k, v);
         }
@@ -429,6 +432,7 @@ impl<T: Send + 'static> Source<T> for KafkaSource<T> {
             pending_commits: BTreeMap::new(),
             bad_records: ctx.metrics.counter("numRecordsInErrors"),
             headers: Vec::new(),
+            finished: Vec::new(),
         })
     }
 }
@@ -448,6 +452,8 @@ pub struct KafkaSourceReader<T> {
     pending_commits: BTreeMap<u64, Vec<(String, i32, i64)>>,
     bad_records: Arc<Counter>,
     headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Final positions of partitions read to their stopping offsets (bounded mode).
+    finished: Vec<(String, i32, i64)>,
 }
 
 impl<T: Send + 'static> KafkaSourceReader<T> {
@@ -532,6 +538,23 @@ impl<T: Send + 'static> KafkaSourceReader<T> {
             self.add(new, &OffsetsInitializer::Earliest)?;
         }
         Ok(())
+    }
+
+    /// Commits `positions` to the consumer group, if the source has one. A failed commit only
+    /// delays the group's view: the positions are in the checkpoint, as in Flink.
+    fn commit(&self, positions: Vec<(String, i32, i64)>, mode: CommitMode) {
+        if self.config.group_id.is_none() || positions.is_empty() {
+            return;
+        }
+        let offsets: HashMap<(String, i32), Offset> = positions
+            .into_iter()
+            .map(|(t, p, o)| ((t, p), Offset::Offset(o)))
+            .collect();
+        let result = TopicPartitionList::from_topic_map(&offsets)
+            .and_then(|tpl| self.consumer.commit(&tpl, mode));
+        if let Err(e) = result {
+            tracing::warn!("committing kafka offsets: {e}");
+        }
     }
 
     /// Handles a record the deserializer rejected, by the policy.
@@ -682,6 +705,9 @@ impl<T: Send + 'static> SourceReader<T> for KafkaSourceReader<T> {
             for key in finished {
                 if let Some(s) = self.splits.remove(&key) {
                     output.release_split(&s.split_id());
+                    if let Some(end) = s.stopping_offset {
+                        self.finished.push((s.topic.clone(), s.partition, end));
+                    }
                 }
             }
             self.reassign()?;
@@ -722,30 +748,19 @@ impl<T: Send + 'static> SourceReader<T> for KafkaSourceReader<T> {
         // The newest completed checkpoint's positions subsume older ones.
         let later = self.pending_commits.split_off(&(checkpoint_id + 1));
         let done = std::mem::replace(&mut self.pending_commits, later);
-        let Some((_, positions)) = done.into_iter().next_back() else {
-            return Ok(());
-        };
-        if self.config.group_id.is_none() || positions.is_empty() {
-            return Ok(());
-        }
-        let offsets: HashMap<(String, i32), Offset> = positions
-            .into_iter()
-            .map(|(t, p, o)| ((t, p), Offset::Offset(o)))
-            .collect();
-        match TopicPartitionList::from_topic_map(&offsets) {
-            // A failed commit only delays the group's view; the positions are in the
-            // checkpoint, as in Flink.
-            Ok(tpl) => {
-                if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::warn!("committing kafka offsets of checkpoint {checkpoint_id}: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("committing kafka offsets: {e}"),
+        if let Some((_, positions)) = done.into_iter().next_back() {
+            self.commit(positions, CommitMode::Async);
         }
         Ok(())
     }
 
     fn close(&mut self) -> Result<()> {
+        // A bounded read that ended: its partitions are done, and the group learns so (a
+        // finished source takes part in no further checkpoint).
+        if self.splits.is_empty() && !self.finished.is_empty() {
+            let finished = std::mem::take(&mut self.finished);
+            self.commit(finished, CommitMode::Sync);
+        }
         if let Some(p) = &self.dead_letters {
             p.flush(REQUEST_TIMEOUT)
                 .map_err(|e| KafkaConnectorError::client("flushing dead letters", e))?;

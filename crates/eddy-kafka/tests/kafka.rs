@@ -1,0 +1,529 @@
+//! The Kafka source and sink against a real broker (tansu, started per test on a free port).
+//! Outputs are compared with the input as multisets at parallelism 1, 2 and 4; failures are
+//! injected after checkpoints have completed.
+//!
+//! tansu has no transactions: the exactly-once sink is checked to refuse it with a clear
+//! error, and Kafka → Kafka runs at-least-once and is checked to hold every record.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Broker;
+use eddy::JobClient;
+use eddy::prelude::*;
+use eddy::windowing::{TimeWindow, TumblingEventTimeWindows};
+use eddy_kafka::{
+    BadRecordPolicy, ConsumerRecord, DeliveryGuarantee, JsonDeserializer, KafkaRecordSerializer,
+    KafkaSink, KafkaSource, OffsetsInitializer, string_deserializer,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Event {
+    id: u64,
+    user: String,
+    ts: i64,
+}
+
+const PARTITIONS: i32 = 3;
+
+/// `n` events, spread over the partitions by id, with timestamps rising within each partition
+/// but partitions far apart in time (partition p starts p × 100 s later). No timestamp is 0:
+/// librdkafka reads a 0 timestamp as "now".
+fn events(n: u64) -> Vec<Event> {
+    (0..n)
+        .map(|id| Event {
+            id,
+            user: format!("user-{}", id % 17),
+            ts: 1_000_000 + (id % PARTITIONS as u64) as i64 * 100_000 + id as i64 * 10,
+        })
+        .collect()
+}
+
+fn produce(broker: &Broker, topic: &str, events: &[Event]) {
+    let records: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                (e.id % PARTITIONS as u64) as i32,
+                e.id.to_string(),
+                serde_json::to_vec(e).unwrap(),
+                e.ts,
+            )
+        })
+        .collect();
+    broker.produce(topic, &records);
+}
+
+fn conf(pairs: &[(&str, &str)]) -> Configuration {
+    let mut c = Configuration::new();
+    for (k, v) in [
+        ("execution.checkpointing.interval", "30 ms"),
+        ("restart-strategy.type", "fixed-delay"),
+        ("restart-strategy.fixed-delay.attempts", "3"),
+        ("restart-strategy.fixed-delay.delay", "10 ms"),
+        ("taskmanager.memory.segment-size", "1kb"),
+    ] {
+        c.set_string(k, v);
+    }
+    for (k, v) in pairs {
+        c.set_string(*k, *v);
+    }
+    c
+}
+
+fn source(broker: &Broker, topic: &str) -> eddy_kafka::KafkaSourceBuilder<Event> {
+    KafkaSource::builder()
+        .set_bootstrap_servers(&broker.bootstrap)
+        .set_topics([topic])
+        .set_group_id("eddy-test")
+        .set_bounded(OffsetsInitializer::Latest)
+        .set_deserializer(JsonDeserializer::<Event>::new())
+}
+
+/// Arms `fail` once the job has completed two checkpoints.
+fn arm_after_checkpoints(client: &JobClient, fail: &AtomicBool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.checkpoint_statistics().completed < 2 && Instant::now() < deadline {
+        if client.wait_timeout(Duration::from_millis(2)).is_some() {
+            break;
+        }
+    }
+    fail.store(true, Ordering::SeqCst);
+}
+
+/// A map that is slow until `fail` is armed, then panics once.
+fn failing_once(fail: Arc<AtomicBool>) -> impl Fn(Event) -> Event + Clone + Send + Sync + 'static {
+    let fired = Arc::new(AtomicBool::new(false));
+    move |e: Event| {
+        if !fail.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_micros(300));
+        } else if !fired.swap(true, Ordering::SeqCst) {
+            panic!("injected failure");
+        }
+        e
+    }
+}
+
+#[test]
+fn the_source_reads_every_record_once_across_a_failure_at_any_parallelism() {
+    let broker = Broker::start();
+    broker.create_topic("events", PARTITIONS);
+    let input = events(3000);
+    produce(&broker, "events", &input);
+    for p in [1, 2, 4] {
+        let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+        env.set_parallelism(p);
+        let fail = Arc::new(AtomicBool::new(false));
+        let handle = env
+            .from_source(
+                source(&broker, "events").build().unwrap(),
+                WatermarkStrategy::no_watermarks(),
+                "kafka",
+            )
+            .map(failing_once(fail.clone()))
+            .collect_async();
+        let client = env.execute_async("kafka source").unwrap();
+        arm_after_checkpoints(&client, &fail);
+        client.get_job_execution_result().unwrap();
+        assert!(
+            client.checkpoint_statistics().restored >= 1,
+            "p={p}: no restore"
+        );
+        let mut out = handle.take();
+        out.sort();
+        assert_eq!(out, input, "p={p}");
+    }
+}
+
+#[test]
+fn record_metadata_reaches_the_deserializer() {
+    let broker = Broker::start();
+    broker.create_topic("meta", PARTITIONS);
+    let input = events(300);
+    produce(&broker, "meta", &input);
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+    env.set_parallelism(2);
+    let handle = env
+        .from_source(
+            KafkaSource::builder()
+                .set_bootstrap_servers(&broker.bootstrap)
+                .set_topics(["meta"])
+                .set_bounded(OffsetsInitializer::Latest)
+                .set_deserializer(|r: &ConsumerRecord<'_>| {
+                    let e: Event = serde_json::from_slice(r.payload.unwrap_or_default())?;
+                    let key = String::from_utf8_lossy(r.key.unwrap_or_default()).into_owned();
+                    Ok((
+                        e,
+                        r.topic.to_owned(),
+                        r.partition,
+                        r.offset,
+                        key,
+                        r.timestamp,
+                    ))
+                })
+                .build()
+                .unwrap(),
+            WatermarkStrategy::no_watermarks(),
+            "kafka",
+        )
+        .collect_async();
+    env.execute("metadata").unwrap();
+    let out = handle.take();
+    assert_eq!(out.len(), input.len());
+    let mut offsets: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (e, topic, partition, offset, key, ts) in out {
+        assert_eq!(topic, "meta");
+        assert_eq!(partition as u64, e.id % PARTITIONS as u64);
+        assert_eq!(key, e.id.to_string());
+        assert_eq!(ts, Some(e.ts));
+        offsets.entry(partition).or_default().push(offset);
+    }
+    for (p, mut o) in offsets {
+        o.sort();
+        let n = o.len() as i64;
+        assert_eq!(o, (0..n).collect::<Vec<_>>(), "partition {p}: offsets");
+    }
+}
+
+#[test]
+fn offsets_are_committed_on_checkpoints_and_committed_offsets_resume() {
+    let broker = Broker::start();
+    broker.create_topic("commits", PARTITIONS);
+    let first = events(600);
+    produce(&broker, "commits", &first);
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+    env.set_parallelism(2);
+    let handle = env
+        .from_source(
+            source(&broker, "commits").build().unwrap(),
+            WatermarkStrategy::no_watermarks(),
+            "kafka",
+        )
+        .map(|e: Event| {
+            std::thread::sleep(Duration::from_micros(200));
+            e
+        })
+        .collect_async();
+    env.execute("first").unwrap();
+    assert_eq!(handle.take().len(), first.len());
+    // The group's committed offsets are the ends of the partitions.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "eddy-test")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition("commits", p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    for p in 0..PARTITIONS {
+        let expected = first.iter().filter(|e| e.id % 3 == p as u64).count() as i64;
+        assert_eq!(
+            committed.find_partition("commits", p).map(|e| e.offset()),
+            Some(Offset::Offset(expected)),
+            "partition {p}"
+        );
+    }
+    // A job starting from the committed offsets reads only what came since.
+    let second: Vec<_> = events(900).split_off(600);
+    produce(&broker, "commits", &second);
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+    let handle = env
+        .from_source(
+            source(&broker, "commits")
+                .set_starting_offsets(OffsetsInitializer::Committed { or_earliest: true })
+                .build()
+                .unwrap(),
+            WatermarkStrategy::no_watermarks(),
+            "kafka",
+        )
+        .collect_async();
+    env.execute("second").unwrap();
+    let mut out = handle.take();
+    out.sort();
+    assert_eq!(out, second);
+}
+
+#[test]
+fn per_partition_watermarks_keep_windows_exact_across_partitions_far_apart_in_time() {
+    let broker = Broker::start();
+    broker.create_topic("times", PARTITIONS);
+    let input = events(3000);
+    produce(&broker, "times", &input);
+    // Oracle: events per user per 10 s window.
+    let mut expected: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    for e in &input {
+        *expected.entry((e.user.clone(), e.ts / 10_000)).or_default() += 1;
+    }
+    for p in [1, 2] {
+        let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+        env.set_parallelism(p);
+        // No out-of-orderness allowed: within a partition timestamps only rise, so only a
+        // watermark shared across partitions could make records late.
+        let strategy = WatermarkStrategy::for_monotonous_timestamps();
+        let handle = env
+            .from_source(source(&broker, "times").build().unwrap(), strategy, "kafka")
+            .map(|e: Event| (e.user, 1u64))
+            .key_by(|x: &(String, u64)| x.0.clone())
+            .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
+            .apply(
+                |key: &String,
+                 w: &TimeWindow,
+                 items: Vec<(String, u64)>,
+                 out: &mut Collector<'_, ((String, i64), u64)>| {
+                    out.collect(((key.clone(), w.start / 10_000), items.len() as u64));
+                },
+            )
+            .collect_async();
+        env.execute("windows").unwrap();
+        let got: BTreeMap<_, _> = handle.take().into_iter().collect();
+        assert_eq!(got, expected, "p={p}");
+    }
+}
+
+fn poison_input(broker: &Broker, topic: &str) -> Vec<Event> {
+    broker.create_topic(topic, PARTITIONS);
+    let input = events(1000);
+    let mut records: Vec<_> = input
+        .iter()
+        .map(|e| {
+            (
+                (e.id % PARTITIONS as u64) as i32,
+                e.id.to_string(),
+                serde_json::to_vec(e).unwrap(),
+                e.ts,
+            )
+        })
+        .collect();
+    // Record 500 (partition 2, offset 166) is not JSON.
+    records[500].2 = b"{not json".to_vec();
+    broker.produce(topic, &records);
+    input.into_iter().filter(|e| e.id != 500).collect()
+}
+
+#[test]
+fn a_poison_record_fails_the_job_naming_where_it_is_and_restarts_stay_bounded() {
+    let broker = Broker::start();
+    poison_input(&broker, "poison");
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+    env.set_parallelism(2);
+    let _ = env
+        .from_source(
+            source(&broker, "poison").build().unwrap(),
+            WatermarkStrategy::no_watermarks(),
+            "kafka",
+        )
+        .collect_async();
+    let client = env.execute_async("poison").unwrap();
+    let err = client.get_job_execution_result().unwrap_err().to_string();
+    assert!(
+        err.contains("topic 'poison' partition 2 offset 166") && err.contains("deserialized"),
+        "{err}"
+    );
+    // The restart strategy's 3 attempts were used, then the job failed: no endless loop.
+    assert_eq!(client.job_status(), eddy::JobStatus::Failed);
+}
+
+#[test]
+fn a_skipped_poison_record_is_counted_and_nothing_else_is_lost() {
+    let broker = Broker::start();
+    let expected = poison_input(&broker, "skip");
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+    env.set_parallelism(2);
+    let handle = env
+        .from_source(
+            source(&broker, "skip")
+                .set_bad_record_policy(BadRecordPolicy::Skip)
+                .build()
+                .unwrap(),
+            WatermarkStrategy::no_watermarks(),
+            "kafka",
+        )
+        .collect_async();
+    let client = env.execute_async("skip").unwrap();
+    client.get_job_execution_result().unwrap();
+    let mut out = handle.take();
+    out.sort();
+    assert_eq!(out, expected);
+    let skipped: f64 = client
+        .metrics()
+        .iter()
+        .filter(|m| m.name == "numRecordsInErrors")
+        .map(|m| m.value.as_f64())
+        .sum();
+    assert_eq!(skipped, 1.0);
+}
+
+#[test]
+fn a_poison_record_goes_to_the_dead_letter_topic() {
+    let broker = Broker::start();
+    let expected = poison_input(&broker, "dlq-in");
+    broker.create_topic("dlq", 1);
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+    env.set_parallelism(2);
+    let handle = env
+        .from_source(
+            source(&broker, "dlq-in")
+                .set_bad_record_policy(BadRecordPolicy::DeadLetter {
+                    topic: "dlq".into(),
+                })
+                .build()
+                .unwrap(),
+            WatermarkStrategy::no_watermarks(),
+            "kafka",
+        )
+        .collect_async();
+    env.execute("dead letters").unwrap();
+    let mut out = handle.take();
+    out.sort();
+    assert_eq!(out, expected);
+    let dead = broker.read_all("dlq", 1, 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value, "{not json");
+    assert_eq!(dead[0].key.as_deref(), Some("500"));
+    let header = |k: &str| {
+        dead[0]
+            .headers
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("eddy.dlq.topic").as_deref(), Some("dlq-in"));
+    assert_eq!(header("eddy.dlq.partition").as_deref(), Some("2"));
+    assert_eq!(header("eddy.dlq.offset").as_deref(), Some("166"));
+}
+
+#[test]
+fn kafka_to_kafka_at_least_once_keeps_every_record_across_a_failure() {
+    let broker = Broker::start();
+    broker.create_topic("k2k-in", PARTITIONS);
+    let input = events(2000);
+    produce(&broker, "k2k-in", &input);
+    for (p, out_topic) in [(1, "k2k-out-1"), (2, "k2k-out-2"), (4, "k2k-out-4")] {
+        broker.create_topic(out_topic, 2);
+        let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+        env.set_parallelism(p);
+        let fail = Arc::new(AtomicBool::new(false));
+        env.from_source(
+            source(&broker, "k2k-in").build().unwrap(),
+            WatermarkStrategy::no_watermarks(),
+            "kafka",
+        )
+        .map(failing_once(fail.clone()))
+        .map(|e: Event| format!("{}:{}", e.id, e.user))
+        .sink_to(
+            KafkaSink::builder()
+                .set_bootstrap_servers(&broker.bootstrap)
+                .set_record_serializer(
+                    KafkaRecordSerializer::string(out_topic)
+                        .with_key(|s: &String| s.split(':').next().map(|k| k.as_bytes().to_vec())),
+                )
+                .set_delivery_guarantee(DeliveryGuarantee::AtLeastOnce)
+                .build()
+                .unwrap(),
+        );
+        let client = env.execute_async("kafka to kafka").unwrap();
+        arm_after_checkpoints(&client, &fail);
+        client.get_job_execution_result().unwrap();
+        assert!(
+            client.checkpoint_statistics().restored >= 1,
+            "p={p}: no restore"
+        );
+        let got = broker.read_all(out_topic, 2, usize::MAX);
+        let mut distinct: Vec<_> = got.iter().map(|r| r.value.clone()).collect();
+        distinct.sort();
+        distinct.dedup();
+        let mut expected: Vec<_> = input
+            .iter()
+            .map(|e| format!("{}:{}", e.id, e.user))
+            .collect();
+        expected.sort();
+        assert_eq!(distinct, expected, "p={p}: every record at least once");
+        for r in &got {
+            assert_eq!(r.key.as_deref(), r.value.split(':').next(), "p={p}: keys");
+        }
+    }
+}
+
+fn exactly_once_sink(broker: &Broker, props: &[(&str, &str)]) -> KafkaSink<String> {
+    let mut b = KafkaSink::builder()
+        .set_bootstrap_servers(&broker.bootstrap)
+        .set_record_serializer(KafkaRecordSerializer::string("eos-out"))
+        .set_delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
+        .set_transactional_id_prefix("eos-test");
+    for (k, v) in props {
+        b = b.set_property(*k, *v);
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn exactly_once_refuses_a_broker_without_transactions() {
+    let broker = Broker::start();
+    broker.create_topic("eos-out", 1);
+    let env =
+        StreamExecutionEnvironment::with_configuration(conf(&[("restart-strategy.type", "none")]));
+    env.from_collection(vec!["a".to_string()])
+        .sink_to(exactly_once_sink(&broker, &[]));
+    let started = Instant::now();
+    let err = env.execute("eos").unwrap_err().to_string();
+    assert!(
+        err.contains("does not support") && err.contains("transactions"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "it failed fast"
+    );
+}
+
+#[test]
+fn a_transaction_timeout_shorter_than_checkpoints_and_restarts_is_refused() {
+    let broker = Broker::start();
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[
+        ("execution.checkpointing.interval", "5 s"),
+        ("restart-strategy.fixed-delay.delay", "10 s"),
+    ]));
+    env.from_collection(vec!["a".to_string()])
+        .sink_to(exactly_once_sink(
+            &broker,
+            &[("transaction.timeout.ms", "12000")],
+        ));
+    let err = env.execute("timeout").unwrap_err().to_string();
+    assert!(
+        err.contains("transaction.timeout.ms (12000 ms) is shorter than"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_topic_is_named() {
+    let broker = Broker::start();
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+    let _ = env
+        .from_source(
+            KafkaSource::builder()
+                .set_bootstrap_servers(&broker.bootstrap)
+                .set_topics(["nowhere"])
+                .set_bounded(OffsetsInitializer::Latest)
+                .set_deserializer(string_deserializer())
+                .build()
+                .unwrap(),
+            WatermarkStrategy::no_watermarks(),
+            "kafka",
+        )
+        .collect_async();
+    let err = env.execute("missing").unwrap_err().to_string();
+    assert!(err.contains("'nowhere' does not exist"), "{err}");
+}
