@@ -666,6 +666,21 @@ impl<T: Send + 'static> SourceReader<T> for KafkaSourceReader<T> {
                 continue; // a partition given up since
             };
             let offset = msg.offset();
+            if let Some(next) = split.next_offset {
+                if offset < next {
+                    continue; // delivered again: emitted before
+                }
+                if offset > next {
+                    // Compaction and transaction markers leave gaps; a broker that skips
+                    // records does too, and then the log is the only place that tells.
+                    tracing::warn!(
+                        "kafka topic '{}' partition {}: offset {offset} follows {}; offsets {next}..{offset} were not delivered",
+                        key.0,
+                        key.1,
+                        next - 1
+                    );
+                }
+            }
             if split.stopping_offset.is_some_and(|stop| offset >= stop) {
                 finished.push(key);
                 continue;

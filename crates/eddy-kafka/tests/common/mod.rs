@@ -76,6 +76,8 @@ impl Broker {
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("linger.ms", "5")
+            // One record per batch: tansu 0.6.0 misreads fetches and list-offsets requests
+            // that fall inside a batch (see ARCHITECTURE.md, "Kafka").
             .set("batch.num.messages", "1")
             .create()
             .unwrap();
