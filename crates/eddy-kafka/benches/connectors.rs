@@ -1,0 +1,223 @@
+//! Connector throughput against real servers: a tansu broker started here on a free port
+//! (`EDDY_TANSU`, or the one the test script installs) and the machine's Postgres
+//! (`EDDY_POSTGRES_URL`, default 127.0.0.1:5432).
+//!
+//! ```text
+//! cargo bench -p eddy-kafka --bench connectors [-- --records 200000]
+//! ```
+//!
+//! Prints records/s (and per subtask) for Kafka → map → Kafka at-least-once, and rows/s for
+//! Kafka → Postgres with COPY, multi-row INSERT and upsert. Broker, database and job share
+//! the machine's cores.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use eddy::prelude::*;
+use eddy_kafka::{
+    DeliveryGuarantee as KafkaGuarantee, JsonDeserializer, KafkaRecordSerializer, KafkaSink,
+    KafkaSource, OffsetsInitializer,
+};
+use eddy_postgres::{DeliveryGuarantee, PostgresSink, WriteMode};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Event {
+    event_id: String,
+    user_name: String,
+    location: String,
+    amount: f64,
+}
+
+struct Broker(Child, String);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_broker() -> Result<Broker> {
+    let bin = std::env::var("EDDY_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/eddy-tools/bin/tansu")
+        });
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(&bin)
+        .args(["broker", "--storage-engine", "memory://tansu/", "--silent"])
+        .args(["--listener-url", &url, "--advertised-listener-url", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {} (scripts/test.sh installs it)", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "tansu did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Broker(child, format!("127.0.0.1:{port}")))
+}
+
+fn produce(brokers: &str, topic: &str, n: u64) -> Result<()> {
+    eddy_kafka::admin::create_topics(brokers, &[(topic, 2)])?;
+    // One record per batch: tansu 0.6.0 reports wrong end offsets for larger batches.
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("batch.num.messages", "1")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    for i in 0..n {
+        let e = Event {
+            event_id: format!("evt-{i:09}"),
+            user_name: format!("user-{}", i % 1000),
+            location: ["Berlin", "Lisbon", "Oslo", "Osaka"][(i % 4) as usize].into(),
+            amount: (i % 10_000) as f64 / 100.0,
+        };
+        let payload = serde_json::to_vec(&e)?;
+        let mut rec = BaseRecord::to(topic).key(&e.event_id).payload(&payload);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(())
+}
+
+fn source(brokers: &str, topic: &str) -> Result<KafkaSource<Event>> {
+    Ok(KafkaSource::builder()
+        .set_bootstrap_servers(brokers)
+        .set_topics([topic])
+        .set_bounded(OffsetsInitializer::Latest)
+        .set_deserializer(JsonDeserializer::<Event>::new())
+        .build()?)
+}
+
+fn env(parallelism: u32) -> StreamExecutionEnvironment {
+    let mut conf = Configuration::new();
+    conf.set_string("execution.checkpointing.interval", "1 s");
+    let env = StreamExecutionEnvironment::with_configuration(conf);
+    env.set_parallelism(parallelism);
+    env
+}
+
+fn kafka_to_kafka(brokers: &str, n: u64, parallelism: u32) -> Result<f64> {
+    let out = format!("bench-out-{parallelism}");
+    eddy_kafka::admin::create_topics(brokers, &[(&out, 2)])?;
+    let env = env(parallelism);
+    env.from_source(
+        source(brokers, "bench-in")?,
+        WatermarkStrategy::no_watermarks(),
+        "kafka",
+    )
+    .map(|e: Event| format!("{},{},{}", e.event_id, e.user_name, e.location))
+    .sink_to(
+        KafkaSink::builder()
+            .set_bootstrap_servers(brokers)
+            .set_record_serializer(KafkaRecordSerializer::string(out))
+            .set_delivery_guarantee(KafkaGuarantee::AtLeastOnce)
+            .build()?,
+    );
+    let start = Instant::now();
+    env.execute("kafka to kafka")?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn kafka_to_postgres(brokers: &str, n: u64, mode: WriteMode) -> Result<f64> {
+    let url = std::env::var("EDDY_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let table = format!("eddy_bench_{}", std::process::id());
+    let mut c = eddy_postgres::connect(&url)?;
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (event_id VARCHAR(50) PRIMARY KEY, user_name VARCHAR(50) NOT NULL, location VARCHAR(100) NOT NULL)"
+    ))?;
+    let env = env(2);
+    env.from_source(
+        source(brokers, "bench-in")?,
+        WatermarkStrategy::no_watermarks(),
+        "kafka",
+    )
+    .sink_to(
+        PostgresSink::builder(&url, &table)
+            .set_row(["event_id", "user_name", "location"], |e: &Event| {
+                vec![
+                    e.event_id.as_str().into(),
+                    e.user_name.as_str().into(),
+                    e.location.as_str().into(),
+                ]
+            })
+            .set_write_mode(mode)
+            .set_delivery_guarantee(DeliveryGuarantee::AtLeastOnce)
+            .set_batch_size(5000)
+            .build()?,
+    );
+    let start = Instant::now();
+    env.execute("kafka to postgres")?;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let rows: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])?
+        .get(0);
+    c.batch_execute(&format!("DROP TABLE {table}"))?;
+    anyhow::ensure!(rows == n as i64, "{rows} rows written, {n} expected");
+    Ok(rate)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let n: u64 = args
+        .iter()
+        .position(|a| a == "--records")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(200_000), |v| v.parse())?;
+    let broker = start_broker()?;
+    let brokers = broker.1.clone();
+    let start = Instant::now();
+    produce(&brokers, "bench-in", n)?;
+    println!(
+        "produced {n} JSON events (~90 bytes) in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    println!("| pipeline | parallelism | records/s | records/s per subtask |");
+    println!("|---|---|---|---|");
+    for p in [1, 2] {
+        let rate = kafka_to_kafka(&brokers, n, p)?;
+        println!(
+            "| Kafka → map → Kafka, at-least-once | {p} | {rate:.0} | {:.0} |",
+            rate / f64::from(p)
+        );
+    }
+    println!(
+        "| Kafka → map → Kafka, exactly-once | - | not measurable: tansu has no transactions | - |"
+    );
+    for (name, mode) in [
+        ("COPY", WriteMode::Copy),
+        ("multi-row INSERT", WriteMode::Insert),
+        (
+            "upsert",
+            WriteMode::Upsert {
+                key_columns: vec!["event_id".into()],
+            },
+        ),
+    ] {
+        let rate = kafka_to_postgres(&brokers, n, mode)?;
+        println!(
+            "| Kafka → Postgres, {name} | 2 | {rate:.0} | {:.0} |",
+            rate / 2.0
+        );
+    }
+    Ok(())
+}
