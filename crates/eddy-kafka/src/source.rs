@@ -750,11 +750,14 @@ impl<T: Send + 'static> SourceReader<T> for KafkaSourceReader<T> {
             p.flush(REQUEST_TIMEOUT)
                 .map_err(|e| KafkaConnectorError::client("flushing dead letters", e))?;
         }
-        let positions = self
-            .splits
-            .values()
-            .filter_map(|s| Some((s.topic.clone(), s.partition, s.next_offset?)))
-            .collect();
+        // Partitions read to their end are committed with the next checkpoint, as Flink does
+        // (a finished source still takes part in the checkpoints until the job ends).
+        let mut positions = self.finished.clone();
+        positions.extend(
+            self.splits
+                .values()
+                .filter_map(|s| Some((s.topic.clone(), s.partition, s.next_offset?))),
+        );
         self.pending_commits.insert(checkpoint_id, positions);
         Ok(self.splits.values().cloned().collect())
     }
@@ -770,12 +773,6 @@ impl<T: Send + 'static> SourceReader<T> for KafkaSourceReader<T> {
     }
 
     fn close(&mut self) -> Result<()> {
-        // A bounded read that ended: its partitions are done, and the group learns so (a
-        // finished source takes part in no further checkpoint).
-        if self.splits.is_empty() && !self.finished.is_empty() {
-            let finished = std::mem::take(&mut self.finished);
-            self.commit(finished, CommitMode::Sync);
-        }
         if let Some(p) = &self.dead_letters {
             p.flush(REQUEST_TIMEOUT)
                 .map_err(|e| KafkaConnectorError::client("flushing dead letters", e))?;
