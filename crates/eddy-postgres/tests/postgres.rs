@@ -449,3 +449,55 @@ fn two_phase_commit_writes_each_row_exactly_once_after_a_failure() {
         assert_eq!(counts(&got), counts(&data), "p={p}");
     }
 }
+
+#[test]
+fn a_dropped_connection_is_reestablished_without_losing_rows() {
+    let app = format!("eddy_reconnect_{}", std::process::id());
+    let base = url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let sink_url = format!("{base}{sep}application_name={app}");
+    let t = table(&base, true);
+    let data = input(4000);
+    let mut conf = Configuration::new();
+    conf.set_string("restart-strategy.type", "none");
+    let env = StreamExecutionEnvironment::with_configuration(conf);
+    env.set_parallelism(2);
+    env.from_collection(data.clone())
+        .map(|r: Row| {
+            std::thread::sleep(Duration::from_micros(500));
+            r
+        })
+        .sink_to(sink(
+            &sink_url,
+            &t,
+            WriteMode::Upsert {
+                key_columns: vec!["id".into()],
+            },
+            DeliveryGuarantee::AtLeastOnce,
+        ));
+    let client = env.execute_async("reconnect").unwrap();
+    // Once rows arrive, the server drops the sink's connections.
+    let mut admin = connect(&base).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = admin
+            .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rows arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) k",
+            &[&app],
+        )
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1, "no sink connection to drop");
+    client.get_job_execution_result().unwrap();
+    assert_eq!(counts(&rows(&base, &t)), counts(&data));
+}
