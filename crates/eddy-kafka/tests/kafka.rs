@@ -22,6 +22,7 @@ use eddy_kafka::{
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -630,4 +631,122 @@ fn reading_can_start_at_a_timestamp() {
     if out != kafka_answer {
         eprintln!("the broker does not look offsets up by time: it answered {answer:?}");
     }
+}
+
+#[test]
+fn the_sink_partitions_and_keys_records_as_told() {
+    let broker = Broker::start();
+    broker.create_topic("parted", 3);
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[]));
+    env.set_parallelism(2);
+    env.from_collection(events(300)).sink_to(
+        KafkaSink::builder()
+            .set_bootstrap_servers(&broker.bootstrap)
+            .set_record_serializer(
+                KafkaRecordSerializer::<Event>::json("parted")
+                    .with_key(|e: &Event| Some(e.user.clone().into_bytes()))
+                    .with_partitioner(|e: &Event, _key, partitions| (e.id % 7) as i32 % partitions),
+            )
+            .build()
+            .unwrap(),
+    );
+    env.execute("partitioned").unwrap();
+    let got = broker.read_all("parted", 3, 300);
+    assert_eq!(got.len(), 300);
+    for r in got {
+        let e: Event = serde_json::from_str(&r.value).unwrap();
+        assert_eq!(r.partition, (e.id % 7) as i32 % 3);
+        assert_eq!(r.key.as_deref(), Some(e.user.as_str()));
+    }
+}
+
+#[test]
+fn an_idle_partition_does_not_hold_back_event_time() {
+    let broker = Broker::start();
+    broker.create_topic("idle", 2);
+    // Partition 1 gets one early record and then nothing; partition 0 keeps going while the
+    // job runs, 1 s of event time every 10 ms.
+    let quiet = Event {
+        id: 1,
+        user: "quiet".into(),
+        ts: 1_000,
+    };
+    produce_to(&broker, "idle", &[quiet], 2);
+    let bootstrap = broker.bootstrap.clone();
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    let busy = std::thread::spawn(move || {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        for i in 0..500i64 {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let e = Event {
+                id: 2 * i as u64,
+                user: "busy".into(),
+                ts: 1_000 + i * 1_000,
+            };
+            let payload = serde_json::to_vec(&e).unwrap();
+            let record = BaseRecord::<str, [u8]>::to("idle")
+                .partition(0)
+                .key("busy")
+                .payload(&payload)
+                .timestamp(e.ts);
+            if producer.send(record).is_err() || producer.flush(Duration::from_secs(5)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[(
+        "pipeline.auto-watermark-interval",
+        "20 ms",
+    )]));
+    let strategy =
+        WatermarkStrategy::for_monotonous_timestamps().with_idleness(Duration::from_millis(200));
+    let handle = env
+        .from_source(
+            KafkaSource::builder()
+                .set_bootstrap_servers(&broker.bootstrap)
+                .set_topics(["idle"])
+                .set_deserializer(JsonDeserializer::<Event>::new())
+                .build()
+                .unwrap(),
+            strategy,
+            "kafka",
+        )
+        .map(|e: Event| (e.user, 1u64))
+        .key_by(|x: &(String, u64)| x.0.clone())
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
+        .apply(
+            |key: &String,
+             w: &TimeWindow,
+             items: Vec<(String, u64)>,
+             out: &mut Collector<'_, (String, i64, usize)>| {
+                out.collect((key.clone(), w.start, items.len()));
+            },
+        )
+        .collect_async();
+    let client = env.execute_async("idleness").unwrap();
+    // The job never ends (the source is unbounded): windows must fire while it runs, which
+    // the quiet partition would prevent if it held back event time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handle.len() < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client.cancel();
+    let _ = client.get_job_execution_result();
+    done.store(true, Ordering::SeqCst);
+    busy.join().unwrap();
+    let out = handle.take();
+    assert!(
+        out.len() >= 5,
+        "no windows fired while a partition was idle: {out:?}"
+    );
+    assert!(out.contains(&("quiet".to_string(), 0, 1)), "{out:?}");
+    assert!(out.contains(&("busy".to_string(), 0, 9)), "{out:?}");
+    assert!(out.contains(&("busy".to_string(), 10_000, 10)), "{out:?}");
 }
