@@ -18,6 +18,9 @@ pub enum KafkaConnectorError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The broker did not take records the sink wrote.
+    #[error("kafka {0}")]
+    Delivery(String),
     /// A record could not be deserialized and the policy is to fail.
     #[error(
         "kafka record at topic '{topic}' partition {partition} offset {offset} cannot be deserialized: {reason}"
@@ -64,6 +67,9 @@ impl From<KafkaConnectorError> for RuntimeError {
             | KafkaConnectorError::TransactionsUnsupported { .. } => RuntimeError::user(e),
             KafkaConnectorError::Client { context, source } => {
                 RuntimeError::io(format!("kafka {context}"), std::io::Error::other(source))
+            }
+            KafkaConnectorError::Delivery(what) => {
+                RuntimeError::io("kafka sink", std::io::Error::other(what))
             }
         }
     }

@@ -372,7 +372,7 @@ pub struct KafkaWriter<T> {
 impl<T> KafkaWriter<T> {
     fn check_deliveries(&self) -> Result<()> {
         match self.errors.0.lock().take() {
-            Some(e) => Err(KafkaConnectorError::Config(e).into()),
+            Some(e) => Err(KafkaConnectorError::Delivery(e).into()),
             None => Ok(()),
         }
     }
