@@ -406,16 +406,18 @@ impl JobMaster {
         match &mut self.phase {
             Phase::Running => {
                 let restart = self.restart.on_failure(Instant::now());
-                match restart {
-                    Some(delay) => {
-                        tracing::warn!(job = %self.job.name, error = %cause, strategy = self.restart.name(), ?delay, "job failed; restarting");
-                        set_status(&self.shared, JobStatus::Restarting);
-                    }
-                    None => {
-                        tracing::error!(job = %self.job.name, error = %cause, "job failed");
-                        set_status(&self.shared, JobStatus::Failing);
-                    }
-                }
+                // The first failure to arrive may be a consequence of another (a task whose
+                // peer died); the cause is logged once every task has stopped, when the root
+                // cause is known.
+                tracing::debug!(job = %self.job.name, error = %cause, "a task failed; stopping the job's tasks");
+                set_status(
+                    &self.shared,
+                    if restart.is_some() {
+                        JobStatus::Restarting
+                    } else {
+                        JobStatus::Failing
+                    },
+                );
                 self.stopping = None;
                 self.cancel_tasks();
                 self.phase = Phase::Failing {
@@ -450,14 +452,20 @@ impl JobMaster {
                 self.after_coordinator(r);
                 None
             }
-            Phase::Failing { restart, since, .. } => {
+            Phase::Failing {
+                restart,
+                since,
+                cause,
+            } => {
                 if self.alive.is_empty() {
                     match *restart {
                         Some(delay) => {
+                            tracing::warn!(job = %self.job.name, error = %cause, strategy = self.restart.name(), ?delay, "job failed; restarting");
                             self.phase = Phase::Restarting { until: now + delay };
                             None
                         }
                         None => {
+                            tracing::error!(job = %self.job.name, error = %cause, "job failed");
                             let Phase::Failing { cause, .. } =
                                 std::mem::replace(&mut self.phase, Phase::Running)
                             else {
