@@ -1,6 +1,7 @@
 //! The `kafka_to_postgres` example, killed with SIGKILL at a random moment and restarted from
-//! its checkpoint, against a real broker (tansu) and the machine's Postgres: the table ends
-//! up with each event_id exactly once.
+//! its checkpoint, against a real broker (tansu): the table ends up with each event_id exactly
+//! once. Both ways to exactly once are run: upserts into the machine's Postgres, and two-phase
+//! commit into a private server with prepared transactions (the machine's has none).
 //!
 //! The producer writes one record per batch: tansu 0.6.0 answers a fetch that starts inside a
 //! record batch with the batch after it, so resuming from a checkpointed offset inside a
@@ -31,8 +32,8 @@ fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn counts(table: &str) -> (i64, i64) {
-    let mut c = eddy_postgres::connect(&postgres_url()).unwrap();
+fn counts(url: &str, table: &str) -> (i64, i64) {
+    let mut c = eddy_postgres::connect(url).unwrap();
     match c.query_one(
         &format!("SELECT count(*), count(DISTINCT event_id) FROM {table}"),
         &[],
@@ -42,7 +43,7 @@ fn counts(table: &str) -> (i64, i64) {
     }
 }
 
-fn start(broker: &Broker, table: &str, dir: &std::path::Path) -> Child {
+fn start(broker: &Broker, run: &Run<'_>) -> Child {
     Command::new(example())
         .args([
             "run",
@@ -51,20 +52,36 @@ fn start(broker: &Broker, table: &str, dir: &std::path::Path) -> Child {
             "--topic",
             "events",
         ])
-        .args(["--group-id", "k2p-test", "--postgres-url", &postgres_url()])
-        .args(["--table", table, "--checkpoint-interval", "100", "--resume"])
+        .args(["--group-id", run.table, "--postgres-url", run.url])
+        .args([
+            "--table",
+            run.table,
+            "--checkpoint-interval",
+            "100",
+            "--resume",
+        ])
+        .args(["--delivery", run.delivery])
         .arg("--checkpoint-dir")
-        .arg(dir)
+        .arg(run.dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the kafka_to_postgres example")
 }
 
-/// Waits until `table` holds at least `rows` rows.
-fn wait_for(table: &str, rows: i64, child: &mut Child) {
+/// One configuration of the job.
+struct Run<'a> {
+    url: &'a str,
+    table: &'a str,
+    delivery: &'a str,
+    dir: &'a std::path::Path,
+}
+
+/// Waits until the table holds at least `rows` rows.
+fn wait_for(run: &Run<'_>, rows: i64, child: &mut Child) {
+    let table = run.table;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while counts(table).0 < rows {
+    while counts(run.url, table).0 < rows {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the job exited with {status} before writing {rows} rows");
         }
@@ -76,9 +93,8 @@ fn wait_for(table: &str, rows: i64, child: &mut Child) {
     }
 }
 
-#[test]
-fn killed_and_restarted_it_writes_each_event_exactly_once() {
-    let broker = Broker::start();
+/// Produces the events once per broker.
+fn produce(broker: &Broker) {
     let status = Command::new(example())
         .args([
             "produce",
@@ -96,35 +112,48 @@ fn killed_and_restarted_it_writes_each_event_exactly_once() {
         .status()
         .unwrap();
     assert!(status.success());
-    let table = format!("k2p_test_{}", std::process::id());
-    let mut c = eddy_postgres::connect(&postgres_url()).unwrap();
+}
+
+/// Runs the job, kills it at a random row count, restarts it, and checks the table.
+fn kill_and_restart(broker: &Broker, url: &str, delivery: &str) {
+    let table = format!("k2p_{}_{}", delivery.replace('-', "_"), std::process::id());
+    let mut c = eddy_postgres::connect(url).unwrap();
     c.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let run = Run {
+        url,
+        table: &table,
+        delivery,
+        dir: dir.path(),
+    };
 
-    let mut first = start(&broker, &table, dir.path());
+    let mut first = start(broker, &run);
     let kill_at = rand::rng().random_range(2_000..EVENTS * 4 / 5);
-    wait_for(&table, kill_at, &mut first);
+    wait_for(&run, kill_at, &mut first);
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
-    let before = counts(&table);
+    let before = counts(url, &table);
     assert!(
         before.0 < EVENTS,
-        "killed too late to test anything: {before:?}"
+        "{delivery}: killed too late to test anything: {before:?}"
     );
 
-    let mut second = start(&broker, &table, dir.path());
-    wait_for(&table, EVENTS, &mut second);
+    let mut second = start(broker, &run);
+    wait_for(&run, EVENTS, &mut second);
     // Let a few more checkpoints pass: nothing may be written twice.
     std::thread::sleep(Duration::from_millis(500));
     second.kill().unwrap();
     let out = second.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("resuming from"), "did not resume: {stderr}");
+    assert!(
+        stderr.contains("resuming from"),
+        "{delivery}: did not resume: {stderr}"
+    );
     assert_eq!(
-        counts(&table),
+        counts(url, &table),
         (EVENTS, EVENTS),
-        "killed after {before:?} rows"
+        "{delivery}: killed after {before:?} rows"
     );
     let missing: i64 = c
         .query_one(
@@ -136,6 +165,15 @@ fn killed_and_restarted_it_writes_each_event_exactly_once() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(missing, 0);
+    assert_eq!(missing, 0, "{delivery}");
     c.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
+
+#[test]
+fn killed_and_restarted_it_writes_each_event_exactly_once() {
+    let broker = Broker::start();
+    produce(&broker);
+    kill_and_restart(&broker, &postgres_url(), "upsert");
+    let private = eddy_postgres::testing::PrivatePostgres::start().unwrap();
+    kill_and_restart(&broker, private.url(), "two-phase");
 }

@@ -15,6 +15,8 @@
 mod error;
 mod sink;
 mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod value;
 
 pub use error::PostgresConnectorError;

@@ -7,13 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use eddy::prelude::*;
+use eddy_postgres::testing::PrivatePostgres;
 use eddy_postgres::{
     DeliveryGuarantee, PostgresSink, PostgresSource, SqlValue, WriteMode, connect,
 };
@@ -317,105 +316,10 @@ fn the_source_reads_a_table_at_any_parallelism() {
     rows(&url, &t);
 }
 
-/// A private Postgres server with prepared transactions, on a free port; stopped on drop.
-struct PrivatePostgres {
-    child: Child,
-    url: String,
-    /// Stops the server.
-    stop: Command,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivatePostgres {
-    fn start() -> PrivatePostgres {
-        let bin = PathBuf::from(
-            std::env::var("EDDY_POSTGRES_BIN")
-                .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
-        );
-        assert!(
-            bin.join("initdb").exists(),
-            "initdb not found in {} (set EDDY_POSTGRES_BIN to the server's bin directory)",
-            bin.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        // The server refuses to run as root: run it as the `postgres` user then.
-        let as_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-        let cmd = |program: &str| {
-            let mut c = if as_root {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(bin.join(program));
-                c
-            } else {
-                Command::new(bin.join(program))
-            };
-            c.stdout(Stdio::null()).stderr(Stdio::null());
-            c
-        };
-        if as_root {
-            let status = Command::new("chown")
-                .args(["postgres", &dir.path().display().to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let status = cmd("initdb")
-            .args(["-A", "trust", "-U", "postgres", "-D"])
-            .arg(&data)
-            .status()
-            .unwrap();
-        assert!(status.success(), "initdb failed");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = cmd("postgres")
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "max_prepared_transactions=32",
-                "-c",
-                "fsync=off",
-            ])
-            .spawn()
-            .unwrap();
-        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while connect(&url).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the private postgres did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut stop = cmd("pg_ctl");
-        stop.args(["stop", "-m", "immediate", "-D"]).arg(&data);
-        PrivatePostgres {
-            child,
-            url,
-            stop,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = self.stop.status();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn two_phase_commit_writes_each_row_exactly_once_after_a_failure() {
-    let server = PrivatePostgres::start();
-    let url = server.url.clone();
+    let server = PrivatePostgres::start().unwrap();
+    let url = server.url().to_owned();
     let data = input(3000);
     // A transaction an "earlier attempt" left prepared: restore must roll it back.
     let t0 = table(&url, false);
