@@ -27,6 +27,10 @@ use crate::record::KafkaRecordSerializer;
 /// How long a flush, or a transaction step, may take.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Transactional ids per subtask, used in turn (`{prefix}-{subtask}-{0..POOL}`): a bounded set,
+/// so that a new attempt can abort whatever an earlier one left open in any of them.
+const TRANSACTIONAL_ID_POOL: u32 = 8;
+
 /// librdkafka's default `transaction.timeout.ms`.
 const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -229,6 +233,13 @@ impl<T: 'static> SinkInner<T> {
         transaction_error(&self.brokers, "running a transaction", e)
     }
 
+    fn pool_exhausted(&self, prefix: &str) -> RuntimeError {
+        KafkaConnectorError::Config(format!(
+            "all {TRANSACTIONAL_ID_POOL} transactional ids of '{prefix}' hold transactions waiting for their checkpoints to complete; checkpoints are failing or completing too slowly"
+        ))
+        .into()
+    }
+
     /// Checks that a transaction can outlive a checkpoint interval plus a restart: otherwise
     /// the broker would abort transactions that a completed checkpoint still has to commit.
     fn check_transaction_timeout(&self, config: &Configuration) -> Result<()> {
@@ -277,14 +288,33 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
             (DeliveryGuarantee::ExactlyOnce, Some(prefix)) => {
                 sink.check_transaction_timeout(&ctx.config)?;
                 let prefix = format!("{prefix}-{subtask}");
-                let id = format!("{prefix}-0");
-                let producer = sink.transactional_producer(&id, &errors)?;
+                // Initializing a transactional id aborts the transaction an earlier producer
+                // left open under it: do so for the whole pool, except for transactions this
+                // process prepared and still has to commit (an in-process restart).
+                let held: Vec<String> = sink.prepared.lock().keys().cloned().collect();
+                let mut free = Vec::new();
+                for slot in 0..TRANSACTIONAL_ID_POOL {
+                    let id = Transaction::id(&prefix, slot);
+                    if !held.contains(&id) {
+                        free.push((slot, id));
+                    }
+                }
+                let Some(((slot, id), lingering)) = free.split_first() else {
+                    return Err(sink.pool_exhausted(&prefix));
+                };
+                for (_, id) in lingering {
+                    let aborter = sink.transactional_producer(id, &DeliveryErrors::default())?;
+                    aborter
+                        .abort_transaction(FLUSH_TIMEOUT)
+                        .map_err(|e| sink.transaction_error(e))?;
+                }
+                let producer = sink.transactional_producer(id, &errors)?;
                 (
                     producer,
                     Some(Transaction {
                         prefix,
-                        id,
-                        next: 1,
+                        id: id.clone(),
+                        slot: *slot,
                     }),
                 )
             }
@@ -356,8 +386,14 @@ struct Transaction {
     prefix: String,
     /// The open transaction's id.
     id: String,
-    /// The number of the next transactional id.
-    next: u64,
+    /// The pool slot of the open transaction.
+    slot: u32,
+}
+
+impl Transaction {
+    fn id(prefix: &str, slot: u32) -> String {
+        format!("{prefix}-{slot}")
+    }
 }
 
 /// Writes the records of one subtask.
@@ -463,9 +499,17 @@ impl<T: 'static> CommittingSinkWriter<T> for KafkaWriter<T> {
             return Ok(Vec::new());
         };
         // The open transaction is prepared; the next records go into a new one, on a producer
-        // of its own, while the committer waits for the checkpoint to complete.
-        let id = format!("{}-{}", txn.prefix, txn.next);
-        txn.next += 1;
+        // of its own under the next free id of the pool, while the committer waits for the
+        // checkpoint to complete.
+        let (slot, id) = {
+            let prepared = self.sink.prepared.lock();
+            (1..=TRANSACTIONAL_ID_POOL)
+                .map(|i| (txn.slot + i) % TRANSACTIONAL_ID_POOL)
+                .map(|slot| (slot, Transaction::id(&txn.prefix, slot)))
+                .find(|(_, id)| !prepared.contains_key(id))
+                .ok_or_else(|| self.sink.pool_exhausted(&txn.prefix))?
+        };
+        txn.slot = slot;
         let errors = DeliveryErrors::default();
         let next = self.sink.transactional_producer(&id, &errors)?;
         let prepared_id = std::mem::replace(&mut txn.id, id);

@@ -471,9 +471,19 @@ fn exactly_once_refuses_a_broker_without_transactions() {
 #[test]
 fn a_transaction_timeout_shorter_than_checkpoints_and_restarts_is_refused() {
     let broker = Broker::start();
+    // Restarts wait up to 10 s, the first one only 10 ms (so the test is quick).
     let env = StreamExecutionEnvironment::with_configuration(conf(&[
         ("execution.checkpointing.interval", "5 s"),
-        ("restart-strategy.fixed-delay.delay", "10 s"),
+        ("restart-strategy.type", "exponential-delay"),
+        (
+            "restart-strategy.exponential-delay.initial-backoff",
+            "10 ms",
+        ),
+        ("restart-strategy.exponential-delay.max-backoff", "10 s"),
+        (
+            "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+            "1",
+        ),
     ]));
     env.from_collection(vec!["a".to_string()])
         .sink_to(exactly_once_sink(
