@@ -98,6 +98,12 @@ QUERIES = {
                                       INTERVAL '10' SECOND))
                     GROUP BY seller, window_start, window_end) A
               ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime"""),
+    "q11": ("bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
+            """SELECT bidder, count(*) AS bid_count, window_start AS starttime,
+                      window_end AS endtime
+               FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(`dateTime`),
+                                  INTERVAL '10' SECOND))
+               GROUP BY bidder, window_start, window_end"""),
 }
 
 UPDATING = {"q4"}

@@ -1,4 +1,4 @@
-//! Nexmark queries q0–q5, q7 and q8, written with the DataStream API.
+//! Nexmark queries q0–q5, q7, q8 and q11, written with the DataStream API.
 //!
 //! Each query takes the stream of events (with timestamps and watermarks assigned) and returns a
 //! typed stream of rows. A row's `Display` is one CSV line with the columns, in order, of the
@@ -14,6 +14,7 @@
 //! | q5 | auctions with the most bids per sliding window | sliding windows, then a keyed max with timers |
 //! | q7 | highest bids per tumbling window | tumbling windows, then an interval join |
 //! | q8 | people who opened an auction in the window they registered | tumbling window co-group |
+//! | q11 | bids per bidder per session (10 s gap) | merging session windows |
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,8 +23,8 @@ use std::time::Duration;
 use eddy::joins::{JoinContext, ProcessJoinFunction};
 use eddy::prelude::*;
 use eddy::windowing::{
-    ProcessWindowContext, ProcessWindowFunction, SlidingEventTimeWindows, TimeWindow,
-    TumblingEventTimeWindows,
+    EventTimeSessionWindows, ProcessWindowContext, ProcessWindowFunction, SlidingEventTimeWindows,
+    TimeWindow, TumblingEventTimeWindows,
 };
 use eddy::{
     AggregateFunction, FunctionResult, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
@@ -54,11 +55,13 @@ pub enum Query {
     Q7,
     /// New users (window join).
     Q8,
+    /// User sessions (session window).
+    Q11,
 }
 
 impl Query {
     /// Every query, in order.
-    pub const ALL: [Query; 8] = [
+    pub const ALL: [Query; 9] = [
         Query::Q0,
         Query::Q1,
         Query::Q2,
@@ -67,6 +70,7 @@ impl Query {
         Query::Q5,
         Query::Q7,
         Query::Q8,
+        Query::Q11,
     ];
 
     /// Whether the query's output is a changelog of updates to keyed results (only the last row
@@ -87,6 +91,7 @@ impl fmt::Display for Query {
             Query::Q5 => 5,
             Query::Q7 => 7,
             Query::Q8 => 8,
+            Query::Q11 => 11,
         };
         write!(f, "q{n}")
     }
@@ -772,6 +777,49 @@ impl fmt::Display for Q8Row {
             self.id,
             self.name,
             format_timestamp(self.start)
+        )
+    }
+}
+
+/// q11: bids per bidder and session, a session ending after 10 s without a bid from its bidder.
+/// As in Flink, sessions whose windows touch (bids exactly 10 s apart) merge.
+pub fn q11(events: DataStream<Event>) -> DataStream<Q11Row> {
+    bids(events)
+        .map(|b: Bid| b.bidder)
+        .key_by(|bidder: &u64| *bidder)
+        .window(EventTimeSessionWindows::with_gap(Duration::from_secs(10)))
+        .aggregate_with(Count, || WithWindow)
+        .map(|(bidder, bid_count, w): (u64, u64, TimeWindow)| Q11Row {
+            bidder,
+            bid_count,
+            start: w.start,
+            end: w.end,
+        })
+        .name("q11")
+}
+
+/// A q11 row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Q11Row {
+    /// The bidder.
+    pub bidder: u64,
+    /// Their bids in the session.
+    pub bid_count: u64,
+    /// The session's first bid's time.
+    pub start: i64,
+    /// The session's last bid's time plus the gap.
+    pub end: i64,
+}
+
+impl fmt::Display for Q11Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{},{},{},{}",
+            self.bidder,
+            self.bid_count,
+            format_timestamp(self.start),
+            format_timestamp(self.end)
         )
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use eddy::prelude::*;
-use eddy_nexmark::queries::{self, Q0Row, Q1Row, Q2Row, Q3Row, Q4Row, Q5Row, Q7Row, Q8Row};
+use eddy_nexmark::queries::{self, Q0Row, Q1Row, Q2Row, Q3Row, Q4Row, Q5Row, Q7Row, Q8Row, Q11Row};
 use eddy_nexmark::{Event, GeneratorConfig, Input, Query, events, write_files};
 
 const EVENTS: u64 = 24_000;
@@ -38,6 +38,7 @@ fn run(query: Query, input: &Input, parallelism: u32) -> Vec<String> {
         Query::Q5 => strings(queries::q5(events)),
         Query::Q7 => strings(queries::q7(events)),
         Query::Q8 => strings(queries::q8(events)),
+        Query::Q11 => strings(queries::q11(events)),
     };
     let mut out = rows
         .execute_and_collect(&format!("{query}"))
@@ -202,9 +203,46 @@ fn oracle(query: Query, events: &[Event]) -> Vec<String> {
                 })
                 .collect()
         }
+        Query::Q11 => {
+            // Per bidder, bids in time order; a bid more than 10 s after the session's last
+            // one starts a new session (exactly 10 s: the windows touch, and merge).
+            let mut per_bidder: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
+            for b in bids(events) {
+                per_bidder.entry(b.bidder).or_default().push(b.date_time);
+            }
+            let mut rows = Vec::new();
+            for (bidder, mut times) in per_bidder {
+                times.sort_unstable();
+                let mut session: Option<(i64, i64, u64)> = None;
+                for t in times {
+                    session = match session {
+                        Some((start, last, n)) if t <= last + 10_000 => Some((start, t, n + 1)),
+                        Some((start, last, n)) => {
+                            rows.push(q11_row(bidder, start, last, n));
+                            Some((t, t, 1))
+                        }
+                        None => Some((t, t, 1)),
+                    };
+                }
+                if let Some((start, last, n)) = session {
+                    rows.push(q11_row(bidder, start, last, n));
+                }
+            }
+            rows
+        }
     };
     out.sort();
     out
+}
+
+fn q11_row(bidder: u64, start: i64, last: i64, bid_count: u64) -> String {
+    Q11Row {
+        bidder,
+        bid_count,
+        start,
+        end: last + 10_000,
+    }
+    .to_string()
 }
 
 fn check(query: Query) {
@@ -264,6 +302,11 @@ fn q7_finds_the_highest_bids_per_window() {
 #[test]
 fn q8_finds_new_sellers_per_window() {
     check(Query::Q8);
+}
+
+#[test]
+fn q11_counts_bids_per_user_session() {
+    check(Query::Q11);
 }
 
 #[test]
