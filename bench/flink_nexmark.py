@@ -98,6 +98,19 @@ QUERIES = {
                                       INTERVAL '10' SECOND))
                     GROUP BY seller, window_start, window_end) A
               ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime"""),
+    "q9": ("id BIGINT, itemName VARCHAR, description VARCHAR, initialBid BIGINT, reserve BIGINT, "
+           "`dateTime` TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT, "
+           "extra VARCHAR, auction BIGINT, bidder BIGINT, price BIGINT, "
+           "bid_dateTime TIMESTAMP(3), bid_extra VARCHAR",
+           """SELECT id, itemName, description, initialBid, reserve, `dateTime`, expires, seller,
+                     category, extra, auction, bidder, price, bid_dateTime, bid_extra
+              FROM (SELECT A.*, B.auction, B.bidder, B.price, B.`dateTime` AS bid_dateTime,
+                           B.extra AS bid_extra,
+                           ROW_NUMBER() OVER (PARTITION BY A.id
+                                              ORDER BY B.price DESC, B.`dateTime` ASC) AS rownum
+                    FROM auction A, bid B
+                    WHERE A.id = B.auction AND B.`dateTime` BETWEEN A.`dateTime` AND A.expires)
+              WHERE rownum <= 1"""),
     "q11": ("bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
             """SELECT bidder, count(*) AS bid_count, window_start AS starttime,
                       window_end AS endtime
@@ -106,7 +119,7 @@ QUERIES = {
                GROUP BY bidder, window_start, window_end"""),
 }
 
-UPDATING = {"q4"}
+UPDATING = {"q4", "q9"}
 
 
 def main():

@@ -41,8 +41,8 @@ VENV = os.path.join(TOOLS, "flink-venv")
 FLINK_VERSION = "2.3.0"
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/eddy-target"))
 NEXMARK = None  # the binary, once built
-QUERIES = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q11"]
-UPDATING = {"q4"}
+QUERIES = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11"]
+UPDATING = {"q4", "q9"}
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

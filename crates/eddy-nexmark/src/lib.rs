@@ -4,7 +4,7 @@
 //!   that the same seed always gives the same events whatever the parallelism.
 //! - [`NexmarkSource`] runs it as a parallel source inside a job; [`write_files`] writes it as
 //!   newline-delimited JSON in the reference's layout, for other engines to read.
-//! - [`queries`] holds q0–q5, q7, q8 and q11 written with the DataStream API; [`run_query`] runs one
+//! - [`queries`] holds q0–q5, q7–q9 and q11 written with the DataStream API; [`run_query`] runs one
 //!   on files or on the generator.
 //!
 //! The `nexmark` binary wraps both (`nexmark generate`, `nexmark run`), and `bench/nexmark.py`
@@ -43,7 +43,7 @@ pub enum NexmarkError {
         message: String,
     },
     /// No such query.
-    #[error("unknown query '{0}' (known: q0, q1, q2, q3, q4, q5, q7, q8, q11)")]
+    #[error("unknown query '{0}' (known: q0, q1, q2, q3, q4, q5, q7, q8, q9, q11)")]
     UnknownQuery(String),
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
@@ -243,6 +243,7 @@ pub fn add_query(query: Query, events: DataStream<Event>, output: Option<&Path>)
         Query::Q5 => sink(queries::q5(events), output),
         Query::Q7 => sink(queries::q7(events), output),
         Query::Q8 => sink(queries::q8(events), output),
+        Query::Q9 => sink(queries::q9(events), output),
         Query::Q11 => sink(queries::q11(events), output),
     }
 }

@@ -1,4 +1,4 @@
-//! Nexmark queries q0–q5, q7, q8 and q11, written with the DataStream API.
+//! Nexmark queries q0–q5, q7–q9 and q11, written with the DataStream API.
 //!
 //! Each query takes the stream of events (with timestamps and watermarks assigned) and returns a
 //! typed stream of rows. A row's `Display` is one CSV line with the columns, in order, of the
@@ -14,6 +14,7 @@
 //! | q5 | auctions with the most bids per sliding window | sliding windows, then a keyed max with timers |
 //! | q7 | highest bids per tumbling window | tumbling windows, then an interval join |
 //! | q8 | people who opened an auction in the window they registered | tumbling window co-group |
+//! | q9 | each auction with its winning bid | keyed join with timers (as q4's first stage) |
 //! | q11 | bids per bidder per session (10 s gap) | merging session windows |
 
 use std::fmt;
@@ -55,13 +56,15 @@ pub enum Query {
     Q7,
     /// New users (window join).
     Q8,
+    /// Winning bids (join and top-1 per auction).
+    Q9,
     /// User sessions (session window).
     Q11,
 }
 
 impl Query {
     /// Every query, in order.
-    pub const ALL: [Query; 9] = [
+    pub const ALL: [Query; 10] = [
         Query::Q0,
         Query::Q1,
         Query::Q2,
@@ -70,6 +73,7 @@ impl Query {
         Query::Q5,
         Query::Q7,
         Query::Q8,
+        Query::Q9,
         Query::Q11,
     ];
 
@@ -91,6 +95,7 @@ impl fmt::Display for Query {
             Query::Q5 => 5,
             Query::Q7 => 7,
             Query::Q8 => 8,
+            Query::Q9 => 9,
             Query::Q11 => 11,
         };
         write!(f, "q{n}")
@@ -342,6 +347,59 @@ struct AuctionWindow {
     category: u64,
 }
 
+/// An auction as [`WinningBids`] sees it: open from `opens()` to `closes()`, inclusive.
+trait OpenAuction: eddy::Data {
+    fn opens(&self) -> i64;
+    fn closes(&self) -> i64;
+}
+
+/// A bid as [`WinningBids`] sees it.
+trait Offer: eddy::Data {
+    fn time(&self) -> i64;
+    /// Whether this bid wins over `other`.
+    fn beats(&self, other: &Self) -> bool;
+}
+
+impl OpenAuction for AuctionWindow {
+    fn opens(&self) -> i64 {
+        self.date_time
+    }
+    fn closes(&self) -> i64 {
+        self.expires
+    }
+}
+
+impl OpenAuction for Auction {
+    fn opens(&self) -> i64 {
+        self.date_time
+    }
+    fn closes(&self) -> i64 {
+        self.expires
+    }
+}
+
+/// q4's bid: time and price; the higher price wins.
+impl Offer for (i64, u64) {
+    fn time(&self) -> i64 {
+        self.0
+    }
+    fn beats(&self, other: &Self) -> bool {
+        self.1 > other.1
+    }
+}
+
+/// q9's bid: the higher price wins, then the earlier bid (the reference's `ORDER BY B.price
+/// DESC, B.dateTime ASC`).
+impl Offer for Bid {
+    fn time(&self) -> i64 {
+        self.date_time
+    }
+    fn beats(&self, other: &Self) -> bool {
+        (self.price, std::cmp::Reverse(self.date_time))
+            > (other.price, std::cmp::Reverse(other.date_time))
+    }
+}
+
 /// q4: per category, the average (integer, as SQL's `AVG` of `BIGINT`) of the winning bids of
 /// its closed auctions; a winning bid is the highest bid placed while the auction was open
 /// (`dateTime` to `expires`, inclusive). Emits the new average of a category each time one of
@@ -357,14 +415,64 @@ pub fn q4(events: DataStream<Event>) -> DataStream<Q4Row> {
             },
         )
     });
-    let prices = bids(events).map(|b: Bid| (b.auction, b.date_time, b.price));
-    open.key_by(|a: &(u64, AuctionWindow)| a.0)
-        .connect(prices.key_by(|b: &(u64, i64, u64)| b.0))
-        .process(WinningBids::default)
-        .name("Winning bids")
+    let prices = bids(events).map(|b: Bid| (b.auction, (b.date_time, b.price)));
+    winning_bids(open, prices)
+        .map(|(w, (_, price)): (AuctionWindow, (i64, u64))| (w.category, price))
         .key_by(|w: &(u64, u64)| w.0)
         .process(|| CategoryAverage { sums: None })
         .name("q4")
+}
+
+/// Each auction with its winning bid, when the auction closes.
+fn winning_bids<A: OpenAuction, B: Offer>(
+    auctions: DataStream<(u64, A)>,
+    bids: DataStream<(u64, B)>,
+) -> DataStream<(A, B)> {
+    auctions
+        .key_by(|a: &(u64, A)| a.0)
+        .connect(bids.key_by(|b: &(u64, B)| b.0))
+        .process(WinningBids::default)
+        .name("Winning bids")
+}
+
+/// q9: each auction with its winning bid (the highest, the earliest of equal ones, placed while
+/// the auction was open), emitted when the auction closes.
+pub fn q9(events: DataStream<Event>) -> DataStream<Q9Row> {
+    let open = auctions(events.clone()).map(|a: Auction| (a.id, a));
+    let offers = bids(events).map(|b: Bid| (b.auction, b));
+    winning_bids(open, offers)
+        .map(|(auction, bid): (Auction, Bid)| Q9Row { auction, bid })
+        .name("q9")
+}
+
+/// A q9 row: the auction's columns, then the winning bid's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Q9Row {
+    /// The auction.
+    pub auction: Auction,
+    /// Its winning bid.
+    pub bid: Bid,
+}
+
+impl fmt::Display for Q9Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = &self.auction;
+        write!(
+            f,
+            "{},{},{},{},{},{},{},{},{},{},",
+            a.id,
+            a.item_name,
+            a.description,
+            a.initial_bid,
+            a.reserve,
+            format_timestamp(a.date_time),
+            format_timestamp(a.expires),
+            a.seller,
+            a.category,
+            a.extra
+        )?;
+        write_bid(&self.bid, f)
+    }
 }
 
 /// A q4 row: the category's average winning bid so far.
@@ -382,81 +490,89 @@ impl fmt::Display for Q4Row {
     }
 }
 
-/// Per auction: its window, its highest bid so far, and bids that arrived before it.
-#[derive(Default)]
-struct WinningBids {
-    auction: Option<ValueState<AuctionWindow>>,
-    highest: Option<ValueState<u64>>,
-    early: Option<ListState<(i64, u64)>>,
+/// Per auction: the auction once seen, its best bid so far, and bids that arrived before it.
+struct WinningBids<A: OpenAuction, B: Offer> {
+    auction: Option<ValueState<A>>,
+    best: Option<ValueState<B>>,
+    early: Option<ListState<B>>,
 }
 
-impl WinningBids {
-    fn states(&self) -> FunctionResult<(&ValueState<AuctionWindow>, &ValueState<u64>)> {
-        open_pair(&self.auction, &self.highest)
+impl<A: OpenAuction, B: Offer> Default for WinningBids<A, B> {
+    fn default() -> Self {
+        WinningBids {
+            auction: None,
+            best: None,
+            early: None,
+        }
+    }
+}
+
+impl<A: OpenAuction, B: Offer> WinningBids<A, B> {
+    fn states(&self) -> FunctionResult<(&ValueState<A>, &ValueState<B>)> {
+        open_pair(&self.auction, &self.best)
     }
 
-    fn early(&self) -> FunctionResult<&ListState<(i64, u64)>> {
+    fn early(&self) -> FunctionResult<&ListState<B>> {
         self.early
             .as_ref()
             .ok_or_else(|| "state used before open()".into())
     }
 
-    fn offer(highest: &ValueState<u64>, price: u64) -> FunctionResult<()> {
-        if highest.value()?.is_none_or(|h| price > h) {
-            highest.update(price)?;
+    fn offer(best: &ValueState<B>, bid: B) -> FunctionResult<()> {
+        if best.value()?.is_none_or(|b| bid.beats(&b)) {
+            best.update(bid)?;
         }
         Ok(())
     }
 }
 
-impl KeyedCoProcessFunction<u64, (u64, AuctionWindow), (u64, i64, u64), (u64, u64)>
-    for WinningBids
+impl<A: OpenAuction, B: Offer> KeyedCoProcessFunction<u64, (u64, A), (u64, B), (A, B)>
+    for WinningBids<A, B>
 {
     fn open(&mut self, ctx: &RuntimeContext) -> FunctionResult<()> {
         self.auction = Some(ctx.get_state(&ValueStateDescriptor::new("auction"))?);
-        self.highest = Some(ctx.get_state(&ValueStateDescriptor::new("highest"))?);
+        self.best = Some(ctx.get_state(&ValueStateDescriptor::new("best"))?);
         self.early = Some(ctx.get_list_state(&ListStateDescriptor::new("early"))?);
         Ok(())
     }
 
     fn process_element1(
         &mut self,
-        (_, window): (u64, AuctionWindow),
+        (_, a): (u64, A),
         ctx: &mut KeyedContext<'_, u64>,
-        _out: &mut Collector<'_, (u64, u64)>,
+        _out: &mut Collector<'_, (A, B)>,
     ) -> FunctionResult<()> {
-        let (auction, highest) = self.states()?;
+        let (auction, best) = self.states()?;
         let early = self.early()?;
-        for (ts, price) in early.get()? {
-            if (window.date_time..=window.expires).contains(&ts) {
-                Self::offer(highest, price)?;
+        for bid in early.get()? {
+            if (a.opens()..=a.closes()).contains(&bid.time()) {
+                Self::offer(best, bid)?;
             }
         }
         early.clear()?;
-        ctx.timer_service()
-            .register_event_time_timer(window.expires)?;
-        auction.update(window)?;
+        ctx.timer_service().register_event_time_timer(a.closes())?;
+        auction.update(a)?;
         Ok(())
     }
 
     fn process_element2(
         &mut self,
-        (_, ts, price): (u64, i64, u64),
+        (_, bid): (u64, B),
         ctx: &mut KeyedContext<'_, u64>,
-        _out: &mut Collector<'_, (u64, u64)>,
+        _out: &mut Collector<'_, (A, B)>,
     ) -> FunctionResult<()> {
-        let (auction, highest) = self.states()?;
+        let (auction, best) = self.states()?;
         match auction.value()? {
-            Some(w) => {
-                if (w.date_time..=w.expires).contains(&ts) {
-                    Self::offer(highest, price)?;
+            Some(a) => {
+                if (a.opens()..=a.closes()).contains(&bid.time()) {
+                    Self::offer(best, bid)?;
                 }
             }
             None => {
                 // The auction may not have arrived yet; the bid can only count for an auction
                 // opened at or before it, so it is dropped once the watermark passes it.
-                self.early()?.add((ts, price))?;
-                ctx.timer_service().register_event_time_timer(ts)?;
+                ctx.timer_service().register_event_time_timer(bid.time())?;
+                self.early()?.add(bid)?;
             }
         }
         Ok(())
@@ -466,16 +582,16 @@ impl KeyedCoProcessFunction<u64, (u64, AuctionWindow), (u64, i64, u64), (u64, u6
         &mut self,
         timestamp: i64,
         _ctx: &mut KeyedContext<'_, u64>,
-        out: &mut Collector<'_, (u64, u64)>,
+        out: &mut Collector<'_, (A, B)>,
     ) -> FunctionResult<()> {
-        let (auction, highest) = self.states()?;
+        let (auction, best) = self.states()?;
         match auction.value()? {
-            Some(w) if w.expires <= timestamp => {
-                if let Some(price) = highest.value()? {
-                    out.collect((w.category, price));
+            Some(a) if a.closes() <= timestamp => {
+                if let Some(bid) = best.value()? {
+                    out.collect((a, bid));
                 }
                 auction.clear()?;
-                highest.clear()?;
+                best.clear()?;
             }
             Some(_) => {}
             None => {
@@ -483,7 +599,7 @@ impl KeyedCoProcessFunction<u64, (u64, AuctionWindow), (u64, i64, u64), (u64, u6
                 let left: Vec<_> = early
                     .get()?
                     .into_iter()
-                    .filter(|(ts, _)| *ts > timestamp)
+                    .filter(|bid| bid.time() > timestamp)
                     .collect();
                 early.update(left)?;
             }

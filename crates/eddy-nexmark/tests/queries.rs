@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use eddy::prelude::*;
-use eddy_nexmark::queries::{self, Q0Row, Q1Row, Q2Row, Q3Row, Q4Row, Q5Row, Q7Row, Q8Row, Q11Row};
+use eddy_nexmark::queries::{
+    self, Q0Row, Q1Row, Q2Row, Q3Row, Q4Row, Q5Row, Q7Row, Q8Row, Q9Row, Q11Row,
+};
 use eddy_nexmark::{Event, GeneratorConfig, Input, Query, events, write_files};
 
 const EVENTS: u64 = 24_000;
@@ -38,6 +40,7 @@ fn run(query: Query, input: &Input, parallelism: u32) -> Vec<String> {
         Query::Q5 => strings(queries::q5(events)),
         Query::Q7 => strings(queries::q7(events)),
         Query::Q8 => strings(queries::q8(events)),
+        Query::Q9 => strings(queries::q9(events)),
         Query::Q11 => strings(queries::q11(events)),
     };
     let mut out = rows
@@ -203,6 +206,30 @@ fn oracle(query: Query, events: &[Event]) -> Vec<String> {
                 })
                 .collect()
         }
+        Query::Q9 => {
+            // Per auction, the highest bid placed while it was open, the earliest of equals.
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Auction(a) => Some(a),
+                    _ => None,
+                })
+                .filter_map(|a| {
+                    bids(events)
+                        .filter(|b| {
+                            b.auction == a.id && (a.date_time..=a.expires).contains(&b.date_time)
+                        })
+                        .min_by_key(|b| (std::cmp::Reverse(b.price), b.date_time))
+                        .map(|b| {
+                            Q9Row {
+                                auction: a.clone(),
+                                bid: b.clone(),
+                            }
+                            .to_string()
+                        })
+                })
+                .collect()
+        }
         Query::Q11 => {
             // Per bidder, bids in time order; a bid more than 10 s after the session's last
             // one starts a new session (exactly 10 s: the windows touch, and merge).
@@ -302,6 +329,11 @@ fn q7_finds_the_highest_bids_per_window() {
 #[test]
 fn q8_finds_new_sellers_per_window() {
     check(Query::Q8);
+}
+
+#[test]
+fn q9_finds_each_auctions_winning_bid() {
+    check(Query::Q9);
 }
 
 #[test]
