@@ -549,7 +549,7 @@ impl Committer<KafkaCommittable> for KafkaCommitter {
                 // Committed before, or its producer died with the process: librdkafka can't
                 // resume a transaction of another producer (see ARCHITECTURE.md).
                 tracing::warn!(
-                    "kafka transaction '{}' is not open in this process; it was committed before or is lost",
+                    "kafka transaction '{}' of a restored checkpoint is not open in this process: if the process that prepared it ended before committing it, its records are lost (librdkafka cannot resume another producer's transaction)",
                     c.transactional_id
                 );
                 continue;
