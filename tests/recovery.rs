@@ -190,3 +190,62 @@ fn checkpoints_complete_under_back_pressure() {
     }
     assert_eq!(sums(handle.take()), expected_sums(n, 7));
 }
+
+/// A file source at parallelism 2 whose first subtask finishes its (small) file early: after a
+/// failure, the other subtask must take back its own split. Restored as finished, the first
+/// subtask does not run again, so a split dealt to it would never be read.
+#[test]
+fn a_subtask_that_finished_keeps_its_splits_apart_after_a_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).unwrap();
+    let small: Vec<String> = (0..5).map(|i| format!("a{i}")).collect();
+    let large: Vec<String> = (0..2_000).map(|i| format!("b{i}")).collect();
+    std::fs::write(input.join("a.txt"), small.join("\n") + "\n").unwrap();
+    std::fs::write(input.join("b.txt"), large.join("\n") + "\n").unwrap();
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[
+        ("execution.checkpointing.interval", "20 ms"),
+        (
+            "execution.checkpointing.dir",
+            dir.path().join("ck").to_str().unwrap(),
+        ),
+        ("restart-strategy.type", "fixed-delay"),
+        ("restart-strategy.fixed-delay.delay", "10 ms"),
+        ("taskmanager.memory.segment-size", "1kb"),
+    ]));
+    env.set_parallelism(2);
+    let armed = Arc::new(AtomicBool::new(false));
+    let fired = Arc::new(AtomicBool::new(false));
+    let handle = env
+        .read_text_file(input.to_str().unwrap())
+        .map({
+            let (armed, fired) = (armed.clone(), fired.clone());
+            move |line: String| {
+                if line.starts_with('b') {
+                    if !armed.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_micros(500));
+                    } else if !fired.swap(true, Ordering::SeqCst) {
+                        panic!("injected failure");
+                    }
+                }
+                line
+            }
+        })
+        .collect_async();
+    let client = env.execute_async("finished subtask").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.checkpoint_statistics().completed < 3 && Instant::now() < deadline {
+        if client.wait_timeout(Duration::from_millis(2)).is_some() {
+            break;
+        }
+    }
+    armed.store(true, Ordering::SeqCst);
+    client.get_job_execution_result().unwrap();
+    assert!(client.checkpoint_statistics().restored >= 1, "no restore");
+    let mut got = handle.take();
+    got.sort();
+    let mut expected = [small, large].concat();
+    expected.sort();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "lines lost or repeated");
+}

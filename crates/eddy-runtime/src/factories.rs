@@ -11,7 +11,7 @@ use crate::operator::{OneInputOperator, OperatorContext, TwoInputOperator};
 use crate::registry::{
     AnyBox, DataPort, OperatorFactory, OperatorKind, OutputParts, Port, TaskInputs, downcast,
 };
-use crate::source::{Boundedness, Source, SourceReaderContext};
+use crate::source::{Boundedness, CheckpointedSplit, Source, SourceReaderContext, restore_splits};
 use crate::state::ListStateDescriptor;
 use crate::task::{OneInputTask, SourceTask, StreamTask, TaskEnv, TwoInputTask};
 use crate::watermark::WatermarkStrategy;
@@ -156,20 +156,19 @@ where
             metrics: ctx.metrics.clone(),
             batch_size: env.batch_size,
         })?;
-        let split_state = ctx
-            .state
-            .operator_state()
-            .get_union_list_state(&ListStateDescriptor::<S::Split>::new(SOURCE_SPLITS_STATE))?;
-        // Every subtask takes its share of all splits: on restore, of the union of the
-        // checkpointed splits with their positions (whatever the parallelism was).
+        let split_state =
+            ctx.state
+                .operator_state()
+                .get_union_list_state(&ListStateDescriptor::<CheckpointedSplit<S::Split>>::new(
+                    SOURCE_SPLITS_STATE,
+                ))?;
+        let (index, parallelism) = (info.subtask_index, info.parallelism);
         let splits = if ctx.state.is_restored() {
-            split_state.get()
+            restore_splits(self.source.as_ref(), split_state.get(), index, parallelism)
         } else {
-            self.source.enumerate_splits(info.parallelism)?
+            let all = self.source.enumerate_splits(parallelism)?;
+            self.source.assign_splits(all, index, parallelism)
         };
-        let splits = self
-            .source
-            .assign_splits(splits, info.subtask_index, info.parallelism);
         let bounded = self.source.boundedness() == Boundedness::Bounded;
         Ok(Box::new(SourceTask::new(
             env,

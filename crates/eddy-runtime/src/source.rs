@@ -6,10 +6,11 @@
 //! the same order and takes its share, by default those whose position modulo the parallelism
 //! is its index ([`Source::assign_splits`]). That needs no coordinator process that would have
 //! to run user code, and it gives the same assignment on every worker of a cluster. A reader's
-//! splits, with their positions, are its checkpoint state; on restore (at any parallelism) every
-//! subtask sees the union of the checkpointed splits and takes its share the same way. A source
-//! whose splits appear while it runs (new Kafka partitions) assigns them by a function of the
-//! split alone, so that each new split has exactly one owner.
+//! splits, with their positions, are its checkpoint state; on restore every subtask sees the
+//! union of the checkpointed splits and takes back its own, or, at another parallelism, its
+//! share dealt the same way as at the start. A source whose splits appear while it runs (new
+//! Kafka partitions) assigns them by a function of the split alone, so that each new split has
+//! exactly one owner.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -261,9 +262,9 @@ pub trait Source<T>: Send + Sync + 'static {
     fn create_reader(&self, ctx: &SourceReaderContext) -> Result<Self::Reader>;
 
     /// The share of `splits` that subtask `index` of `parallelism` reads: `splits` holds every
-    /// split of the source at the start, and on restore the union of the splits all subtasks
-    /// checkpointed. The shares must be disjoint and together cover `splits`. The default deals
-    /// the splits out by position.
+    /// split of the source at the start, and on restore at another parallelism the union of the
+    /// splits all subtasks checkpointed ([`restore_splits`]). The shares must be disjoint and
+    /// together cover `splits`. The default deals the splits out by position.
     fn assign_splits(
         &self,
         splits: Vec<Self::Split>,
@@ -271,6 +272,40 @@ pub trait Source<T>: Send + Sync + 'static {
         parallelism: u32,
     ) -> Vec<Self::Split> {
         assign_splits(splits, index, parallelism)
+    }
+}
+
+/// A split as checkpointed: with the subtask that read it and the parallelism then.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct CheckpointedSplit<S> {
+    /// The subtask that was reading the split.
+    pub subtask: u32,
+    /// The source's parallelism at the checkpoint.
+    pub parallelism: u32,
+    /// The split, with its position.
+    pub split: S,
+}
+
+/// The splits subtask `index` of `parallelism` takes on restore, out of every subtask's
+/// checkpointed splits. At the same parallelism each subtask takes back its own: a subtask
+/// that had finished stays finished (it does not run again), so none of another's splits may
+/// move to it. At another parallelism no subtask restores as finished unless all had, and the
+/// source deals the union out.
+pub fn restore_splits<T, S: Source<T>>(
+    source: &S,
+    checkpointed: Vec<CheckpointedSplit<S::Split>>,
+    index: u32,
+    parallelism: u32,
+) -> Vec<S::Split> {
+    if checkpointed.iter().all(|c| c.parallelism == parallelism) {
+        checkpointed
+            .into_iter()
+            .filter(|c| c.subtask == index)
+            .map(|c| c.split)
+            .collect()
+    } else {
+        let all = checkpointed.into_iter().map(|c| c.split).collect();
+        source.assign_splits(all, index, parallelism)
     }
 }
 

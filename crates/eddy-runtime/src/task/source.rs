@@ -16,7 +16,7 @@ use super::{
 };
 use crate::chain::{ChainOutput, Names, guard};
 use crate::error::Result;
-use crate::source::{Emitted, InputStatus, ReaderOutput, SourceReader};
+use crate::source::{CheckpointedSplit, Emitted, InputStatus, ReaderOutput, SourceReader};
 use crate::state::OperatorListState;
 use crate::watermark::{WatermarkEvent, WatermarkStrategy};
 
@@ -29,7 +29,7 @@ pub struct SourceTask<T, R: SourceReader<T>> {
     reader: R,
     chain: Box<dyn ChainOutput<T>>,
     splits: Option<Vec<R::Split>>,
-    split_state: OperatorListState<R::Split>,
+    split_state: OperatorListState<CheckpointedSplit<R::Split>>,
     bounded: bool,
     watermarks: WatermarkStrategy<T>,
     names: Names,
@@ -45,7 +45,7 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
         operator_name: &str,
         reader: R,
         splits: Vec<R::Split>,
-        split_state: OperatorListState<R::Split>,
+        split_state: OperatorListState<CheckpointedSplit<R::Split>>,
         bounded: bool,
         watermarks: WatermarkStrategy<T>,
         chain: Box<dyn ChainOutput<T>>,
@@ -99,7 +99,17 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
         }
         let reader = &mut self.reader;
         let splits = guard(&self.names, || reader.snapshot_state(barrier.id))?;
-        self.split_state.update(splits);
+        let (subtask, parallelism) = (self.env.info.subtask_index, self.env.info.parallelism);
+        self.split_state.update(
+            splits
+                .into_iter()
+                .map(|split| CheckpointedSplit {
+                    subtask,
+                    parallelism,
+                    split,
+                })
+                .collect(),
+        );
         checkpoint_chain(self.chain.as_mut(), &mut self.env, barrier, Duration::ZERO)
     }
 
