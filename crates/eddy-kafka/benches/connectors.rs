@@ -83,16 +83,8 @@ fn produce(brokers: &str, topic: &str, n: u64) -> Result<()> {
             amount: (i % 10_000) as f64 / 100.0,
         };
         let payload = serde_json::to_vec(&e)?;
-        let mut rec = BaseRecord::to(topic).key(&e.event_id).payload(&payload);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
+        let rec = BaseRecord::to(topic).key(&e.event_id).payload(&payload);
+        eddy_kafka::producer::send(&producer, rec)?;
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(())

@@ -178,17 +178,9 @@ fn produce(args: Produce<'_>) -> Result<()> {
             timestamp: 1_700_000_000_000 + i as i64,
         };
         let payload = serde_json::to_vec(&event)?;
-        let mut record = BaseRecord::to(topic).key(&event.event_id).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                // The local queue is full: let it drain.
-                Err((_, back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        let record = BaseRecord::to(topic).key(&event.event_id).payload(&payload);
+        eddy_kafka::producer::send(&producer, record)
+            .with_context(|| format!("writing to topic '{topic}'"))?;
     }
     producer
         .flush(Duration::from_secs(60))

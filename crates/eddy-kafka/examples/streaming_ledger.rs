@@ -224,16 +224,9 @@ fn send<T: Serialize>(
     for (key, value) in records {
         let key = key.to_string();
         let payload = serde_json::to_vec(&value)?;
-        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        let record = BaseRecord::to(topic).key(&key).payload(&payload);
+        eddy_kafka::producer::send(producer, record)
+            .with_context(|| format!("writing to topic '{topic}'"))?;
         n += 1;
     }
     producer

@@ -17,6 +17,7 @@
 
 pub mod admin;
 mod error;
+pub mod producer;
 mod record;
 mod sink;
 mod source;
@@ -24,7 +25,7 @@ mod source;
 pub use error::KafkaConnectorError;
 pub use record::{
     ConsumerRecord, DeserializeError, JsonDeserializer, KafkaRecordDeserializer,
-    KafkaRecordSerializer, ProducerRecord, bytes_deserializer, string_deserializer,
+    KafkaRecordSerializer, bytes_deserializer, string_deserializer,
 };
 pub use sink::{
     DeliveryGuarantee, KafkaCommittable, KafkaCommitter, KafkaSink, KafkaSinkBuilder, KafkaWriter,

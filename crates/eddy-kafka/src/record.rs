@@ -96,21 +96,12 @@ impl<T: DeserializeOwned + 'static> KafkaRecordDeserializer<T> for JsonDeseriali
     }
 }
 
-/// A record to write to Kafka.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProducerRecord {
-    /// The topic.
-    pub topic: String,
+/// A value serialized for the serializer's topic.
+pub(crate) struct SerializedRecord {
     /// The partition; `None` lets the producer's partitioner choose (by key hash).
-    pub partition: Option<i32>,
-    /// The key.
-    pub key: Option<Vec<u8>>,
-    /// The value.
-    pub payload: Option<Vec<u8>>,
-    /// The timestamp in ms.
-    pub timestamp: Option<i64>,
-    /// Headers.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub(crate) partition: Option<i32>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Vec<u8>,
 }
 
 type ValueFn<T> = Arc<dyn Fn(&T) -> Result<Vec<u8>, String> + Send + Sync>;
@@ -121,7 +112,7 @@ type PartitionFn<T> = Arc<dyn Fn(&T, Option<&[u8]>, i32) -> i32 + Send + Sync>;
 /// value serializer (bytes, string, JSON or a function), and optionally a key extractor and a
 /// partitioner.
 pub struct KafkaRecordSerializer<T> {
-    pub(crate) topic: String,
+    topic: String,
     value: ValueFn<T>,
     key: Option<KeyFn<T>>,
     partitioner: Option<PartitionFn<T>>,
@@ -182,27 +173,24 @@ impl<T: 'static> KafkaRecordSerializer<T> {
         self.partitioner.is_some()
     }
 
-    /// The record for `value`; `partitions` is the topic's partition count (used only with a
-    /// partitioner).
-    pub(crate) fn serialize(
-        &self,
-        value: &T,
-        timestamp: Option<i64>,
-        partitions: i32,
-    ) -> Result<ProducerRecord, String> {
+    /// The record for `value`, to go to [`Self::topic`]; `partitions` is the topic's partition
+    /// count (used only with a partitioner).
+    pub(crate) fn serialize(&self, value: &T, partitions: i32) -> Result<SerializedRecord, String> {
         let key = self.key.as_ref().and_then(|k| k(value));
         let partition = self
             .partitioner
             .as_ref()
             .map(|p| p(value, key.as_deref(), partitions).rem_euclid(partitions.max(1)));
-        Ok(ProducerRecord {
-            topic: self.topic.clone(),
+        Ok(SerializedRecord {
             partition,
             key,
-            payload: Some((self.value)(value)?),
-            timestamp,
-            headers: Vec::new(),
+            payload: (self.value)(value)?,
         })
+    }
+
+    /// The topic records go to.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
     }
 }
 

@@ -17,7 +17,6 @@ use parking_lot::Mutex;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use serde::{Deserialize, Serialize};
 
@@ -321,7 +320,7 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
             _ => (sink.producer(&sink.producer_config(), &errors)?, None),
         };
         let partitions = if sink.serializer.has_partitioner() {
-            partition_count(&producer, &sink.serializer.topic)?
+            partition_count(&producer, sink.serializer.topic())?
         } else {
             1
         };
@@ -423,46 +422,32 @@ impl<T> KafkaWriter<T> {
 
 impl<T: 'static> SinkWriter<T> for KafkaWriter<T> {
     fn write(&mut self, value: T, timestamp: Option<i64>) -> Result<()> {
-        let rec = self
-            .sink
-            .serializer
-            .serialize(&value, timestamp, self.partitions)
+        let serializer = &self.sink.serializer;
+        let rec = serializer
+            .serialize(&value, self.partitions)
             .map_err(|e| RuntimeError::Serialization(format!("kafka record: {e}")))?;
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &rec.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
-        }
-        let mut out = BaseRecord::<[u8], [u8]>::to(&rec.topic).headers(headers);
+        let mut out = BaseRecord::<[u8], [u8]>::to(serializer.topic()).payload(&rec.payload);
         if let Some(p) = rec.partition {
             out = out.partition(p);
         }
         if let Some(k) = &rec.key {
             out = out.key(k);
         }
-        if let Some(v) = &rec.payload {
-            out = out.payload(v);
-        }
-        if let Some(ts) = rec.timestamp {
+        if let Some(ts) = timestamp {
             out = out.timestamp(ts);
         }
         loop {
             match self.producer.send(out) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // Back pressure: wait for the queue to drain.
+                    // Back pressure: wait for the queue to drain, failing on a lost delivery.
                     out = back;
                     std::thread::sleep(Duration::from_millis(1));
                     self.check_deliveries()?;
                 }
                 Err((e, _)) => {
-                    return Err(KafkaConnectorError::client(
-                        format!("writing to topic '{}'", rec.topic),
-                        e,
-                    )
-                    .into());
+                    let context = format!("writing to topic '{}'", serializer.topic());
+                    return Err(KafkaConnectorError::client(context, e).into());
                 }
             }
         }

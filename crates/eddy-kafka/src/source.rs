@@ -13,7 +13,7 @@ use eddy::runtime::{Result, RuntimeError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -414,7 +414,7 @@ impl<T: Send + 'static> Source<T> for KafkaSource<T> {
             BadRecordPolicy::DeadLetter { .. } => {
                 let mut c = ClientConfig::new();
                 c.set("bootstrap.servers", &self.config.brokers);
-                Some(c.create::<BaseProducer>().map_err(|e| {
+                Some(c.create::<DeadLetters>().map_err(|e| {
                     KafkaConnectorError::client("creating the dead-letter producer", e)
                 })?)
             }
@@ -437,11 +437,14 @@ impl<T: Send + 'static> Source<T> for KafkaSource<T> {
     }
 }
 
+/// The producer of dead letters.
+type DeadLetters = ThreadedProducer<DefaultProducerContext>;
+
 /// Reads the partitions assigned to one subtask.
 pub struct KafkaSourceReader<T> {
     config: Arc<SourceConfig<T>>,
     consumer: BaseConsumer,
-    dead_letters: Option<BaseProducer>,
+    dead_letters: Option<DeadLetters>,
     /// The partitions read, by (topic, partition).
     splits: BTreeMap<(String, i32), KafkaPartitionSplit>,
     index: u32,
@@ -609,10 +612,9 @@ impl<T: Send + 'static> KafkaSourceReader<T> {
                 if let Some(p) = record.payload {
                     out = out.payload(p);
                 }
-                producer.send(out).map_err(|(e, _)| {
+                crate::producer::send(producer, out).map_err(|e| {
                     KafkaConnectorError::client(format!("writing a dead letter to '{topic}'"), e)
                 })?;
-                producer.poll(Duration::ZERO);
                 self.bad_records.inc();
                 Ok(())
             }
@@ -661,9 +663,23 @@ impl<T: Send + 'static> SourceReader<T> for KafkaSourceReader<T> {
                 }
                 Some(Ok(m)) => m,
             };
-            let key = (msg.topic().to_owned(), msg.partition());
-            let Some(split) = self.splits.get_mut(&key) else {
-                continue; // a partition given up since
+            // Records come in runs per partition: the key is built only when the run changes.
+            let same = current
+                .as_ref()
+                .is_some_and(|(t, p)| t == msg.topic() && *p == msg.partition());
+            if !same {
+                let key = (msg.topic().to_owned(), msg.partition());
+                let Some(split) = self.splits.get(&key) else {
+                    continue; // a partition given up since
+                };
+                output.set_current_split(&split.split_id());
+                current = Some(key);
+            }
+            let Some(key) = current.as_ref() else {
+                continue;
+            };
+            let Some(split) = self.splits.get_mut(key) else {
+                continue;
             };
             let offset = msg.offset();
             if let Some(next) = split.next_offset {
@@ -682,16 +698,12 @@ impl<T: Send + 'static> SourceReader<T> for KafkaSourceReader<T> {
                 }
             }
             if split.stopping_offset.is_some_and(|stop| offset >= stop) {
-                finished.push(key);
+                finished.push(key.clone());
                 continue;
             }
             split.next_offset = Some(offset + 1);
             if split.stopping_offset.is_some_and(|stop| offset + 1 >= stop) {
                 finished.push(key.clone());
-            }
-            if current.as_ref() != Some(&key) {
-                output.set_current_split(&split.split_id());
-                current = Some(key);
             }
             self.headers.clear();
             if let Some(h) = msg.headers() {

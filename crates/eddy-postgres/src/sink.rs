@@ -7,10 +7,10 @@ use eddy::runtime::Result;
 use eddy::runtime::sink::{
     Committer, CommittingSinkWriter, SinkWriter, SinkWriterContext, TwoPhaseCommittingSink,
 };
-use postgres::Client;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
+use postgres::{Client, Statement};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PostgresConnectorError;
@@ -270,12 +270,14 @@ impl<T> SinkInner<T> {
         sql
     }
 
-    /// Writes `rows` with `client` (inside or outside a transaction).
+    /// Writes `rows` with `client` (inside or outside a transaction). `prepared` keeps the
+    /// last insert statement of this connection with its row count: full batches reuse it.
     fn write_rows(
         &self,
         client: &mut Client,
         rows: &[Vec<SqlValue>],
         types: &[Type],
+        prepared: &mut Option<(usize, Statement)>,
     ) -> Result<(), postgres::Error> {
         if self.mode == WriteMode::Copy {
             let copy = format!(
@@ -304,7 +306,14 @@ impl<T> SinkInner<T> {
             .min(self.batch_size)
             .max(1);
         for chunk in rows.chunks(per_statement) {
-            let statement = client.prepare(&self.insert_sql(chunk.len()))?;
+            let statement = match prepared {
+                Some((n, statement)) if *n == chunk.len() => statement.clone(),
+                _ => {
+                    let statement = client.prepare(&self.insert_sql(chunk.len()))?;
+                    *prepared = Some((chunk.len(), statement.clone()));
+                    statement
+                }
+            };
             let params: Vec<&(dyn ToSql + Sync)> = chunk
                 .iter()
                 .flatten()
@@ -366,6 +375,7 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for PostgresSink<T> {
             sink,
             client,
             types,
+            prepared: None,
             buffer: Vec::new(),
             transaction: None,
         };
@@ -457,6 +467,8 @@ pub struct PostgresWriter<T> {
     sink: Arc<SinkInner<T>>,
     client: Client,
     types: Vec<Type>,
+    /// The last insert statement prepared on `client`, with its row count.
+    prepared: Option<(usize, Statement)>,
     buffer: Vec<Vec<SqlValue>>,
     transaction: Option<Transaction>,
 }
@@ -485,10 +497,13 @@ impl<T> PostgresWriter<T> {
         };
         let mut attempt = 0;
         loop {
-            match self
-                .sink
-                .write_rows(&mut self.client, &self.buffer, &self.types)
-            {
+            let written = self.sink.write_rows(
+                &mut self.client,
+                &self.buffer,
+                &self.types,
+                &mut self.prepared,
+            );
+            match written {
                 Ok(()) => break,
                 Err(e) if self.client.is_closed() && self.transaction.is_none() => {
                     attempt += 1;
@@ -503,6 +518,7 @@ impl<T> PostgresWriter<T> {
                     }
                     tracing::warn!("{}: {e}; reconnecting", context());
                     self.client = self.sink.connect_with_retries(&context())?;
+                    self.prepared = None;
                 }
                 Err(e) => return Err(PostgresConnectorError::statement(context(), e).into()),
             }

@@ -82,20 +82,12 @@ impl Broker {
             .create()
             .unwrap();
         for (p, k, v, ts) in records {
-            let mut rec = BaseRecord::to(topic)
+            let rec = BaseRecord::to(topic)
                 .partition(*p)
                 .key(k)
                 .payload(v)
                 .timestamp(*ts);
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        rec = back;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-            }
+            eddy_kafka::producer::send(&producer, rec).unwrap();
         }
         producer.flush(Duration::from_secs(30)).unwrap();
     }
