@@ -68,9 +68,10 @@ struct Args {
     /// Directory for `key,window_start,window_end,count,sum` part files.
     #[arg(long)]
     output: PathBuf,
-    /// Parallelism of the window operator.
-    #[arg(long, default_value_t = 1)]
-    parallelism: u32,
+    /// Parallelism of the window operator (default: `parallelism.default`, which `eddy run -p`
+    /// sets).
+    #[arg(long)]
+    parallelism: Option<u32>,
     /// `tumbling:SIZE_MS`, `sliding:SIZE_MS:SLIDE_MS` or `session:GAP_MS`.
     #[arg(long)]
     window: String,
@@ -255,7 +256,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let (kind, sizes) = parse_window(&args.window)?;
     let env = StreamExecutionEnvironment::get_execution_environment()?;
-    env.set_parallelism(args.parallelism);
+    if let Some(p) = args.parallelism {
+        env.set_parallelism(p);
+    }
     let mut conf = Configuration::new();
     if let Some(ms) = args.checkpoint_interval {
         conf.set_string("execution.checkpointing.interval", format!("{ms} ms"));

@@ -25,9 +25,9 @@ struct Args {
     /// Directory for the `word,count` part files. Without it, results are printed.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Parallelism of the job.
-    #[arg(long, default_value_t = 1)]
-    parallelism: u32,
+    /// Parallelism of the job (default: `parallelism.default`, which `eddy run -p` sets).
+    #[arg(long)]
+    parallelism: Option<u32>,
     /// Socket host, when there is no --input.
     #[arg(long, default_value = "localhost")]
     hostname: String,
@@ -57,7 +57,9 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     let env = StreamExecutionEnvironment::get_execution_environment()?;
-    env.set_parallelism(args.parallelism);
+    if let Some(p) = args.parallelism {
+        env.set_parallelism(p);
+    }
     // Bounded input runs with batch semantics: one final count per word.
     env.set_runtime_mode(RuntimeMode::Automatic);
 

@@ -274,6 +274,10 @@ pub mod options {
         BUFFER_TIMEOUT: Duration = "execution.buffer-timeout.interval" ["execution.buffer-timeout"], default "100 ms";
         /// Slots each TaskManager offers.
         TASK_SLOTS: u32 = "taskmanager.numberOfTaskSlots", default "1";
+        /// The TaskManager's id (default: generated).
+        TASKMANAGER_RESOURCE_ID: String = "taskmanager.resource-id";
+        /// The address a TaskManager's workers accept data connections on.
+        TASKMANAGER_HOST: String = "taskmanager.host", default "127.0.0.1";
         /// Size of one network buffer; a record batch holds about this many bytes.
         SEGMENT_SIZE: MemorySize = "taskmanager.memory.segment-size", default "32kb";
         /// Exclusive buffers per input channel: the channel's credit.

@@ -13,7 +13,7 @@ use eddy_connectors::sequence::NumberSequenceSource;
 use eddy_connectors::socket::SocketTextStreamSource;
 use eddy_core::config::{Configuration, RuntimeMode, options};
 use eddy_core::graph::JobGraph;
-use eddy_runtime::executor::{JobClient, JobExecutionResult, MiniCluster};
+use eddy_runtime::executor::{JobClient, JobExecutionResult, launch};
 use eddy_runtime::factories::SourceFactory;
 use eddy_runtime::graph::{StreamGraph, build_job_graph};
 use eddy_runtime::registry::UserCodeRegistry;
@@ -275,7 +275,7 @@ impl StreamExecutionEnvironment {
         for key in job.config.ignored_keys() {
             tracing::warn!(key, "configuration key has no effect in Eddy");
         }
-        Ok(MiniCluster::submit(job, registry)?)
+        Ok(launch(job, registry)?)
     }
 
     /// Runs the job and blocks until it ends (Flink's `execute`).

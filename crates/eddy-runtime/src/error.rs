@@ -86,6 +86,14 @@ pub enum RuntimeError {
     /// The job graph cannot run (bad parallelism, missing user code, ...).
     #[error("invalid job: {0}")]
     InvalidJob(String),
+    /// An error that happened in another process, as that process described it.
+    #[error("{message}")]
+    Remote {
+        /// The error's message.
+        message: String,
+        /// Whether it was only a consequence of another failure.
+        secondary: bool,
+    },
     /// A bug in Eddy. Please report it.
     #[error("internal error (this is a bug in Eddy): {0}")]
     Internal(String),
@@ -128,6 +136,7 @@ impl RuntimeError {
             | RuntimeError::StateBackend(_)
             | RuntimeError::CheckpointAborted { .. }
             | RuntimeError::ChannelClosed
+            | RuntimeError::Remote { .. }
             | RuntimeError::Cancelled => ErrorDomain::External,
             RuntimeError::Internal(_) => ErrorDomain::Internal,
         }
@@ -139,6 +148,7 @@ impl RuntimeError {
         match self {
             RuntimeError::Operator { source, .. } => source.is_secondary(),
             RuntimeError::Cancelled | RuntimeError::ChannelClosed => true,
+            RuntimeError::Remote { secondary, .. } => *secondary,
             _ => false,
         }
     }

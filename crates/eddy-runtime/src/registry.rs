@@ -22,6 +22,7 @@ use eddy_core::keys::Key;
 
 use crate::chain::{ChainOutput, FanOut, NullOutput, SideOutput, TypedSideOutput};
 use crate::error::{Result, RuntimeError};
+use crate::exchange::net::DataConnection;
 use crate::exchange::{
     BroadcastPartitioner, ChannelReceiver, ChannelSender, ForwardPartitioner, InputGate,
     KeyGroupPartitioner, Partitioner, RebalancePartitioner, RecordWriter, ShufflePartitioner,
@@ -76,6 +77,28 @@ pub trait DataPort: Send + Sync {
     fn side_output(&self, outputs: Vec<AnyBox>) -> Result<Box<dyn SideOutput>>;
     /// Records per batch for this type.
     fn batch_size(&self, segment_size: u64) -> usize;
+    /// The sending end of channel `id` to another process (`ChannelSender<T>`).
+    fn remote_sender(
+        &self,
+        conn: &Arc<DataConnection>,
+        id: u64,
+        capacity: usize,
+    ) -> Result<AnySendBox> {
+        let _ = (conn, id, capacity);
+        Err(RuntimeError::InvalidJob(format!(
+            "records of type {} cannot cross processes (they are not serializable)",
+            self.type_name()
+        )))
+    }
+    /// The receiving end of channel `id` from another process (`ChannelReceiver<T>`).
+    fn remote_receiver(
+        &self,
+        conn: &Arc<DataConnection>,
+        id: u64,
+        capacity: usize,
+    ) -> Result<AnySendBox> {
+        self.remote_sender(conn, id, capacity)
+    }
 }
 
 /// The [`DataPort`] of element type `T`.
@@ -155,6 +178,77 @@ impl<T: Clone + Send + 'static> DataPort for Port<T> {
 
     fn batch_size(&self, segment_size: u64) -> usize {
         crate::exchange::batch_size_for::<T>(segment_size)
+    }
+}
+
+/// The [`DataPort`] of a serializable element type `T`, whose channels can also cross processes.
+pub struct NetworkPort<T>(Port<T>);
+
+impl<T> Default for NetworkPort<T> {
+    fn default() -> Self {
+        NetworkPort(Port::default())
+    }
+}
+
+impl<T> DataPort for NetworkPort<T>
+where
+    T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    fn type_name(&self) -> &'static str {
+        self.0.type_name()
+    }
+
+    fn channel(&self, capacity: usize) -> (AnySendBox, AnySendBox) {
+        self.0.channel(capacity)
+    }
+
+    fn writer(
+        &self,
+        senders: Vec<AnySendBox>,
+        partitioner: AnyBox,
+        batch_size: usize,
+        signals: Arc<TaskSignals>,
+        dirty: Rc<Cell<bool>>,
+    ) -> Result<AnyBox> {
+        self.0
+            .writer(senders, partitioner, batch_size, signals, dirty)
+    }
+
+    fn gate(&self, receivers: Vec<AnySendBox>) -> Result<AnyBox> {
+        self.0.gate(receivers)
+    }
+
+    fn fanout(&self, outputs: Vec<AnyBox>) -> Result<AnyBox> {
+        self.0.fanout(outputs)
+    }
+
+    fn side_output(&self, outputs: Vec<AnyBox>) -> Result<Box<dyn SideOutput>> {
+        self.0.side_output(outputs)
+    }
+
+    fn batch_size(&self, segment_size: u64) -> usize {
+        self.0.batch_size(segment_size)
+    }
+
+    fn remote_sender(
+        &self,
+        conn: &Arc<DataConnection>,
+        id: u64,
+        capacity: usize,
+    ) -> Result<AnySendBox> {
+        Ok(Box::new(ChannelSender::<T>::remote(
+            conn.sender(id, capacity),
+        )))
+    }
+
+    fn remote_receiver(
+        &self,
+        conn: &Arc<DataConnection>,
+        id: u64,
+        capacity: usize,
+    ) -> Result<AnySendBox> {
+        let (rx, credit) = conn.receiver::<T>(id, capacity);
+        Ok(Box::new(ChannelReceiver::<T>::remote(rx, credit)))
     }
 }
 

@@ -116,6 +116,11 @@ impl RestorePlan {
         Ok(RestorePlan { source, operators })
     }
 
+    /// The snapshot restored from.
+    pub fn source(&self) -> &Arc<RestoreSource> {
+        &self.source
+    }
+
     /// Where the snapshot is, for messages.
     pub fn location(&self) -> &StorageLocation {
         &self.source.location

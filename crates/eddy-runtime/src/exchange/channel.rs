@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
 use eddy_core::element::StreamElement;
 
+use super::net::{CreditReturn, NetSender};
 use crate::error::{Result, RuntimeError};
 use crate::metrics::TimeGauge;
 
@@ -37,18 +38,65 @@ impl TaskSignals {
 
 /// The sending end of a channel.
 pub struct ChannelSender<T> {
-    tx: Sender<StreamElement<T>>,
+    inner: SenderKind<T>,
+}
+
+enum SenderKind<T> {
+    Local(Sender<StreamElement<T>>),
+    Remote(Box<dyn RemoteSend<T>>),
+}
+
+/// The sending end of a channel to another process.
+pub(crate) trait RemoteSend<T>: Send {
+    fn send(&self, element: StreamElement<T>, signals: &TaskSignals) -> Result<()>;
+    fn in_flight(&self) -> usize;
+}
+
+impl<T: serde::Serialize + Send + 'static> RemoteSend<T> for NetSender<T> {
+    fn send(&self, element: StreamElement<T>, signals: &TaskSignals) -> Result<()> {
+        NetSender::send(self, &element, signals)
+    }
+
+    fn in_flight(&self) -> usize {
+        NetSender::in_flight(self)
+    }
 }
 
 /// The receiving end of a channel.
 pub struct ChannelReceiver<T> {
     pub(crate) rx: Receiver<StreamElement<T>>,
+    credit: Option<CreditReturn>,
 }
 
 /// A channel inside one process that holds at most `capacity` elements.
 pub fn local_channel<T>(capacity: usize) -> (ChannelSender<T>, ChannelReceiver<T>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-    (ChannelSender { tx }, ChannelReceiver { rx })
+    (
+        ChannelSender {
+            inner: SenderKind::Local(tx),
+        },
+        ChannelReceiver { rx, credit: None },
+    )
+}
+
+impl<T: serde::Serialize + Send + 'static> ChannelSender<T> {
+    /// The sending end of a channel over a connection to another process.
+    pub fn remote(sender: NetSender<T>) -> Self {
+        ChannelSender {
+            inner: SenderKind::Remote(Box::new(sender)),
+        }
+    }
+}
+
+impl<T> ChannelReceiver<T> {
+    /// The receiving end of a channel from another process: `rx` is filled by the connection,
+    /// and every element taken returns a credit to the sender.
+    pub fn remote(rx: Receiver<StreamElement<T>>, credit: CreditReturn) -> Self {
+        ChannelReceiver {
+            rx,
+            credit: Some(credit),
+        }
+    }
 }
 
 impl<T> ChannelSender<T> {
@@ -56,18 +104,26 @@ impl<T> ChannelSender<T> {
     /// receiver is gone or the task is cancelled while blocked.
     #[inline]
     pub fn send(&self, element: StreamElement<T>, signals: &TaskSignals) -> Result<()> {
-        match self.tx.try_send(element) {
+        let tx = match &self.inner {
+            SenderKind::Local(tx) => tx,
+            SenderKind::Remote(remote) => return remote.send(element, signals),
+        };
+        match tx.try_send(element) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(_)) => Err(RuntimeError::ChannelClosed),
-            Err(TrySendError::Full(element)) => self.send_blocking(element, signals),
+            Err(TrySendError::Full(element)) => Self::send_blocking(tx, element, signals),
         }
     }
 
     #[cold]
-    fn send_blocking(&self, mut element: StreamElement<T>, signals: &TaskSignals) -> Result<()> {
+    fn send_blocking(
+        tx: &Sender<StreamElement<T>>,
+        mut element: StreamElement<T>,
+        signals: &TaskSignals,
+    ) -> Result<()> {
         let start = Instant::now();
         let result = loop {
-            match self.tx.send_timeout(element, CANCEL_CHECK_INTERVAL) {
+            match tx.send_timeout(element, CANCEL_CHECK_INTERVAL) {
                 Ok(()) => break Ok(()),
                 Err(SendTimeoutError::Disconnected(_)) => break Err(RuntimeError::ChannelClosed),
                 Err(SendTimeoutError::Timeout(e)) => {
@@ -84,12 +140,15 @@ impl<T> ChannelSender<T> {
 
     /// Number of elements waiting in the channel.
     pub fn len(&self) -> usize {
-        self.tx.len()
+        match &self.inner {
+            SenderKind::Local(tx) => tx.len(),
+            SenderKind::Remote(remote) => remote.in_flight(),
+        }
     }
 
     /// Whether the channel holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.tx.is_empty()
+        self.len() == 0
     }
 }
 
@@ -104,7 +163,12 @@ impl<T> ChannelReceiver<T> {
     #[inline]
     pub(crate) fn try_recv(&self) -> Polled<T> {
         match self.rx.try_recv() {
-            Ok(e) => Polled::Element(e),
+            Ok(e) => {
+                if let Some(credit) = &self.credit {
+                    credit.consumed();
+                }
+                Polled::Element(e)
+            }
             Err(TryRecvError::Empty) => Polled::Empty,
             Err(TryRecvError::Disconnected) => Polled::Closed,
         }

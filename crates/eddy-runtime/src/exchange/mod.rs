@@ -13,6 +13,7 @@
 
 mod channel;
 mod gate;
+pub mod net;
 mod partitioner;
 mod writer;
 

@@ -13,12 +13,12 @@ use eddy_core::config::options;
 use eddy_core::graph::{JobGraph, pointwise_targets};
 use eddy_core::keys::KeyGroupRange;
 
-use super::TaskEvent;
+use super::{DeployContext, TaskEvent};
 use crate::accumulators::Accumulators;
 use crate::checkpoint::coordinator::CheckpointSettings;
 use crate::checkpoint::restore::RestorePlan;
 use crate::error::{Result, RuntimeError, panic_message};
-use crate::exchange::TaskSignals;
+use crate::exchange::{TaskSignals, net, net::DataConnection};
 use crate::metrics::{MetricGroup, MetricRegistry, TaskTimeMetrics};
 use crate::operator::{OperatorContext, ProcessingTimeService, TaskInfo};
 use crate::registry::{AnyBox, AnySendBox, DataPort, OutputParts, TaskInputs, UserCodeRegistry};
@@ -28,9 +28,75 @@ use crate::task::{
 };
 
 /// Handles to one running task.
-pub(super) struct TaskHandle {
-    pub(super) mailbox: Sender<TaskMessage>,
-    pub(super) signals: Arc<TaskSignals>,
+pub struct TaskHandle {
+    mailbox: Mailbox,
+}
+
+enum Mailbox {
+    Local {
+        tx: Sender<TaskMessage>,
+        signals: Arc<TaskSignals>,
+    },
+    Remote {
+        tasks: Arc<dyn RemoteTasks>,
+        vertex: u32,
+        subtask: u32,
+    },
+}
+
+/// Reaches tasks running in another process.
+pub trait RemoteTasks: Send + Sync {
+    /// Sends `message` to subtask `subtask` of vertex `vertex`; false if it is gone.
+    fn send(&self, vertex: u32, subtask: u32, message: TaskMessage) -> bool;
+}
+
+impl TaskHandle {
+    /// A handle on a task in another process.
+    pub fn remote(tasks: Arc<dyn RemoteTasks>, vertex: u32, subtask: u32) -> Self {
+        TaskHandle {
+            mailbox: Mailbox::Remote {
+                tasks,
+                vertex,
+                subtask,
+            },
+        }
+    }
+
+    /// Sends `message` to the task; false if it is gone.
+    pub fn send(&self, message: TaskMessage) -> bool {
+        match &self.mailbox {
+            Mailbox::Local { tx, .. } => tx.send(message).is_ok(),
+            Mailbox::Remote {
+                tasks,
+                vertex,
+                subtask,
+            } => tasks.send(*vertex, *subtask, message),
+        }
+    }
+
+    /// Asks the task to stop.
+    pub fn cancel(&self) {
+        if let Mailbox::Local { signals, .. } = &self.mailbox {
+            signals.cancel();
+        }
+        self.send(TaskMessage::Cancel);
+    }
+}
+
+/// Which worker process runs each subtask, and the connections to the other workers.
+pub(crate) struct Placement {
+    /// This process's index.
+    pub(crate) me: u32,
+    /// The worker of every subtask, per vertex.
+    pub(crate) workers: Vec<Vec<u32>>,
+    /// A connection to every other worker.
+    pub(crate) connections: BTreeMap<u32, Arc<DataConnection>>,
+}
+
+impl Placement {
+    fn is_here(&self, vertex: usize, subtask: u32) -> bool {
+        self.workers[vertex][subtask as usize] == self.me
+    }
 }
 
 /// The channel ends one subtask gets.
@@ -45,7 +111,11 @@ pub(super) struct TaskChannels {
 }
 
 /// Creates every channel of the job.
-fn create_channels(job: &JobGraph, registry: &UserCodeRegistry) -> Result<Vec<Vec<TaskChannels>>> {
+fn create_channels(
+    job: &JobGraph,
+    registry: &UserCodeRegistry,
+    placement: Option<&Placement>,
+) -> Result<Vec<Vec<TaskChannels>>> {
     let buffers_per_channel = job.config.get(&options::BUFFERS_PER_CHANNEL)? as usize;
     let floating = job.config.get(&options::FLOATING_BUFFERS_PER_GATE)? as usize;
     let mut plans: Vec<Vec<TaskChannels>> = job
@@ -88,42 +158,74 @@ fn create_channels(job: &JobGraph, registry: &UserCodeRegistry) -> Result<Vec<Ve
             for t in targets {
                 let size = gate_size[&(e.target_vertex, t, e.target_input)];
                 let capacity = buffers_per_channel + floating.div_ceil(size.max(1));
-                let (tx, rx) = code.port.channel(capacity);
-                plans[e.source_vertex as usize][s]
-                    .outputs
-                    .entry(ei as u32)
-                    .or_default()
-                    .push(tx);
-                let target = &mut plans[e.target_vertex as usize][t as usize];
-                target.inputs.entry(e.target_input).or_default().push(rx);
-                target
-                    .input_ports
-                    .entry(e.target_input)
-                    .or_insert_with(|| code.port.clone());
+                let (sv, tv) = (e.source_vertex as usize, e.target_vertex as usize);
+                let (tx, rx) = match placement {
+                    None => {
+                        let (tx, rx) = code.port.channel(capacity);
+                        (Some(tx), Some(rx))
+                    }
+                    Some(p) => {
+                        let id = net::channel_id(ei as u32, s as u32, t);
+                        let (from, to) = (p.workers[sv][s], p.workers[tv][t as usize]);
+                        let conn = |w: u32| {
+                            p.connections.get(&w).ok_or_else(|| {
+                                RuntimeError::Internal(format!("no connection to worker {w}"))
+                            })
+                        };
+                        match (from == p.me, to == p.me) {
+                            (true, true) => {
+                                let (tx, rx) = code.port.channel(capacity);
+                                (Some(tx), Some(rx))
+                            }
+                            (true, false) => (
+                                Some(code.port.remote_sender(conn(to)?, id, capacity)?),
+                                None,
+                            ),
+                            (false, true) => (
+                                None,
+                                Some(code.port.remote_receiver(conn(from)?, id, capacity)?),
+                            ),
+                            (false, false) => (None, None),
+                        }
+                    }
+                };
+                if let Some(tx) = tx {
+                    plans[sv][s].outputs.entry(ei as u32).or_default().push(tx);
+                }
+                if let Some(rx) = rx {
+                    let target = &mut plans[tv][t as usize];
+                    target.inputs.entry(e.target_input).or_default().push(rx);
+                    target
+                        .input_ports
+                        .entry(e.target_input)
+                        .or_insert_with(|| code.port.clone());
+                }
             }
         }
     }
     Ok(plans)
 }
 
-/// Spawns every task of `job` for restart attempt `attempt`, restoring state from `restore`;
-/// each reports to the job master on `events`.
-#[allow(clippy::too_many_arguments)]
+/// Spawns the tasks of `job` for restart attempt `attempt` — all of them, or with a
+/// `placement` those of this worker process — restoring state from `restore`; each reports to
+/// the job master on `ctx.events`. Returns the handles of the tasks it started.
 pub(super) fn deploy(
     job: &Arc<JobGraph>,
     registry: &Arc<UserCodeRegistry>,
-    metrics: &Arc<MetricRegistry>,
-    events: &Sender<TaskEvent>,
+    ctx: &DeployContext,
     attempt: u32,
     restore: Option<Arc<RestorePlan>>,
-    settings: &CheckpointSettings,
-    targets: &SnapshotTargets,
-) -> Result<Vec<Vec<TaskHandle>>> {
-    let plans = create_channels(job, registry)?;
+    placement: Option<&Placement>,
+) -> Result<Vec<(usize, u32, TaskHandle)>> {
+    let plans = create_channels(job, registry, placement)?;
+    let (metrics, events, settings, targets) =
+        (&ctx.metrics, &ctx.events, &ctx.settings, &ctx.targets);
     let mut handles = Vec::new();
     for (v, subtasks) in plans.into_iter().enumerate() {
-        let mut vertex_handles = Vec::new();
         for (i, channels) in subtasks.into_iter().enumerate() {
+            if placement.is_some_and(|p| !p.is_here(v, i as u32)) {
+                continue;
+            }
             let (mailbox_tx, mailbox_rx) = crossbeam_channel::unbounded();
             let signals = Arc::new(TaskSignals::default());
             let info = Arc::new(TaskInfo {
@@ -169,12 +271,17 @@ pub(super) fn deploy(
                     });
                 })
                 .map_err(|e| RuntimeError::io("cannot start a task thread", e))?;
-            vertex_handles.push(TaskHandle {
-                mailbox: mailbox_tx,
-                signals,
-            });
+            handles.push((
+                v,
+                subtask,
+                TaskHandle {
+                    mailbox: Mailbox::Local {
+                        tx: mailbox_tx,
+                        signals,
+                    },
+                },
+            ));
         }
-        handles.push(vertex_handles);
     }
     Ok(handles)
 }

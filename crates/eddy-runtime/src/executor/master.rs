@@ -5,15 +5,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, select};
 use eddy_core::element::SnapshotKind;
 use eddy_core::graph::JobGraph;
 use parking_lot::Mutex;
 
-use super::deploy::{self, TaskHandle};
+use super::deploy::TaskHandle;
 use super::{
-    JobControl, JobError, JobExecutionResult, JobShared, JobStatus, RestartStrategy, TaskEvent,
-    finish_job, set_status,
+    DeployContext, JobControl, JobError, JobExecutionResult, JobShared, JobStatus, RestartStrategy,
+    TaskDeployer, TaskEvent, finish_job, record_exception, set_status,
 };
 use crate::accumulators::Accumulators;
 use crate::checkpoint::coordinator::{
@@ -23,7 +23,6 @@ use crate::checkpoint::coordinator::{
 use crate::checkpoint::restore::{RestorePlan, RestoreSource};
 use crate::error::{Result, RuntimeError};
 use crate::metrics::MetricRegistry;
-use crate::registry::UserCodeRegistry;
 use crate::task::{SnapshotTargets, TaskMessage};
 
 /// What the job master is doing.
@@ -52,7 +51,7 @@ impl TaskMessenger for Messenger<'_> {
         self.handles
             .get(task.0)
             .and_then(|v| v.get(task.1 as usize))
-            .is_some_and(|h| h.mailbox.send(msg).is_ok())
+            .is_some_and(|h| h.send(msg))
     }
 
     fn tasks(&self) -> Vec<TaskKey> {
@@ -68,16 +67,13 @@ impl TaskMessenger for Messenger<'_> {
 pub(super) struct JobMaster {
     shared: Arc<JobShared>,
     job: Arc<JobGraph>,
-    registry: Arc<UserCodeRegistry>,
-    metrics: Arc<MetricRegistry>,
+    deployer: Box<dyn TaskDeployer>,
     control: Receiver<JobControl>,
     events: Receiver<TaskEvent>,
-    events_tx: Sender<TaskEvent>,
-    settings: CheckpointSettings,
+    deploy_context: DeployContext,
     restart: RestartStrategy,
     cancellation_timeout: Duration,
     coordinator: CheckpointCoordinator,
-    targets: SnapshotTargets,
     attempt: u32,
     handles: Vec<Vec<TaskHandle>>,
     alive: HashSet<TaskKey>,
@@ -95,7 +91,7 @@ impl JobMaster {
     pub(super) fn new(
         shared: Arc<JobShared>,
         job: Arc<JobGraph>,
-        registry: Arc<UserCodeRegistry>,
+        deployer: Box<dyn TaskDeployer>,
         metrics: Arc<MetricRegistry>,
         control: Receiver<JobControl>,
         settings: CheckpointSettings,
@@ -116,16 +112,18 @@ impl JobMaster {
         Ok(JobMaster {
             shared,
             job,
-            registry,
-            metrics,
+            deployer,
             control,
             events,
-            events_tx,
-            settings,
+            deploy_context: DeployContext {
+                events: events_tx,
+                metrics,
+                settings,
+                targets,
+            },
             restart,
             cancellation_timeout,
             coordinator,
-            targets,
             attempt: 0,
             handles: Vec::new(),
             alive: HashSet::new(),
@@ -145,7 +143,8 @@ impl JobMaster {
 
     fn deploy(&mut self, plan: Option<Arc<RestorePlan>>) -> Result<()> {
         if self.attempt > 0 {
-            self.metrics
+            self.deploy_context
+                .metrics
                 .remove_where("job_id", &self.job.job_id.to_string());
         }
         self.accumulators = Accumulators::default();
@@ -155,16 +154,9 @@ impl JobMaster {
                 .record_restore(p.checkpoint_id(), p.location().display());
         }
         self.coordinator.reset_tasks();
-        self.handles = deploy::deploy(
-            &self.job,
-            &self.registry,
-            &self.metrics,
-            &self.events_tx,
-            self.attempt,
-            plan,
-            &self.settings,
-            &self.targets,
-        )?;
+        self.handles = self
+            .deployer
+            .deploy(&self.job, self.attempt, plan, &self.deploy_context)?;
         self.alive = self.messenger().tasks().into_iter().collect();
         Ok(())
     }
@@ -391,8 +383,7 @@ impl JobMaster {
 
     fn cancel_tasks(&mut self) {
         for h in self.handles.iter().flatten() {
-            h.signals.cancel();
-            let _ = h.mailbox.send(TaskMessage::Cancel);
+            h.cancel();
         }
         let messenger = Messenger {
             handles: &self.handles,
@@ -458,6 +449,8 @@ impl JobMaster {
                 cause,
             } => {
                 if self.alive.is_empty() {
+                    self.deployer.release();
+                    record_exception(&self.shared, cause.to_string());
                     match *restart {
                         Some(delay) => {
                             tracing::warn!(job = %self.job.name, error = %cause, strategy = self.restart.name(), ?delay, "job failed; restarting");
@@ -581,6 +574,7 @@ impl JobMaster {
         let handles = std::mem::take(&mut self.handles);
         self.coordinator
             .shutdown(outcome, &Messenger { handles: &handles });
+        self.deployer.release();
         self.shared.metrics.update_views();
         finish_job(&self.shared, result);
     }

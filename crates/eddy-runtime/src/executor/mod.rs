@@ -9,9 +9,13 @@
 
 mod deploy;
 mod master;
+pub mod remote;
 mod restart;
+mod worker;
 
+pub use deploy::{RemoteTasks, TaskHandle};
 pub use restart::RestartStrategy;
+pub use worker::{WORKER_ENV, WorkerSpec, run_worker};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +36,8 @@ use crate::checkpoint::storage::StorageLocation;
 use crate::error::{Result, RuntimeError};
 use crate::metrics::{MetricRegistry, MetricSnapshot};
 use crate::registry::UserCodeRegistry;
-use crate::task::SubtaskCheckpointStats;
+pub use crate::task::TaskMessage;
+use crate::task::{SnapshotTargets, SubtaskCheckpointStats};
 
 /// A job's status, with Flink's names and transitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -130,7 +135,20 @@ struct JobShared {
     control: Sender<JobControl>,
     metrics: Arc<MetricRegistry>,
     checkpoints: Arc<Mutex<CheckpointingStatistics>>,
+    exceptions: Mutex<Vec<JobException>>,
 }
+
+/// A failure the job went through (Flink's exception history entry).
+#[derive(Clone, Debug, Serialize)]
+pub struct JobException {
+    /// When it happened, in ms since the epoch.
+    pub timestamp: i64,
+    /// What happened.
+    pub message: String,
+}
+
+/// Failures kept per job.
+const EXCEPTION_HISTORY: usize = 16;
 
 /// Requests from clients to the job master.
 enum JobControl {
@@ -147,9 +165,11 @@ enum JobControl {
     },
 }
 
-/// What a task tells its job master.
-pub(crate) enum TaskEvent {
-    /// The task's thread ended.
+/// What a task tells its job master. Every event names the restart attempt, the vertex and
+/// the subtask it comes from.
+#[allow(missing_docs)]
+pub enum TaskEvent {
+    /// The task's thread ended, with its accumulators or its error.
     Finished {
         attempt: u32,
         vertex: usize,
@@ -179,6 +199,58 @@ pub(crate) enum TaskEvent {
         checkpoint_id: u64,
         reason: String,
     },
+}
+
+/// What a [`TaskDeployer`] gets from the job master.
+pub struct DeployContext {
+    /// Where tasks report.
+    pub events: Sender<TaskEvent>,
+    /// The job's metrics.
+    pub metrics: Arc<MetricRegistry>,
+    /// Checkpoint settings.
+    pub settings: CheckpointSettings,
+    /// Where each checkpoint's files go.
+    pub targets: SnapshotTargets,
+}
+
+/// Where a job's tasks run: threads of this process (the mini cluster) or worker processes on
+/// TaskManagers.
+pub trait TaskDeployer: Send {
+    /// Starts every task of `job` for restart attempt `attempt`, restoring `restore`, and
+    /// returns their handles per vertex and subtask.
+    fn deploy(
+        &mut self,
+        job: &Arc<JobGraph>,
+        attempt: u32,
+        restore: Option<Arc<RestorePlan>>,
+        ctx: &DeployContext,
+    ) -> Result<Vec<Vec<TaskHandle>>>;
+
+    /// Every task of the current attempt has stopped, or has been abandoned: resources held
+    /// for them can go.
+    fn release(&mut self) {}
+}
+
+/// Runs tasks as threads of this process.
+struct LocalDeployer {
+    registry: Arc<UserCodeRegistry>,
+}
+
+impl TaskDeployer for LocalDeployer {
+    fn deploy(
+        &mut self,
+        job: &Arc<JobGraph>,
+        attempt: u32,
+        restore: Option<Arc<RestorePlan>>,
+        ctx: &DeployContext,
+    ) -> Result<Vec<Vec<TaskHandle>>> {
+        let started = deploy::deploy(job, &self.registry, ctx, attempt, restore, None)?;
+        let mut handles: Vec<Vec<TaskHandle>> = job.vertices.iter().map(|_| Vec::new()).collect();
+        for (v, _, h) in started {
+            handles[v].push(h);
+        }
+        Ok(handles)
+    }
 }
 
 /// A handle on a submitted job (Flink's `JobClient`).
@@ -262,6 +334,16 @@ impl JobClient {
         }
     }
 
+    /// The job's name.
+    pub fn job_name(&self) -> &str {
+        &self.shared.job_name
+    }
+
+    /// The failures the job went through, oldest first (at most 16).
+    pub fn exceptions(&self) -> Vec<JobException> {
+        self.shared.exceptions.lock().clone()
+    }
+
     /// Counts and recent history of the job's checkpoints.
     pub fn checkpoint_statistics(&self) -> CheckpointingStatistics {
         self.shared.checkpoints.lock().clone()
@@ -330,6 +412,34 @@ impl JobClient {
     }
 }
 
+/// The environment variable that makes `execute()` write the program's JobGraph, as JSON, to
+/// the file it names and exit without running anything: how the JobManager learns the graph of
+/// an uploaded program, and how `eddy info` prints it.
+pub const PLAN_OUTPUT_ENV: &str = "EDDY_PLAN_OUTPUT";
+
+/// Runs `job` the way this process was started to: in the mini cluster (the usual case); as a
+/// worker, running a TaskManager's share of a job the JobManager deployed ([`WORKER_ENV`]);
+/// or not at all, writing the JobGraph out ([`PLAN_OUTPUT_ENV`]). The last two exit the
+/// process when done.
+pub fn launch(job: JobGraph, registry: UserCodeRegistry) -> Result<JobClient> {
+    if let Some(path) = std::env::var_os(PLAN_OUTPUT_ENV) {
+        let json = serde_json::to_vec_pretty(&job)
+            .map_err(|e| RuntimeError::Serialization(format!("cannot write the JobGraph: {e}")))?;
+        if let Err(e) = std::fs::write(&path, json) {
+            eprintln!(
+                "cannot write the JobGraph to {}: {e}",
+                path.to_string_lossy()
+            );
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
+    if let Some(spec) = WorkerSpec::from_env()? {
+        run_worker(job, registry, spec);
+    }
+    MiniCluster::submit(job, registry)
+}
+
 /// Runs jobs inside this process.
 pub struct MiniCluster;
 
@@ -338,6 +448,17 @@ impl MiniCluster {
     /// configuration, or in the savepoint it restores from (`execution.savepoint.path`), are
     /// reported here.
     pub fn submit(job: JobGraph, registry: UserCodeRegistry) -> Result<JobClient> {
+        Self::submit_with(
+            job,
+            Box::new(LocalDeployer {
+                registry: Arc::new(registry),
+            }),
+        )
+    }
+
+    /// Like [`MiniCluster::submit`], with the tasks started by `deployer`: this is how the
+    /// JobManager runs a job master for a job whose tasks run on TaskManagers.
+    pub fn submit_with(job: JobGraph, deployer: Box<dyn TaskDeployer>) -> Result<JobClient> {
         let metrics = MetricRegistry::new();
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let checkpoints = Arc::new(Mutex::new(CheckpointingStatistics::default()));
@@ -352,6 +473,7 @@ impl MiniCluster {
             control: control_tx,
             metrics: metrics.clone(),
             checkpoints: checkpoints.clone(),
+            exceptions: Mutex::new(Vec::new()),
         });
         let cancellation_timeout = job.config.get(&options::TASK_CANCELLATION_TIMEOUT)?;
         // Validate what every task will read, so a bad value fails the submission, not a task.
@@ -376,7 +498,7 @@ impl MiniCluster {
         let master = master::JobMaster::new(
             shared.clone(),
             job.clone(),
-            Arc::new(registry),
+            deployer,
             metrics,
             control_rx,
             settings,
@@ -400,6 +522,17 @@ fn set_status(shared: &JobShared, status: JobStatus) {
         state.status = status;
     }
     shared.changed.notify_all();
+}
+
+fn record_exception(shared: &JobShared, message: String) {
+    let mut e = shared.exceptions.lock();
+    if e.len() == EXCEPTION_HISTORY {
+        e.remove(0);
+    }
+    e.push(JobException {
+        timestamp: eddy_core::time::now_millis(),
+        message,
+    });
 }
 
 fn finish_job(shared: &JobShared, result: std::result::Result<JobExecutionResult, JobError>) {

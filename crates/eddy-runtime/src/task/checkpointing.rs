@@ -37,28 +37,57 @@ use crate::state::{OperatorSnapshotJob, Redistribution, StateContext, WrittenKey
 
 /// Where the files of each checkpoint in progress go, set by the coordinator before it
 /// triggers the checkpoint.
+///
+/// In a worker process the coordinator is in the JobManager, and the location arrives on the
+/// control connection, which may be slower than the barrier on a data connection: there a task
+/// waits up to `wait` for it.
 #[derive(Clone, Default)]
-pub struct SnapshotTargets(Arc<Mutex<HashMap<u64, StorageLocation>>>);
+pub struct SnapshotTargets {
+    targets: Arc<Mutex<HashMap<u64, StorageLocation>>>,
+    arrived: Arc<parking_lot::Condvar>,
+    wait: Duration,
+}
 
 impl SnapshotTargets {
+    /// Targets whose lookups wait up to `wait` for a location to arrive.
+    pub fn waiting(wait: Duration) -> Self {
+        SnapshotTargets {
+            wait,
+            ..Default::default()
+        }
+    }
+
     /// Sets the directory for checkpoint `id`'s state files.
     pub fn insert(&self, id: u64, location: StorageLocation) {
-        self.0.lock().insert(id, location);
+        self.targets.lock().insert(id, location);
+        self.arrived.notify_all();
     }
 
     /// Forgets checkpoint `id`.
     pub fn remove(&self, id: u64) {
-        self.0.lock().remove(&id);
+        self.targets.lock().remove(&id);
     }
 
     /// The directory for checkpoint `id`.
     pub fn get(&self, id: u64) -> Option<StorageLocation> {
-        self.0.lock().get(&id).cloned()
+        let mut targets = self.targets.lock();
+        if self.wait.is_zero() {
+            return targets.get(&id).cloned();
+        }
+        let deadline = Instant::now() + self.wait;
+        loop {
+            if let Some(l) = targets.get(&id) {
+                return Some(l.clone());
+            }
+            if self.arrived.wait_until(&mut targets, deadline).timed_out() {
+                return targets.get(&id).cloned();
+            }
+        }
     }
 }
 
 /// Timings and size of one subtask's part of a checkpoint.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubtaskCheckpointStats {
     /// Time spent aligning barriers, in ms.
     pub alignment_ms: u64,

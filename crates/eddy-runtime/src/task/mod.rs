@@ -33,7 +33,7 @@ use crate::metrics::TaskTimeMetrics;
 use crate::operator::{ProcessingTimeService, TaskInfo};
 
 /// A message to a running task.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum TaskMessage {
     /// Stop as soon as possible.
     Cancel,

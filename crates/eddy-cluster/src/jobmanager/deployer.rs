@@ -1,0 +1,452 @@
+//! Deploys a job master's tasks as worker processes on TaskManagers.
+//!
+//! For each attempt: take as many slots as the job's highest parallelism (slot sharing: slot
+//! *i* hosts subtask *i* of every vertex), waiting up to `slot.request.timeout` for them; ask
+//! each TaskManager with slots to start one worker process; wait for the workers to connect and
+//! check that each rebuilt the same JobGraph; send each its deployment. From then on the worker
+//! connections carry task events one way and task messages the other. A worker connection that
+//! closes before its tasks finished fails those tasks, which fails the attempt over.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufReader, BufWriter};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use eddy_core::config::options;
+use eddy_core::graph::JobGraph;
+use eddy_core::ids::JobId;
+use eddy_runtime::RuntimeError;
+use eddy_runtime::checkpoint::restore::RestorePlan;
+use eddy_runtime::executor::remote::{
+    MasterMessage, RestoreSpec, WireMetric, WorkerDeployment, WorkerMessage, fingerprint,
+    read_message, write_message,
+};
+use eddy_runtime::executor::{
+    DeployContext, RemoteTasks, TaskDeployer, TaskEvent, TaskHandle, TaskMessage,
+};
+use eddy_runtime::task::SnapshotTargets;
+use parking_lot::Mutex;
+
+use super::Cluster;
+use crate::protocol::{JobManagerMessage, StartWorker};
+
+/// How long workers have to start and connect.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The latest metrics of a job's workers, by TaskManager.
+#[derive(Clone, Default)]
+pub struct JobMetrics(Arc<Mutex<BTreeMap<String, Vec<WireMetric>>>>);
+
+impl JobMetrics {
+    /// Every metric of every worker.
+    pub fn all(&self) -> Vec<WireMetric> {
+        self.0.lock().values().flatten().cloned().collect()
+    }
+}
+
+/// Starts a job's tasks on TaskManagers.
+pub struct RemoteDeployer {
+    cluster: Arc<Cluster>,
+    job_id: JobId,
+    start: StartWorker,
+    metrics: JobMetrics,
+    current: Option<Attempt>,
+}
+
+struct Attempt {
+    number: u32,
+    /// Slots taken, per TaskManager.
+    slots: Vec<(String, u32)>,
+    workers: Arc<Workers>,
+}
+
+struct Worker {
+    taskmanager: String,
+    writer: Mutex<BufWriter<TcpStream>>,
+    stream: TcpStream,
+}
+
+/// The worker processes of one attempt.
+struct Workers {
+    workers: Vec<Worker>,
+    /// The worker of every subtask, per vertex.
+    placement: Vec<Vec<u32>>,
+    targets: SnapshotTargets,
+    targets_sent: Mutex<HashSet<u64>>,
+}
+
+impl Workers {
+    fn send_to(&self, w: usize, message: &MasterMessage) -> bool {
+        self.workers
+            .get(w)
+            .is_some_and(|w| write_message(&mut *w.writer.lock(), message).is_ok())
+    }
+}
+
+impl RemoteTasks for Workers {
+    fn send(&self, vertex: u32, subtask: u32, message: TaskMessage) -> bool {
+        // A checkpoint's location goes to every worker before its first barrier does.
+        if let TaskMessage::TriggerCheckpoint(b) = &message
+            && self.targets_sent.lock().insert(b.id)
+            && let Some(location) = self.targets.get(b.id)
+        {
+            let m = MasterMessage::CheckpointTarget {
+                id: b.id,
+                location: location.display().to_string(),
+            };
+            for w in 0..self.workers.len() {
+                self.send_to(w, &m);
+            }
+        }
+        let Some(w) = self
+            .placement
+            .get(vertex as usize)
+            .and_then(|p| p.get(subtask as usize))
+        else {
+            return false;
+        };
+        self.send_to(
+            *w as usize,
+            &MasterMessage::Task {
+                vertex,
+                subtask,
+                message,
+            },
+        )
+    }
+}
+
+impl RemoteDeployer {
+    /// A deployer for `job_id`, whose workers start as `start` says.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        job_id: JobId,
+        start: StartWorker,
+        metrics: JobMetrics,
+    ) -> Self {
+        RemoteDeployer {
+            cluster,
+            job_id,
+            start,
+            metrics,
+            current: None,
+        }
+    }
+
+    /// Takes `needed` slots, spread over as few TaskManagers as possible (Flink's default),
+    /// waiting up to `slot.request.timeout`.
+    fn allocate(&self, needed: u32, timeout: Duration) -> Result<Vec<(String, u32)>, RuntimeError> {
+        let deadline = Instant::now() + timeout;
+        let mut r = self.cluster.resources.lock();
+        while r.free_slots() < needed {
+            if self
+                .cluster
+                .slots_changed
+                .wait_until(&mut r, deadline)
+                .timed_out()
+                && r.free_slots() < needed
+            {
+                return Err(RuntimeError::user(format!(
+                    "could not get the {needed} slots the job needs within {timeout:?} \
+                     (slot.request.timeout): {} TaskManager(s) offer {} slot(s), {} free",
+                    r.taskmanagers.len(),
+                    r.total_slots(),
+                    r.free_slots()
+                )));
+            }
+        }
+        let mut remaining = needed;
+        let mut taken = Vec::new();
+        for (id, tm) in r.taskmanagers.iter_mut() {
+            if remaining == 0 {
+                break;
+            }
+            let n = tm.free_slots.min(remaining);
+            if n > 0 {
+                tm.free_slots -= n;
+                remaining -= n;
+                taken.push((id.clone(), n));
+            }
+        }
+        Ok(taken)
+    }
+
+    fn free(&self, slots: &[(String, u32)]) {
+        let mut r = self.cluster.resources.lock();
+        for (id, n) in slots {
+            if let Some(tm) = r.taskmanagers.get_mut(id) {
+                tm.free_slots = (tm.free_slots + n).min(tm.registration.slots);
+            }
+        }
+        self.cluster.slots_changed.notify_all();
+    }
+
+    fn start_workers(
+        &self,
+        job: &Arc<JobGraph>,
+        attempt: u32,
+        slots: &[(String, u32)],
+        restore: Option<&Arc<RestorePlan>>,
+        ctx: &DeployContext,
+    ) -> Result<Arc<Workers>, RuntimeError> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let key = (self.job_id, attempt);
+        self.cluster.pending_workers.lock().insert(key, tx);
+        let result = self.start_workers_inner(job, attempt, slots, restore, ctx, rx);
+        self.cluster.pending_workers.lock().remove(&key);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_workers_inner(
+        &self,
+        job: &Arc<JobGraph>,
+        attempt: u32,
+        slots: &[(String, u32)],
+        restore: Option<&Arc<RestorePlan>>,
+        ctx: &DeployContext,
+        hellos: crossbeam_channel::Receiver<super::ConnectedWorker>,
+    ) -> Result<Arc<Workers>, RuntimeError> {
+        {
+            let r = self.cluster.resources.lock();
+            for (tm, _) in slots {
+                let message = JobManagerMessage::StartWorker(StartWorker {
+                    attempt,
+                    ..self.start.clone()
+                });
+                let sent = r.taskmanagers.get(tm).is_some_and(|t| t.send(&message));
+                if !sent {
+                    return Err(RuntimeError::user(format!(
+                        "TaskManager {tm} is gone; cannot start the job's worker there"
+                    )));
+                }
+            }
+        }
+        // Wait for every worker to connect.
+        let index_of: HashMap<&str, usize> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, (tm, _))| (tm.as_str(), i))
+            .collect();
+        let mut connected: Vec<Option<(String, TcpStream)>> = slots.iter().map(|_| None).collect();
+        let deadline = Instant::now() + WORKER_START_TIMEOUT;
+        let expected = fingerprint(job);
+        while connected.iter().any(Option::is_none) {
+            let (hello, stream) = hellos
+                .recv_deadline(deadline)
+                .map_err(|_| {
+                    RuntimeError::user(format!(
+                        "the job's worker processes did not all connect within {WORKER_START_TIMEOUT:?}; \
+                         see the TaskManagers' logs"
+                    ))
+                })?;
+            if hello.fingerprint != expected {
+                return Err(RuntimeError::InvalidJob(format!(
+                    "the program built a different JobGraph on TaskManager {} than when it was \
+                     submitted; a program must build the same job every time it runs",
+                    hello.taskmanager_id
+                )));
+            }
+            match index_of.get(hello.taskmanager_id.as_str()) {
+                Some(&i) => connected[i] = Some((hello.data_address, stream)),
+                None => {
+                    tracing::warn!(taskmanager = %hello.taskmanager_id, "unexpected worker; turned away");
+                }
+            }
+        }
+        let connected: Vec<(String, TcpStream)> = connected.into_iter().flatten().collect();
+
+        // Slot k hosts subtask k of every vertex.
+        let mut slot_worker = Vec::new();
+        for (w, (_, n)) in slots.iter().enumerate() {
+            slot_worker.extend(std::iter::repeat_n(w as u32, *n as usize));
+        }
+        let placement: Vec<Vec<u32>> = job
+            .vertices
+            .iter()
+            .map(|v| {
+                (0..v.parallelism as usize)
+                    .map(|s| slot_worker[s])
+                    .collect()
+            })
+            .collect();
+        let addresses: Vec<String> = connected.iter().map(|(a, _)| a.clone()).collect();
+        let restore = restore.map(|p| RestoreSpec {
+            location: p.location().display().to_string(),
+            same_job: p.source().same_job,
+        });
+        let mut workers = Vec::new();
+        for (i, (_, stream)) in connected.into_iter().enumerate() {
+            let writer = stream
+                .try_clone()
+                .map_err(|e| RuntimeError::io("worker connection", e))?;
+            let worker = Worker {
+                taskmanager: slots[i].0.clone(),
+                writer: Mutex::new(BufWriter::new(writer)),
+                stream,
+            };
+            write_message(
+                &mut *worker.writer.lock(),
+                &MasterMessage::Deploy(WorkerDeployment {
+                    index: i as u32,
+                    workers: addresses.clone(),
+                    placement: placement.clone(),
+                    restore: restore.clone(),
+                }),
+            )?;
+            workers.push(worker);
+        }
+        let workers = Arc::new(Workers {
+            workers,
+            placement,
+            targets: ctx.targets.clone(),
+            targets_sent: Mutex::new(HashSet::new()),
+        });
+        for (i, w) in workers.workers.iter().enumerate() {
+            let reader = w
+                .stream
+                .try_clone()
+                .map_err(|e| RuntimeError::io("worker connection", e))?;
+            let subtasks: Vec<(u32, u32)> = workers
+                .placement
+                .iter()
+                .enumerate()
+                .flat_map(|(v, p)| {
+                    p.iter()
+                        .enumerate()
+                        .filter(move |(_, w)| **w == i as u32)
+                        .map(move |(s, _)| (v as u32, s as u32))
+                })
+                .collect();
+            let events = ctx.events.clone();
+            let metrics = self.metrics.clone();
+            let tm = w.taskmanager.clone();
+            std::thread::Builder::new()
+                .name(format!("worker {tm}"))
+                .spawn(move || read_worker(reader, attempt, subtasks, events, metrics, tm))
+                .map_err(|e| RuntimeError::io("cannot start a worker reader", e))?;
+        }
+        Ok(workers)
+    }
+}
+
+/// Forwards a worker's events to the job master; when the connection ends, the worker's
+/// subtasks that had not finished fail.
+fn read_worker(
+    stream: TcpStream,
+    attempt: u32,
+    subtasks: Vec<(u32, u32)>,
+    events: Sender<TaskEvent>,
+    metrics: JobMetrics,
+    taskmanager: String,
+) {
+    let mut open: HashSet<(u32, u32)> = subtasks.into_iter().collect();
+    let mut reader = BufReader::new(stream);
+    let end = loop {
+        match read_message::<WorkerMessage>(&mut reader) {
+            Ok(Some(WorkerMessage::Event(e))) => {
+                let e = TaskEvent::from(e);
+                if let TaskEvent::Finished {
+                    vertex, subtask, ..
+                } = &e
+                {
+                    open.remove(&(*vertex as u32, *subtask));
+                }
+                if events.send(e).is_err() {
+                    return;
+                }
+            }
+            Ok(Some(WorkerMessage::Metrics(m))) => {
+                metrics.0.lock().insert(taskmanager.clone(), m);
+            }
+            Ok(Some(WorkerMessage::Hello(_))) => {}
+            Ok(None) => break "its connection closed".to_string(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    for (vertex, subtask) in open {
+        let _ = events.send(TaskEvent::Finished {
+            attempt,
+            vertex: vertex as usize,
+            subtask,
+            result: Err(RuntimeError::Remote {
+                message: format!(
+                    "the worker process on TaskManager {taskmanager} was lost ({end}) while \
+                     the task was running"
+                ),
+                secondary: false,
+            }),
+        });
+    }
+}
+
+impl TaskDeployer for RemoteDeployer {
+    fn deploy(
+        &mut self,
+        job: &Arc<JobGraph>,
+        attempt: u32,
+        restore: Option<Arc<RestorePlan>>,
+        ctx: &DeployContext,
+    ) -> Result<Vec<Vec<TaskHandle>>, RuntimeError> {
+        self.release();
+        let needed = job
+            .vertices
+            .iter()
+            .map(|v| v.parallelism)
+            .max()
+            .unwrap_or(1);
+        let timeout = job.config.get(&options::SLOT_REQUEST_TIMEOUT)?;
+        let slots = self.allocate(needed, timeout)?;
+        let workers = match self.start_workers(job, attempt, &slots, restore.as_ref(), ctx) {
+            Ok(w) => w,
+            Err(e) => {
+                self.stop_workers(attempt, &slots);
+                self.free(&slots);
+                return Err(e);
+            }
+        };
+        let handles = job
+            .vertices
+            .iter()
+            .enumerate()
+            .map(|(v, vertex)| {
+                (0..vertex.parallelism)
+                    .map(|s| TaskHandle::remote(workers.clone(), v as u32, s))
+                    .collect()
+            })
+            .collect();
+        self.current = Some(Attempt {
+            number: attempt,
+            slots,
+            workers,
+        });
+        Ok(handles)
+    }
+
+    fn release(&mut self) {
+        if let Some(a) = self.current.take() {
+            for w in &a.workers.workers {
+                let _ = w.stream.shutdown(std::net::Shutdown::Both);
+            }
+            self.stop_workers(a.number, &a.slots);
+            self.free(&a.slots);
+            self.cluster.forget_workers(self.job_id, a.number);
+        }
+    }
+}
+
+impl RemoteDeployer {
+    fn stop_workers(&self, attempt: u32, slots: &[(String, u32)]) {
+        let r = self.cluster.resources.lock();
+        for (tm, _) in slots {
+            if let Some(t) = r.taskmanagers.get(tm) {
+                t.send(&JobManagerMessage::StopWorker {
+                    job_id: self.job_id.to_string(),
+                    attempt,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! The JobManager: dispatcher, resource manager and job masters in one process.
+//!
+//! - The **RPC port** (`jobmanager.rpc.port`) accepts TaskManagers (registration, heartbeats,
+//!   worker start and stop) and worker processes (the runtime's worker protocol).
+//! - The **resource manager** ([`Resources`]) knows every TaskManager and its free slots, and
+//!   declares a TaskManager lost when its connection drops or it misses heartbeats for
+//!   `heartbeat.timeout`; the jobs with tasks on it then fail over.
+//! - The **dispatcher** stores uploaded programs under their SHA-256, learns a program's
+//!   JobGraph by running it with `EDDY_PLAN_OUTPUT`, and starts a job master for each job: the
+//!   runtime's job master with a [`deployer::RemoteDeployer`], so restarts, checkpoints and
+//!   savepoints behave as in the mini cluster.
+//! - The **REST API** ([`rest`]) serves Flink's paths and the web UI.
+
+pub mod deployer;
+pub mod rest;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{BufReader, BufWriter, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::Sender;
+use eddy_core::config::{Configuration, options};
+use eddy_core::graph::JobGraph;
+use eddy_core::ids::JobId;
+use eddy_runtime::executor::remote::{WorkerHello, WorkerMessage, read_message, write_message};
+use eddy_runtime::executor::{JobClient, MiniCluster, PLAN_OUTPUT_ENV};
+use parking_lot::{Condvar, Mutex};
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{
+    JobManagerMessage, Registration, StartWorker, TASKMANAGER_MAGIC, TaskManagerMessage,
+};
+use crate::{ClusterError, Result};
+
+/// A registered TaskManager.
+pub struct TaskManagerInfo {
+    /// What it registered with.
+    pub registration: Registration,
+    /// Slots not in use.
+    pub free_slots: u32,
+    /// Its last heartbeat.
+    pub last_heartbeat: Instant,
+    /// When it registered (ms since the epoch).
+    pub registered_at: i64,
+    /// Resident memory at its last heartbeat.
+    pub rss_bytes: u64,
+    writer: Arc<Mutex<BufWriter<TcpStream>>>,
+    stream: TcpStream,
+}
+
+impl TaskManagerInfo {
+    fn send(&self, message: &JobManagerMessage) -> bool {
+        write_message(&mut *self.writer.lock(), message).is_ok()
+    }
+}
+
+/// A worker process that has introduced itself, and its connection.
+pub type ConnectedWorker = (WorkerHello, TcpStream);
+
+/// The resource manager's view: TaskManagers and their slots.
+#[derive(Default)]
+pub struct Resources {
+    /// Registered TaskManagers by id.
+    pub taskmanagers: BTreeMap<String, TaskManagerInfo>,
+    /// Worker connections by TaskManager (with their job and attempt), closed when it is lost.
+    worker_streams: HashMap<String, Vec<(JobId, u32, TcpStream)>>,
+}
+
+impl Resources {
+    /// Slots in all.
+    pub fn total_slots(&self) -> u32 {
+        self.taskmanagers
+            .values()
+            .map(|t| t.registration.slots)
+            .sum()
+    }
+
+    /// Free slots.
+    pub fn free_slots(&self) -> u32 {
+        self.taskmanagers.values().map(|t| t.free_slots).sum()
+    }
+}
+
+/// An uploaded program.
+#[derive(Clone, Debug)]
+pub struct Jar {
+    /// Its id: the SHA-256 of its content.
+    pub id: String,
+    /// The name the client gave it (shown, never used as a path).
+    pub name: String,
+    /// When it was uploaded (ms since the epoch).
+    pub uploaded: i64,
+    /// Where it is stored.
+    pub path: PathBuf,
+}
+
+/// A job the dispatcher started.
+pub struct JobEntry {
+    /// The job master's client.
+    pub client: JobClient,
+    /// The JobGraph.
+    pub graph: Arc<JobGraph>,
+    /// When it was submitted (ms since the epoch).
+    pub start_time: i64,
+    /// When it ended (ms since the epoch).
+    pub end_time: Option<i64>,
+    /// The latest metrics of its workers, by TaskManager.
+    pub metrics: deployer::JobMetrics,
+}
+
+/// Asynchronous operations (savepoints, stop) the REST API reports by trigger id.
+#[derive(Clone, Debug)]
+pub enum Operation {
+    /// Still running.
+    InProgress,
+    /// Done: the savepoint's location.
+    Completed(String),
+    /// Failed: why.
+    Failed(String),
+}
+
+/// The JobManager's state, shared by the REST API, the RPC server and the job masters.
+pub struct Cluster {
+    /// The JobManager's configuration.
+    pub config: Configuration,
+    /// `host:port` workers and TaskManagers reach the RPC port at.
+    pub rpc_address: String,
+    /// `http://host:port` of the REST API.
+    pub rest_address: String,
+    /// Where programs and plans are stored.
+    pub work_dir: PathBuf,
+    /// This process's log file.
+    pub log_file: Option<PathBuf>,
+    /// The resource manager.
+    pub resources: Mutex<Resources>,
+    /// Signalled when slots are freed or TaskManagers register.
+    pub slots_changed: Condvar,
+    /// Uploaded programs by id.
+    pub jars: Mutex<BTreeMap<String, Jar>>,
+    /// Jobs, in submission order (finished ones up to `jobstore.max-capacity`).
+    pub jobs: Mutex<VecDeque<(JobId, JobEntry)>>,
+    /// Savepoint and stop operations by trigger id.
+    pub operations: Mutex<HashMap<String, Operation>>,
+    /// Worker processes that have connected and await their job master.
+    pending_workers: Mutex<HashMap<(JobId, u32), Sender<ConnectedWorker>>>,
+    heartbeat_timeout: Duration,
+}
+
+impl Cluster {
+    /// Finds a job.
+    pub fn job<R>(&self, id: &str, f: impl FnOnce(&JobEntry) -> R) -> Option<R> {
+        let id: JobId = id.parse().ok()?;
+        let jobs = self.jobs.lock();
+        jobs.iter().find(|(j, _)| *j == id).map(|(_, e)| f(e))
+    }
+
+    /// Declares a TaskManager lost: its slots go, and its workers' connections are closed so
+    /// their jobs fail over.
+    pub fn remove_taskmanager(&self, id: &str, reason: &str) {
+        let mut r = self.resources.lock();
+        if let Some(tm) = r.taskmanagers.remove(id) {
+            tracing::warn!(taskmanager = id, reason, "TaskManager lost");
+            let _ = tm.stream.shutdown(std::net::Shutdown::Both);
+        }
+        for (_, _, s) in r.worker_streams.remove(id).unwrap_or_default() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        self.slots_changed.notify_all();
+    }
+
+    /// Stores a program under its SHA-256 and returns its entry.
+    pub fn store_jar(&self, name: &str, bytes: &[u8]) -> Result<Jar> {
+        let id = format!("{:x}", Sha256::digest(bytes));
+        let dir = self.work_dir.join("blobs");
+        std::fs::create_dir_all(&dir).map_err(|e| ClusterError::io("blob directory", e))?;
+        let path = dir.join(&id);
+        if !path.exists() {
+            let tmp = dir.join(format!(".{id}.{}", uuid::Uuid::new_v4()));
+            std::fs::write(&tmp, bytes).map_err(|e| ClusterError::io("storing a program", e))?;
+            make_executable(&tmp)?;
+            std::fs::rename(&tmp, &path).map_err(|e| ClusterError::io("storing a program", e))?;
+        }
+        let jar = Jar {
+            id: id.clone(),
+            name: name
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+                .take(100)
+                .collect(),
+            uploaded: eddy_core::time::now_millis(),
+            path,
+        };
+        self.jars.lock().insert(id, jar.clone());
+        Ok(jar)
+    }
+
+    /// Runs an uploaded program to learn its JobGraph, then starts a job master for it.
+    pub fn run_jar(self: &Arc<Self>, jar_id: &str, request: RunRequest) -> Result<JobId> {
+        let jar = self
+            .jars
+            .lock()
+            .get(jar_id)
+            .cloned()
+            .ok_or_else(|| ClusterError::Invalid(format!("no uploaded program '{jar_id}'")))?;
+        let mut props = Vec::new();
+        if let Some(p) = request.parallelism {
+            props.push(format!("parallelism.default={p}"));
+        }
+        if let Some(s) = &request.savepoint_path {
+            if s.chars().any(char::is_whitespace) {
+                return Err(ClusterError::Invalid(
+                    "savepoint paths with whitespace are not supported".into(),
+                ));
+            }
+            props.push(format!("execution.savepoint.path={s}"));
+        }
+        if request.allow_non_restored_state {
+            props.push("execution.savepoint.ignore-unclaimed-state=true".into());
+        }
+        let dynamic_properties = props.join(" ");
+        let graph = plan(
+            &jar.path,
+            &request.args,
+            &dynamic_properties,
+            &self.work_dir,
+        )?;
+        let job_id = graph.job_id;
+        let metrics = deployer::JobMetrics::default();
+        let deployer = deployer::RemoteDeployer::new(
+            self.clone(),
+            job_id,
+            StartWorker {
+                job_id: job_id.to_string(),
+                attempt: 0,
+                blob: jar.id.clone(),
+                args: request.args.clone(),
+                dynamic_properties,
+            },
+            metrics.clone(),
+        );
+        let graph = Arc::new(graph);
+        let client = MiniCluster::submit_with((*graph).clone(), Box::new(deployer))?;
+        tracing::info!(job = %graph.name, job_id = %job_id, program = %jar.name, "job submitted");
+        let mut jobs = self.jobs.lock();
+        jobs.push_back((
+            job_id,
+            JobEntry {
+                client,
+                graph,
+                start_time: eddy_core::time::now_millis(),
+                end_time: None,
+                metrics,
+            },
+        ));
+        let capacity = self.config.get(&options::JOBSTORE_MAX_CAPACITY)? as usize;
+        while jobs
+            .iter()
+            .filter(|(_, e)| e.client.job_status().is_terminal())
+            .count()
+            > capacity
+        {
+            let Some(pos) = jobs
+                .iter()
+                .position(|(_, e)| e.client.job_status().is_terminal())
+            else {
+                break;
+            };
+            jobs.remove(pos);
+        }
+        Ok(job_id)
+    }
+
+    /// Forgets the worker connections of a job's attempt.
+    fn forget_workers(&self, job_id: JobId, attempt: u32) {
+        for streams in self.resources.lock().worker_streams.values_mut() {
+            streams.retain(|(j, a, _)| !(*j == job_id && *a == attempt));
+        }
+    }
+
+    fn register_worker(&self, hello: WorkerHello, stream: TcpStream) {
+        let key = (hello.job_id, hello.attempt);
+        let tx = self.pending_workers.lock().get(&key).cloned();
+        match tx {
+            Some(tx) => {
+                if let Ok(s) = stream.try_clone() {
+                    self.resources
+                        .lock()
+                        .worker_streams
+                        .entry(hello.taskmanager_id.clone())
+                        .or_default()
+                        .push((hello.job_id, hello.attempt, s));
+                }
+                let _ = tx.send((hello, stream));
+            }
+            None => {
+                tracing::info!(job_id = %hello.job_id, attempt = hello.attempt, "a worker of an attempt that is over connected; turned away");
+            }
+        }
+    }
+}
+
+/// What `POST /jars/:id/run` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct RunRequest {
+    /// Program arguments.
+    pub args: Vec<String>,
+    /// Default parallelism.
+    pub parallelism: Option<u32>,
+    /// Savepoint to restore.
+    pub savepoint_path: Option<String>,
+    /// Skip savepoint state no operator claims.
+    pub allow_non_restored_state: bool,
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| ClusterError::io("making a program executable", e))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Runs `program` with `args` in plan mode and returns the JobGraph its `execute()` built.
+pub fn plan(
+    program: &Path,
+    args: &[String],
+    dynamic_properties: &str,
+    work_dir: &Path,
+) -> Result<JobGraph> {
+    let out = work_dir.join(format!("plan-{}.json", uuid::Uuid::new_v4()));
+    let output = std::process::Command::new(program)
+        .args(args)
+        .env(PLAN_OUTPUT_ENV, &out)
+        .env("EDDY_DYNAMIC_PROPERTIES", dynamic_properties)
+        .env_remove(eddy_runtime::executor::WORKER_ENV)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| ClusterError::io(format!("cannot run {}", program.display()), e))?;
+    let json = std::fs::read(&out);
+    let _ = std::fs::remove_file(&out);
+    let json = match json {
+        Ok(j) if output.status.success() => j,
+        _ => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+            return Err(ClusterError::Invalid(format!(
+                "the program did not build a job ({}): {}",
+                output.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+    };
+    serde_json::from_slice(&json)
+        .map_err(|e| ClusterError::Invalid(format!("the program's JobGraph is malformed: {e}")))
+}
+
+/// Starts a JobManager: the RPC server, the heartbeat monitor and the REST API. Blocks while
+/// the REST server runs.
+pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
+    let log_file = crate::logging::init("eddy-jobmanager");
+    let rpc_host = config.get(&options::JOBMANAGER_RPC_ADDRESS)?;
+    let rpc_port = config.get(&options::JOBMANAGER_RPC_PORT)?;
+    let rpc = TcpListener::bind((rpc_host.as_str(), rpc_port))
+        .map_err(|e| ClusterError::io(format!("cannot listen on {rpc_host}:{rpc_port}"), e))?;
+    let rpc_port = rpc
+        .local_addr()
+        .map_err(|e| ClusterError::io("rpc listener", e))?
+        .port();
+    let rest_bind = config.get(&options::REST_BIND_ADDRESS)?;
+    let rest_port = config.get(&options::REST_PORT)?;
+    let rest = std::net::TcpListener::bind((rest_bind.as_str(), rest_port))
+        .map_err(|e| ClusterError::io(format!("cannot listen on {rest_bind}:{rest_port}"), e))?;
+    let rest_port = rest
+        .local_addr()
+        .map_err(|e| ClusterError::io("rest listener", e))?
+        .port();
+    let rest_host = config.get(&options::REST_ADDRESS)?;
+    std::fs::create_dir_all(&work_dir)
+        .map_err(|e| ClusterError::io(format!("cannot create {}", work_dir.display()), e))?;
+    let cluster = Arc::new(Cluster {
+        heartbeat_timeout: config.get(&options::HEARTBEAT_TIMEOUT)?,
+        rpc_address: format!("{rpc_host}:{rpc_port}"),
+        rest_address: format!("http://{rest_host}:{rest_port}"),
+        config,
+        work_dir,
+        log_file,
+        resources: Mutex::new(Resources::default()),
+        slots_changed: Condvar::new(),
+        jars: Mutex::new(BTreeMap::new()),
+        jobs: Mutex::new(VecDeque::new()),
+        operations: Mutex::new(HashMap::new()),
+        pending_workers: Mutex::new(HashMap::new()),
+    });
+    {
+        let cluster = cluster.clone();
+        std::thread::Builder::new()
+            .name("rpc".into())
+            .spawn(move || accept_loop(cluster, rpc))
+            .map_err(|e| ClusterError::io("cannot start the RPC thread", e))?;
+    }
+    {
+        let cluster = cluster.clone();
+        std::thread::Builder::new()
+            .name("heartbeat monitor".into())
+            .spawn(move || heartbeat_monitor(cluster))
+            .map_err(|e| ClusterError::io("cannot start the heartbeat monitor", e))?;
+    }
+    tracing::info!(rest = %cluster.rest_address, rpc = %cluster.rpc_address, "JobManager started");
+    println!(
+        "JobManager: REST API and web UI at {}, RPC at {}",
+        cluster.rest_address, cluster.rpc_address
+    );
+    rest::serve(cluster, rest)
+}
+
+fn accept_loop(cluster: Arc<Cluster>, listener: TcpListener) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let cluster = cluster.clone();
+        let _ = std::thread::Builder::new()
+            .name("rpc connection".into())
+            .spawn(move || {
+                let peer = stream
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                if let Err(e) = serve_connection(&cluster, stream) {
+                    tracing::warn!(peer, error = %e, "RPC connection failed");
+                }
+            });
+    }
+}
+
+fn serve_connection(cluster: &Arc<Cluster>, stream: TcpStream) -> Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut magic = [0u8; 4];
+    let n = stream
+        .peek(&mut magic)
+        .map_err(|e| ClusterError::io("reading a connection", e))?;
+    if n == 4 && &magic == TASKMANAGER_MAGIC {
+        return serve_taskmanager(cluster, stream);
+    }
+    let mut reader = BufReader::new(
+        stream
+            .try_clone()
+            .map_err(|e| ClusterError::io("connection", e))?,
+    );
+    match read_message::<WorkerMessage>(&mut reader)? {
+        Some(WorkerMessage::Hello(hello)) => {
+            cluster.register_worker(hello, stream);
+            Ok(())
+        }
+        _ => Err(ClusterError::Invalid(
+            "a connection did not introduce itself".into(),
+        )),
+    }
+}
+
+fn serve_taskmanager(cluster: &Arc<Cluster>, stream: TcpStream) -> Result<()> {
+    let mut reader = BufReader::new(
+        stream
+            .try_clone()
+            .map_err(|e| ClusterError::io("connection", e))?,
+    );
+    let mut magic = [0u8; 4];
+    reader
+        .read_exact(&mut magic)
+        .map_err(|e| ClusterError::io("reading a TaskManager", e))?;
+    let registration = match read_message::<TaskManagerMessage>(&mut reader)? {
+        Some(TaskManagerMessage::Register(r)) => r,
+        _ => {
+            return Err(ClusterError::Invalid(
+                "a TaskManager did not register".into(),
+            ));
+        }
+    };
+    let id = registration.id.clone();
+    let writer = Arc::new(Mutex::new(BufWriter::new(
+        stream
+            .try_clone()
+            .map_err(|e| ClusterError::io("connection", e))?,
+    )));
+    write_message(
+        &mut *writer.lock(),
+        &JobManagerMessage::Registered {
+            rest_address: cluster.rest_address.clone(),
+        },
+    )?;
+    {
+        let mut r = cluster.resources.lock();
+        if let Some(old) = r.taskmanagers.remove(&id) {
+            let _ = old.stream.shutdown(std::net::Shutdown::Both);
+        }
+        tracing::info!(taskmanager = %id, slots = registration.slots, host = %registration.host, "TaskManager registered");
+        r.taskmanagers.insert(
+            id.clone(),
+            TaskManagerInfo {
+                free_slots: registration.slots,
+                registration,
+                last_heartbeat: Instant::now(),
+                registered_at: eddy_core::time::now_millis(),
+                rss_bytes: 0,
+                writer,
+                stream,
+            },
+        );
+        cluster.slots_changed.notify_all();
+    }
+    loop {
+        match read_message::<TaskManagerMessage>(&mut reader) {
+            Ok(Some(TaskManagerMessage::Heartbeat { rss_bytes })) => {
+                if let Some(tm) = cluster.resources.lock().taskmanagers.get_mut(&id) {
+                    tm.last_heartbeat = Instant::now();
+                    tm.rss_bytes = rss_bytes;
+                }
+            }
+            Ok(Some(TaskManagerMessage::WorkerExited {
+                job_id,
+                attempt,
+                status,
+            })) => {
+                tracing::info!(taskmanager = %id, job_id, attempt, status, "worker process exited");
+            }
+            Ok(Some(TaskManagerMessage::Register(_))) => {}
+            Ok(None) | Err(_) => {
+                cluster.remove_taskmanager(&id, "its connection closed");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn heartbeat_monitor(cluster: Arc<Cluster>) {
+    let period =
+        (cluster.heartbeat_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    loop {
+        std::thread::sleep(period);
+        let lost: Vec<String> = cluster
+            .resources
+            .lock()
+            .taskmanagers
+            .iter()
+            .filter(|(_, t)| t.last_heartbeat.elapsed() > cluster.heartbeat_timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lost {
+            cluster.remove_taskmanager(&id, "it missed its heartbeats");
+        }
+        // Remember when finished jobs ended.
+        let mut jobs = cluster.jobs.lock();
+        for (_, e) in jobs.iter_mut() {
+            if e.end_time.is_none() && e.client.job_status().is_terminal() {
+                e.end_time = Some(eddy_core::time::now_millis());
+            }
+        }
+    }
+}
+
+/// Milliseconds since the epoch of a system time.
+pub fn millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,842 @@
+//! The REST API, with Flink's paths and JSON field names.
+//!
+//! Errors are answered as Flink does: a 4xx or 5xx status with `{"errors": ["..."]}`. Uploaded
+//! programs are stored under their SHA-256 only; no name a client sends reaches the file
+//! system.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use eddy_core::graph::{JobGraph, PartitionerKind};
+use eddy_runtime::executor::JobStatus;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::deployer::JobMetrics;
+use super::{Cluster, Operation, RunRequest};
+use crate::{ClusterError, Result};
+
+/// The largest program upload accepted.
+const MAX_UPLOAD: usize = 1 << 30;
+
+type Shared = Arc<Cluster>;
+
+/// An error answer: `{"errors": [message]}` with a status.
+pub struct RestError(StatusCode, String);
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "errors": [self.1] }))).into_response()
+    }
+}
+
+fn not_found(what: &str) -> RestError {
+    RestError(StatusCode::NOT_FOUND, format!("{what} not found"))
+}
+
+fn bad_request(message: impl Into<String>) -> RestError {
+    RestError(StatusCode::BAD_REQUEST, message.into())
+}
+
+type Answer = std::result::Result<Json<Value>, RestError>;
+
+/// Serves the REST API on `listener` until the process ends.
+pub fn serve(cluster: Shared, listener: std::net::TcpListener) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ClusterError::io("cannot start the REST server", e))?;
+    runtime.block_on(async move {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| ClusterError::io("REST listener", e))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| ClusterError::io("REST listener", e))?;
+        axum::serve(listener, router(cluster))
+            .await
+            .map_err(|e| ClusterError::io("REST server", e))
+    })
+}
+
+/// The REST API's routes.
+pub fn router(cluster: Shared) -> Router {
+    Router::new()
+        .route("/config", get(config))
+        .route("/overview", get(overview))
+        .route("/jobs", get(jobs))
+        .route("/jobs/overview", get(jobs_overview))
+        .route("/jobs/{id}", get(job_details).patch(job_patch))
+        .route("/jobs/{id}/exceptions", get(job_exceptions))
+        .route("/jobs/{id}/checkpoints", get(job_checkpoints))
+        .route("/jobs/{id}/plan", get(job_plan))
+        .route("/jobs/{id}/vertices/{vid}", get(vertex_details))
+        .route("/jobs/{id}/savepoints", post(trigger_savepoint))
+        .route("/jobs/{id}/savepoints/{tid}", get(operation_status))
+        .route("/jobs/{id}/stop", post(stop_job))
+        .route("/taskmanagers", get(taskmanagers))
+        .route("/taskmanagers/{id}", get(taskmanager))
+        .route("/jobmanager/config", get(jobmanager_config))
+        .route("/jobmanager/logs", get(jobmanager_logs))
+        .route("/jobmanager/logs/{name}", get(jobmanager_log))
+        .route("/jars", get(jars))
+        .route(
+            "/jars/upload",
+            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+        )
+        .route("/jars/{id}/run", post(run_jar))
+        .route("/blobs/{sha}", get(blob))
+        .fallback(|| async { not_found("page") })
+        .with_state(cluster)
+}
+
+fn status_name(s: JobStatus) -> &'static str {
+    match s {
+        JobStatus::Created => "CREATED",
+        JobStatus::Running => "RUNNING",
+        JobStatus::Failing => "FAILING",
+        JobStatus::Restarting => "RESTARTING",
+        JobStatus::Cancelling => "CANCELLING",
+        JobStatus::Canceled => "CANCELED",
+        JobStatus::Finished => "FINISHED",
+        JobStatus::Failed => "FAILED",
+    }
+}
+
+async fn config(State(c): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "refresh-interval": 3000,
+        "timezone-name": "Coordinated Universal Time",
+        "timezone-offset": 0,
+        "flink-version": env!("CARGO_PKG_VERSION"),
+        "flink-revision": format!("eddy {}", env!("CARGO_PKG_VERSION")),
+        "features": {
+            "web-submit": true,
+            "web-cancel": true,
+            "web-rescale": false,
+            "web-history": false,
+        },
+        "rest-address": c.rest_address,
+    }))
+}
+
+async fn overview(State(c): State<Shared>) -> Json<Value> {
+    let (tms, total, free) = {
+        let r = c.resources.lock();
+        (r.taskmanagers.len(), r.total_slots(), r.free_slots())
+    };
+    let mut counts = BTreeMap::<&str, u64>::new();
+    for (_, e) in c.jobs.lock().iter() {
+        let s = e.client.job_status();
+        let key = match s {
+            JobStatus::Finished => "jobs-finished",
+            JobStatus::Canceled => "jobs-cancelled",
+            JobStatus::Failed => "jobs-failed",
+            _ => "jobs-running",
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    Json(json!({
+        "taskmanagers": tms,
+        "slots-total": total,
+        "slots-available": free,
+        "jobs-running": counts.get("jobs-running").copied().unwrap_or(0),
+        "jobs-finished": counts.get("jobs-finished").copied().unwrap_or(0),
+        "jobs-cancelled": counts.get("jobs-cancelled").copied().unwrap_or(0),
+        "jobs-failed": counts.get("jobs-failed").copied().unwrap_or(0),
+        "flink-version": env!("CARGO_PKG_VERSION"),
+        "flink-commit": "eddy",
+    }))
+}
+
+async fn jobs(State(c): State<Shared>) -> Json<Value> {
+    let jobs: Vec<Value> = c
+        .jobs
+        .lock()
+        .iter()
+        .map(|(id, e)| json!({"id": id.to_string(), "status": status_name(e.client.job_status())}))
+        .collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+fn task_counts(status: JobStatus, total: u32) -> Value {
+    let mut counts: BTreeMap<&str, u32> = [
+        "CREATED",
+        "SCHEDULED",
+        "DEPLOYING",
+        "RUNNING",
+        "FINISHED",
+        "CANCELING",
+        "CANCELED",
+        "FAILED",
+        "RECONCILING",
+        "INITIALIZING",
+    ]
+    .into_iter()
+    .map(|k| (k, 0))
+    .collect();
+    let key = match status {
+        JobStatus::Created | JobStatus::Restarting => "SCHEDULED",
+        JobStatus::Running => "RUNNING",
+        JobStatus::Failing | JobStatus::Cancelling => "CANCELING",
+        JobStatus::Canceled => "CANCELED",
+        JobStatus::Finished => "FINISHED",
+        JobStatus::Failed => "FAILED",
+    };
+    counts.insert(key, total);
+    json!(counts)
+}
+
+fn vertex_status(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Created | JobStatus::Restarting => "SCHEDULED",
+        JobStatus::Running => "RUNNING",
+        JobStatus::Failing | JobStatus::Cancelling => "CANCELING",
+        JobStatus::Canceled => "CANCELED",
+        JobStatus::Finished => "FINISHED",
+        JobStatus::Failed => "FAILED",
+    }
+}
+
+fn job_summary(id: &eddy_core::ids::JobId, e: &super::JobEntry) -> Value {
+    let status = e.client.job_status();
+    let now = eddy_core::time::now_millis();
+    let total: u32 = e.graph.vertices.iter().map(|v| v.parallelism).sum();
+    json!({
+        "jid": id.to_string(),
+        "name": e.graph.name,
+        "state": status_name(status),
+        "start-time": e.start_time,
+        "end-time": e.end_time.unwrap_or(-1),
+        "duration": e.end_time.unwrap_or(now) - e.start_time,
+        "last-modification": e.end_time.unwrap_or(e.start_time),
+        "tasks": task_counts(status, total),
+    })
+}
+
+async fn jobs_overview(State(c): State<Shared>) -> Json<Value> {
+    let jobs: Vec<Value> = c
+        .jobs
+        .lock()
+        .iter()
+        .rev()
+        .map(|(id, e)| job_summary(id, e))
+        .collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+/// Sums a metric over a vertex's subtasks, for the given operators.
+fn sum_metric(
+    metrics: &[eddy_runtime::executor::remote::WireMetric],
+    vertex: &str,
+    operators: &[String],
+    name: &str,
+) -> f64 {
+    metrics
+        .iter()
+        .filter(|m| {
+            m.name == name
+                && m.variables.get("task_id").map(String::as_str) == Some(vertex)
+                && m.variables
+                    .get("operator_id")
+                    .is_some_and(|o| operators.contains(o))
+        })
+        .map(|m| m.value)
+        .sum()
+}
+
+fn max_task_metric(
+    metrics: &[eddy_runtime::executor::remote::WireMetric],
+    vertex: &str,
+    name: &str,
+) -> f64 {
+    metrics
+        .iter()
+        .filter(|m| {
+            m.name == name && m.variables.get("task_id").map(String::as_str) == Some(vertex)
+        })
+        .map(|m| m.value)
+        .fold(0.0, f64::max)
+}
+
+fn vertex_metrics(graph: &JobGraph, v: usize, metrics: &JobMetrics) -> Value {
+    let all = metrics.all();
+    let vertex = &graph.vertices[v];
+    let vid = vertex.id.to_string();
+    let head = vec![vertex.operators[0].operator_id.to_string()];
+    let mut outputs: Vec<String> = vertex
+        .operators
+        .iter()
+        .filter(|o| !o.network_outputs.is_empty())
+        .map(|o| o.operator_id.to_string())
+        .collect();
+    if outputs.is_empty()
+        && let Some(last) = vertex.operators.last()
+    {
+        outputs.push(last.operator_id.to_string());
+    }
+    let watermarks: Vec<f64> = all
+        .iter()
+        .filter(|m| {
+            m.name == "currentInputWatermark"
+                && m.variables.get("task_id") == Some(&vid)
+                && m.variables.get("operator_id") == head.first()
+        })
+        .map(|m| m.value)
+        .collect();
+    let watermark = watermarks.iter().copied().reduce(f64::min);
+    json!({
+        "read-records": sum_metric(&all, &vid, &head, "numRecordsIn") as u64,
+        "read-records-complete": true,
+        "write-records": sum_metric(&all, &vid, &outputs, "numRecordsOut") as u64,
+        "write-records-complete": true,
+        "read-bytes": 0,
+        "read-bytes-complete": false,
+        "write-bytes": 0,
+        "write-bytes-complete": false,
+        "accumulated-backpressured-time": max_task_metric(&all, &vid, "backPressuredTimeMsPerSecond") as u64,
+        "accumulated-idle-time": max_task_metric(&all, &vid, "idleTimeMsPerSecond") as u64,
+        "accumulated-busy-time": max_task_metric(&all, &vid, "busyTimeMsPerSecond"),
+        "current-input-watermark": watermark.map(|w| w as i64),
+    })
+}
+
+fn ship_strategy(p: PartitionerKind) -> &'static str {
+    match p {
+        PartitionerKind::Forward => "FORWARD",
+        PartitionerKind::Rebalance => "REBALANCE",
+        PartitionerKind::Rescale => "RESCALE",
+        PartitionerKind::Shuffle => "SHUFFLE",
+        PartitionerKind::Broadcast => "BROADCAST",
+        PartitionerKind::KeyGroup => "HASH",
+        PartitionerKind::Global => "GLOBAL",
+    }
+}
+
+/// Flink's job plan: nodes with their inputs.
+pub fn plan_json(graph: &JobGraph) -> Value {
+    let nodes: Vec<Value> = graph
+        .vertices
+        .iter()
+        .enumerate()
+        .map(|(v, vertex)| {
+            let inputs: Vec<Value> = graph
+                .edges
+                .iter()
+                .filter(|e| e.target_vertex as usize == v)
+                .enumerate()
+                .map(|(num, e)| {
+                    json!({
+                        "num": num,
+                        "id": graph.vertices[e.source_vertex as usize].id.to_string(),
+                        "ship_strategy": ship_strategy(e.partitioner),
+                        "exchange": "pipelined_bounded",
+                    })
+                })
+                .collect();
+            let description = vertex
+                .operators
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            json!({
+                "id": vertex.id.to_string(),
+                "parallelism": vertex.parallelism,
+                "operator": "",
+                "operator_strategy": "",
+                "description": description,
+                "inputs": inputs,
+                "optimizer_properties": {},
+            })
+        })
+        .collect();
+    json!({
+        "jid": graph.job_id.to_string(),
+        "name": graph.name,
+        "type": if matches!(graph.mode, eddy_core::graph::ExecutionMode::Batch) { "BATCH" } else { "STREAMING" },
+        "nodes": nodes,
+    })
+}
+
+async fn job_details(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    c.job(&id, |e| {
+        let status = e.client.job_status();
+        let now = eddy_core::time::now_millis();
+        let mut summary = job_summary(&e.graph.job_id, e);
+        let vertices: Vec<Value> = e
+            .graph
+            .vertices
+            .iter()
+            .enumerate()
+            .map(|(v, vertex)| {
+                json!({
+                    "id": vertex.id.to_string(),
+                    "name": vertex.name,
+                    "maxParallelism": vertex.max_parallelism,
+                    "parallelism": vertex.parallelism,
+                    "status": vertex_status(status),
+                    "start-time": e.start_time,
+                    "end-time": e.end_time.unwrap_or(-1),
+                    "duration": e.end_time.unwrap_or(now) - e.start_time,
+                    "tasks": task_counts(status, vertex.parallelism),
+                    "metrics": vertex_metrics(&e.graph, v, &e.metrics),
+                })
+            })
+            .collect();
+        let mut status_counts: BTreeMap<&str, u32> = BTreeMap::new();
+        for _ in &e.graph.vertices {
+            *status_counts.entry(vertex_status(status)).or_default() += 1;
+        }
+        if let Value::Object(m) = &mut summary {
+            m.insert("isStoppable".into(), json!(false));
+            m.insert(
+                "job-type".into(),
+                json!(
+                    if matches!(e.graph.mode, eddy_core::graph::ExecutionMode::Batch) {
+                        "BATCH"
+                    } else {
+                        "STREAMING"
+                    }
+                ),
+            );
+            m.insert("now".into(), json!(now));
+            m.insert("maxParallelism".into(), json!(-1));
+            m.insert("vertices".into(), json!(vertices));
+            m.insert("status-counts".into(), json!(status_counts));
+            m.insert("plan".into(), plan_json(&e.graph));
+        }
+        Json(summary)
+    })
+    .ok_or_else(|| not_found("job"))
+}
+
+async fn job_plan(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    c.job(&id, |e| Json(json!({ "plan": plan_json(&e.graph) })))
+        .ok_or_else(|| not_found("job"))
+}
+
+async fn vertex_details(
+    State(c): State<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer {
+    c.job(&id, |e| {
+        let status = e.client.job_status();
+        let v = e
+            .graph
+            .vertices
+            .iter()
+            .position(|v| v.id.to_string() == vid)?;
+        let vertex = &e.graph.vertices[v];
+        let all = e.metrics.all();
+        let vid_s = vertex.id.to_string();
+        let head = vertex.operators[0].operator_id.to_string();
+        let subtasks: Vec<Value> = (0..vertex.parallelism)
+            .map(|s| {
+                let of = |name: &str, op: Option<&str>| -> f64 {
+                    all.iter()
+                        .filter(|m| {
+                            m.name == name
+                                && m.variables.get("task_id") == Some(&vid_s)
+                                && m.variables.get("subtask_index").map(String::as_str)
+                                    == Some(&s.to_string())
+                                && op.is_none_or(|o| {
+                                    m.variables.get("operator_id").map(String::as_str) == Some(o)
+                                })
+                        })
+                        .map(|m| m.value)
+                        .sum()
+                };
+                json!({
+                    "subtask": s,
+                    "status": vertex_status(status),
+                    "attempt": 0,
+                    "metrics": {
+                        "read-records": of("numRecordsIn", Some(&head)) as u64,
+                        "write-records": of("numRecordsOut", vertex.operators.last().map(|o| o.operator_id.to_string()).as_deref()) as u64,
+                        "accumulated-backpressured-time": of("backPressuredTimeMsPerSecond", None) as u64,
+                    },
+                })
+            })
+            .collect();
+        Some(Json(json!({
+            "id": vid_s,
+            "name": vertex.name,
+            "parallelism": vertex.parallelism,
+            "maxParallelism": vertex.max_parallelism,
+            "now": eddy_core::time::now_millis(),
+            "subtasks": subtasks,
+            "metrics": vertex_metrics(&e.graph, v, &e.metrics),
+        })))
+    })
+    .flatten()
+    .ok_or_else(|| not_found("job or vertex"))
+}
+
+async fn job_exceptions(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    c.job(&id, |e| {
+        let mut entries: Vec<Value> = e
+            .client
+            .exceptions()
+            .into_iter()
+            .map(|x| json!({"exceptionName": "RuntimeError", "stacktrace": x.message, "timestamp": x.timestamp}))
+            .collect();
+        let root = match e.client.wait_timeout(std::time::Duration::ZERO) {
+            Some(Err(err)) => err.cause().map(|c| c.to_string()),
+            _ => None,
+        };
+        if let Some(r) = &root
+            && entries.last().and_then(|l| l["stacktrace"].as_str()) != Some(r)
+        {
+            entries.push(json!({"exceptionName": "RuntimeError", "stacktrace": r, "timestamp": eddy_core::time::now_millis()}));
+        }
+        let latest = entries.last().cloned();
+        entries.reverse();
+        Json(json!({
+            "root-exception": latest.as_ref().map(|l| l["stacktrace"].clone()),
+            "timestamp": latest.as_ref().map(|l| l["timestamp"].clone()),
+            "all-exceptions": [],
+            "truncated": false,
+            "exceptionHistory": { "entries": entries, "truncated": false },
+        }))
+    })
+    .ok_or_else(|| not_found("job"))
+}
+
+async fn job_checkpoints(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    c.job(&id, |e| {
+        let s = e.client.checkpoint_statistics();
+        let history: Vec<Value> = s
+            .history
+            .iter()
+            .rev()
+            .map(|h| {
+                json!({
+                    "id": h.id,
+                    "status": h.status,
+                    "is_savepoint": h.is_savepoint,
+                    "trigger_timestamp": h.trigger_timestamp,
+                    "end_to_end_duration": h.end_to_end_duration_ms,
+                    "state_size": h.state_size,
+                    "checkpointed_size": h.state_size,
+                    "num_subtasks": h.num_subtasks,
+                    "num_acknowledged_subtasks": h.num_acknowledged_subtasks,
+                    "external_path": h.external_path,
+                    "failure_message": h.failure_message,
+                })
+            })
+            .collect();
+        Json(json!({
+            "counts": {
+                "restored": s.restored,
+                "total": s.triggered,
+                "in_progress": s.in_progress,
+                "completed": s.completed,
+                "failed": s.failed,
+            },
+            "latest": {
+                "completed": s.latest_completed,
+                "failed": s.latest_failed,
+                "restored": s.latest_restored.map(|(id, path)| json!({"id": id, "external_path": path})),
+                "savepoint": Value::Null,
+            },
+            "history": history,
+        }))
+    })
+    .ok_or_else(|| not_found("job"))
+}
+
+#[derive(Deserialize)]
+struct PatchQuery {
+    mode: Option<String>,
+}
+
+async fn job_patch(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<PatchQuery>,
+) -> std::result::Result<(StatusCode, Json<Value>), RestError> {
+    match q.mode.as_deref() {
+        None | Some("cancel") => {}
+        Some(other) => {
+            return Err(bad_request(format!(
+                "unknown mode '{other}'; use mode=cancel"
+            )));
+        }
+    }
+    c.job(&id, |e| e.client.cancel())
+        .ok_or_else(|| not_found("job"))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}
+
+#[derive(Deserialize, Default)]
+struct SavepointRequest {
+    #[serde(rename = "target-directory", alias = "targetDirectory")]
+    target_directory: Option<String>,
+    #[serde(rename = "cancel-job", default)]
+    cancel_job: bool,
+    #[serde(default)]
+    drain: bool,
+}
+
+fn parse_body<T: for<'de> Deserialize<'de> + Default>(
+    body: &str,
+) -> std::result::Result<T, RestError> {
+    if body.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(body).map_err(|e| bad_request(format!("malformed request body: {e}")))
+}
+
+fn start_operation(
+    c: &Shared,
+    id: &str,
+    run: impl FnOnce(&eddy_runtime::executor::JobClient) -> eddy_runtime::Result<String>
+    + Send
+    + 'static,
+) -> std::result::Result<(StatusCode, Json<Value>), RestError> {
+    let client = c
+        .job(id, |e| e.client.clone())
+        .ok_or_else(|| not_found("job"))?;
+    let trigger = uuid::Uuid::new_v4().simple().to_string();
+    c.operations
+        .lock()
+        .insert(trigger.clone(), Operation::InProgress);
+    let c2 = c.clone();
+    let t2 = trigger.clone();
+    std::thread::spawn(move || {
+        let result = match run(&client) {
+            Ok(path) => Operation::Completed(path),
+            Err(e) => Operation::Failed(e.to_string()),
+        };
+        c2.operations.lock().insert(t2, result);
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
+}
+
+async fn trigger_savepoint(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    body: String,
+) -> std::result::Result<(StatusCode, Json<Value>), RestError> {
+    let req: SavepointRequest = parse_body(&body)?;
+    let dir = req.target_directory;
+    if req.cancel_job {
+        start_operation(&c, &id, move |client| {
+            client.stop_with_savepoint(false, dir.as_deref())
+        })
+    } else {
+        start_operation(&c, &id, move |client| {
+            client.trigger_savepoint(dir.as_deref())
+        })
+    }
+}
+
+async fn stop_job(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    body: String,
+) -> std::result::Result<(StatusCode, Json<Value>), RestError> {
+    let req: SavepointRequest = parse_body(&body)?;
+    let dir = req.target_directory;
+    let drain = req.drain;
+    start_operation(&c, &id, move |client| {
+        client.stop_with_savepoint(drain, dir.as_deref())
+    })
+}
+
+async fn operation_status(
+    State(c): State<Shared>,
+    Path((_id, tid)): Path<(String, String)>,
+) -> Answer {
+    let op = c
+        .operations
+        .lock()
+        .get(&tid)
+        .cloned()
+        .ok_or_else(|| not_found("trigger"))?;
+    Ok(Json(match op {
+        Operation::InProgress => json!({"status": {"id": "IN_PROGRESS"}}),
+        Operation::Completed(location) => {
+            json!({"status": {"id": "COMPLETED"}, "operation": {"location": location}})
+        }
+        Operation::Failed(cause) => json!({
+            "status": {"id": "COMPLETED"},
+            "operation": {"failure-cause": {"class": "RuntimeError", "stack-trace": cause}},
+        }),
+    }))
+}
+
+fn taskmanager_json(id: &str, t: &super::TaskManagerInfo) -> Value {
+    json!({
+        "id": id,
+        "path": format!("{}:{}", t.registration.host, t.registration.pid),
+        "dataPort": -1,
+        "timeSinceLastHeartbeat": eddy_core::time::now_millis() - t.last_heartbeat.elapsed().as_millis() as i64,
+        "slotsNumber": t.registration.slots,
+        "freeSlots": t.free_slots,
+        "totalResource": {},
+        "freeResource": {},
+        "hardware": {
+            "cpuCores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "physicalMemory": -1,
+            "freeMemory": -1,
+            "managedMemory": -1,
+        },
+        "memoryConfiguration": {},
+        "metrics": { "rssBytes": t.rss_bytes },
+        "registeredAt": t.registered_at,
+        "logFile": t.registration.log_file,
+    })
+}
+
+async fn taskmanagers(State(c): State<Shared>) -> Json<Value> {
+    let r = c.resources.lock();
+    let tms: Vec<Value> = r
+        .taskmanagers
+        .iter()
+        .map(|(id, t)| taskmanager_json(id, t))
+        .collect();
+    Json(json!({ "taskmanagers": tms }))
+}
+
+async fn taskmanager(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    let r = c.resources.lock();
+    r.taskmanagers
+        .get(&id)
+        .map(|t| Json(taskmanager_json(&id, t)))
+        .ok_or_else(|| not_found("TaskManager"))
+}
+
+async fn jobmanager_config(State(c): State<Shared>) -> Json<Value> {
+    let entries: Vec<Value> = c
+        .config
+        .to_map()
+        .into_iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    Json(json!(entries))
+}
+
+async fn jobmanager_logs(State(c): State<Shared>) -> Json<Value> {
+    let logs: Vec<Value> = c
+        .log_file
+        .iter()
+        .filter_map(|p| {
+            let size = std::fs::metadata(p).ok()?.len();
+            let name = p.file_name()?.to_string_lossy().to_string();
+            Some(json!({"name": name, "size": size}))
+        })
+        .collect();
+    Json(json!({ "logs": logs }))
+}
+
+async fn jobmanager_log(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+) -> std::result::Result<Response, RestError> {
+    // Only the JobManager's own log file, found by its name, is served.
+    let path = c
+        .log_file
+        .clone()
+        .filter(|p| p.file_name().is_some_and(|f| f.to_string_lossy() == name))
+        .ok_or_else(|| not_found("log file"))?;
+    let text = tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|e| RestError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+async fn jars(State(c): State<Shared>) -> Json<Value> {
+    let files: Vec<Value> = c
+        .jars
+        .lock()
+        .values()
+        .map(|j| json!({"id": j.id, "name": j.name, "uploaded": j.uploaded, "entry": []}))
+        .collect();
+    Json(json!({ "address": c.rest_address, "files": files }))
+}
+
+async fn upload(State(c): State<Shared>, mut form: Multipart) -> Answer {
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad_request(format!("malformed upload: {e}")))?
+    {
+        if field.name() != Some("jarfile") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or("program").to_string();
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| bad_request(format!("malformed upload: {e}")))?;
+        if bytes.is_empty() {
+            return Err(bad_request("the uploaded program is empty"));
+        }
+        let c = c.clone();
+        let jar = tokio::task::spawn_blocking(move || c.store_jar(&name, &bytes))
+            .await
+            .map_err(|e| RestError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| RestError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        return Ok(Json(json!({"filename": jar.id, "status": "success"})));
+    }
+    Err(bad_request("no 'jarfile' field in the upload"))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RunBody {
+    program_args_list: Option<Vec<String>>,
+    program_args: Option<String>,
+    parallelism: Option<u32>,
+    savepoint_path: Option<String>,
+    #[serde(default)]
+    allow_non_restored_state: bool,
+}
+
+async fn run_jar(State(c): State<Shared>, Path(id): Path<String>, body: String) -> Answer {
+    let body: RunBody = parse_body(&body)?;
+    if body.parallelism == Some(0) {
+        return Err(bad_request("parallelism must be at least 1"));
+    }
+    let args = match (body.program_args_list, body.program_args) {
+        (Some(list), _) => list,
+        (None, Some(s)) => s.split_whitespace().map(str::to_string).collect(),
+        (None, None) => Vec::new(),
+    };
+    let request = RunRequest {
+        args,
+        parallelism: body.parallelism,
+        savepoint_path: body.savepoint_path,
+        allow_non_restored_state: body.allow_non_restored_state,
+    };
+    let result = tokio::task::spawn_blocking(move || c.run_jar(&id, request))
+        .await
+        .map_err(|e| RestError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match result {
+        Ok(job_id) => Ok(Json(json!({"jobid": job_id.to_string()}))),
+        Err(ClusterError::Invalid(m)) => Err(bad_request(m)),
+        Err(e) => Err(RestError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn blob(
+    State(c): State<Shared>,
+    Path(sha): Path<String>,
+) -> std::result::Result<Response, RestError> {
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad_request("a blob is named by its SHA-256"));
+    }
+    let path = c.work_dir.join("blobs").join(&sha);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| not_found("blob"))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}

@@ -1,0 +1,61 @@
+//! Eddy's cluster: a JobManager and TaskManagers in separate processes.
+//!
+//! - [`jobmanager`]: the dispatcher (REST API and web UI on `rest.port`), the resource manager
+//!   (TaskManagers, their slots and heartbeats) and one job master per job — the runtime's own
+//!   job master, whose tasks a [`jobmanager::deployer::RemoteDeployer`] starts in worker
+//!   processes on TaskManagers.
+//! - [`taskmanager`]: registers its slots, heartbeats, and starts one worker process per job
+//!   from a content-addressed copy of the job's program.
+//! - [`client`]: the CLI's verbs (`run`, `list`, `cancel`, `stop`, `savepoint`, `info`) over the
+//!   REST API.
+//!
+//! The JobManager and TaskManagers talk over one TCP connection each ([`protocol`]); worker
+//! processes talk to the job master with the runtime's worker protocol
+//! (`eddy_runtime::executor::remote`) on the same port, and to each other over credit-based data
+//! connections.
+#![deny(missing_docs)]
+#![warn(clippy::unwrap_used)]
+
+pub mod client;
+pub mod jobmanager;
+pub mod logging;
+pub mod protocol;
+pub mod taskmanager;
+
+/// Everything that can go wrong in the cluster's processes.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A configuration value is missing or wrong.
+    #[error(transparent)]
+    Config(#[from] eddy_core::CoreError),
+    /// The runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] eddy_runtime::RuntimeError),
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A request to the REST API failed.
+    #[error("{0}")]
+    Rest(String),
+    /// Something the user asked for cannot be done.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ClusterError {
+    /// An I/O error with context.
+    pub fn io(context: impl std::fmt::Display, source: std::io::Error) -> Self {
+        ClusterError::Io {
+            context: context.to_string(),
+            source,
+        }
+    }
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, ClusterError>;

@@ -1,0 +1,230 @@
+//! `eddy`: the JobManager, the TaskManager and the CLI in one binary, with Flink's verbs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use eddy_cluster::client::{self, RestClient, RunOptions};
+use eddy_core::config::{Configuration, options};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "eddy", version, about = "Eddy: a distributed stream processor")]
+struct Cli {
+    /// Directory holding config.yaml (default: $EDDY_CONF_DIR).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Configuration overrides, `-D key=value`.
+    #[arg(short = 'D', global = true, value_name = "KEY=VALUE")]
+    dynamic: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a JobManager (REST API and web UI on rest.port, RPC on jobmanager.rpc.port).
+    Jobmanager {
+        /// Where uploaded programs are kept.
+        #[arg(long, default_value = "/tmp/eddy-jobmanager")]
+        work_dir: PathBuf,
+    },
+    /// Runs a TaskManager that registers with the JobManager at jobmanager.rpc.address.
+    Taskmanager {
+        /// Where downloaded programs are cached.
+        #[arg(long, default_value = "/tmp/eddy-taskmanager")]
+        work_dir: PathBuf,
+    },
+    /// Submits a program to the cluster.
+    Run {
+        /// The JobManager's REST address (default: rest.address:rest.port).
+        #[arg(short = 'm', long = "jobmanager")]
+        jobmanager: Option<String>,
+        /// Default parallelism of the job.
+        #[arg(short = 'p', long)]
+        parallelism: Option<u32>,
+        /// Return once the job is submitted.
+        #[arg(short = 'd', long)]
+        detached: bool,
+        /// Savepoint to restore from.
+        #[arg(short = 's', long = "fromSavepoint")]
+        savepoint: Option<String>,
+        /// Skip savepoint state that no operator claims.
+        #[arg(short = 'n', long = "allowNonRestoredState")]
+        allow_non_restored_state: bool,
+        /// The program (a binary built against Eddy).
+        program: PathBuf,
+        /// The program's arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Lists running and finished jobs.
+    List {
+        /// The JobManager's REST address.
+        #[arg(short = 'm', long = "jobmanager")]
+        jobmanager: Option<String>,
+    },
+    /// Cancels a job.
+    Cancel {
+        /// The JobManager's REST address.
+        #[arg(short = 'm', long = "jobmanager")]
+        jobmanager: Option<String>,
+        /// The job.
+        job_id: String,
+    },
+    /// Stops a job with a savepoint.
+    Stop {
+        /// The JobManager's REST address.
+        #[arg(short = 'm', long = "jobmanager")]
+        jobmanager: Option<String>,
+        /// Where the savepoint goes (default: execution.checkpointing.savepoint-dir).
+        #[arg(short = 'p', long = "savepointPath")]
+        savepoint_path: Option<String>,
+        /// Advance event time to the end first, firing every timer and window.
+        #[arg(short = 'd', long)]
+        drain: bool,
+        /// The job.
+        job_id: String,
+    },
+    /// Takes a savepoint of a running job.
+    Savepoint {
+        /// The JobManager's REST address.
+        #[arg(short = 'm', long = "jobmanager")]
+        jobmanager: Option<String>,
+        /// The job.
+        job_id: String,
+        /// Where the savepoint goes.
+        dir: Option<String>,
+    },
+    /// Prints a program's JobGraph as JSON, without running it.
+    Info {
+        /// The program.
+        program: PathBuf,
+        /// The program's arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn configuration(cli: &Cli) -> anyhow::Result<Configuration> {
+    let mut config = match cli
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("EDDY_CONF_DIR").map(PathBuf::from))
+    {
+        Some(dir) => Configuration::load_from_dir(&dir)?,
+        None => Configuration::new(),
+    };
+    for kv in &cli.dynamic {
+        config.apply_dynamic_property(kv)?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn rest_client(config: &Configuration, m: &Option<String>) -> anyhow::Result<RestClient> {
+    let address = match m {
+        Some(a) => a.clone(),
+        None => format!(
+            "{}:{}",
+            config.get(&options::REST_ADDRESS)?,
+            config.get(&options::REST_PORT)?
+        ),
+    };
+    Ok(RestClient::new(&address)?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("eddy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = configuration(&cli)?;
+    match &cli.command {
+        Command::Jobmanager { work_dir } => {
+            eddy_cluster::jobmanager::run(config, work_dir.clone())?;
+        }
+        Command::Taskmanager { work_dir } => {
+            eddy_cluster::taskmanager::run(config, work_dir.clone())?;
+        }
+        Command::Run {
+            jobmanager,
+            parallelism,
+            detached,
+            savepoint,
+            allow_non_restored_state,
+            program,
+            args,
+        } => {
+            let client = rest_client(&config, jobmanager)?;
+            let state = client::run(
+                &client,
+                &RunOptions {
+                    program,
+                    args,
+                    parallelism: *parallelism,
+                    detached: *detached,
+                    savepoint: savepoint.as_deref(),
+                    allow_non_restored_state: *allow_non_restored_state,
+                },
+            )?;
+            if !*detached && state != "FINISHED" {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::List { jobmanager } => {
+            print!("{}", client::list(&rest_client(&config, jobmanager)?)?);
+        }
+        Command::Cancel { jobmanager, job_id } => {
+            let client = rest_client(&config, jobmanager)?;
+            client.patch(&format!("/jobs/{job_id}?mode=cancel"))?;
+            let state = client.wait_for(job_id, &["CANCELED"], Some(Duration::from_secs(60)))?;
+            println!("Cancelled job {job_id}: {state}");
+        }
+        Command::Stop {
+            jobmanager,
+            savepoint_path,
+            drain,
+            job_id,
+        } => {
+            let client = rest_client(&config, jobmanager)?;
+            let v = client.post(
+                &format!("/jobs/{job_id}/stop"),
+                &json!({"targetDirectory": savepoint_path, "drain": drain}),
+            )?;
+            let trigger = v["request-id"].as_str().unwrap_or_default().to_string();
+            let location = client.wait_operation(job_id, &trigger)?;
+            println!("Savepoint completed. Path: {location}");
+            let state = client.wait_for(job_id, &[], Some(Duration::from_secs(60)))?;
+            println!("Job {job_id}: {state}");
+        }
+        Command::Savepoint {
+            jobmanager,
+            job_id,
+            dir,
+        } => {
+            let client = rest_client(&config, jobmanager)?;
+            let v = client.post(
+                &format!("/jobs/{job_id}/savepoints"),
+                &json!({"target-directory": dir, "cancel-job": false}),
+            )?;
+            let trigger = v["request-id"].as_str().unwrap_or_default().to_string();
+            let location = client.wait_operation(job_id, &trigger)?;
+            println!("Savepoint completed. Path: {location}");
+        }
+        Command::Info { program, args } => {
+            let dir = std::env::temp_dir();
+            let graph = eddy_cluster::jobmanager::plan(program, args, "", &dir)?;
+            println!("{}", serde_json::to_string_pretty(&graph)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,296 @@
+//! The TaskManager: offers its slots to the JobManager and runs one worker process per job.
+//!
+//! It connects to the JobManager's RPC port (retrying until the JobManager is up, as Flink's
+//! TaskManagers do), registers `taskmanager.numberOfTaskSlots` slots and heartbeats every
+//! `heartbeat.interval`. For each job with tasks here it downloads the job's program once into
+//! a content-addressed cache (checked against its SHA-256) and starts it in worker mode; the
+//! worker holds the TaskManager's end of a pipe as its standard input, so it exits when the
+//! TaskManager dies. A crashing worker takes only its own job's tasks with it.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy_core::config::{Configuration, options};
+use eddy_runtime::executor::remote::{read_message, write_message};
+use eddy_runtime::executor::{WORKER_ENV, WorkerSpec};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{
+    JobManagerMessage, Registration, StartWorker, TASKMANAGER_MAGIC, TaskManagerMessage,
+};
+use crate::{ClusterError, Result};
+
+/// How long a worker has to exit after it is told to stop before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+type Workers = Arc<Mutex<HashMap<(String, u32), Child>>>;
+
+/// Runs a TaskManager until the process is killed.
+pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
+    let id = config
+        .get_optional(&options::TASKMANAGER_RESOURCE_ID)?
+        .unwrap_or_else(|| format!("tm-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let log_file = crate::logging::init(&format!("eddy-taskmanager-{id}"));
+    let slots = config.get(&options::TASK_SLOTS)?;
+    let host = config.get(&options::TASKMANAGER_HOST)?;
+    let jm = format!(
+        "{}:{}",
+        config.get(&options::JOBMANAGER_RPC_ADDRESS)?,
+        config.get(&options::JOBMANAGER_RPC_PORT)?
+    );
+    let interval = config.get(&options::HEARTBEAT_INTERVAL)?;
+    let work_dir = work_dir.join(&id);
+    std::fs::create_dir_all(work_dir.join("blobs"))
+        .map_err(|e| ClusterError::io(format!("cannot create {}", work_dir.display()), e))?;
+    let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
+    println!("TaskManager {id}: {slots} slot(s), JobManager at {jm}");
+    loop {
+        let stream = connect(&jm);
+        let registration = Registration {
+            id: id.clone(),
+            host: host.clone(),
+            slots,
+            pid: std::process::id(),
+            prometheus_port: None,
+            log_file: log_file.as_ref().map(|p| p.display().to_string()),
+        };
+        match session(stream, registration, interval, &work_dir, &jm, &workers) {
+            Ok(()) => tracing::warn!("the JobManager closed the connection; registering again"),
+            Err(e) => tracing::warn!(error = %e, "lost the JobManager; registering again"),
+        }
+        // Without a JobManager, the workers' jobs cannot go on.
+        for (_, mut child) in workers.lock().drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn connect(address: &str) -> TcpStream {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match TcpStream::connect(address) {
+            Ok(s) => return s,
+            Err(e) => {
+                tracing::info!(jobmanager = address, error = %e, "JobManager not reachable yet");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn session(
+    stream: TcpStream,
+    registration: Registration,
+    interval: Duration,
+    work_dir: &Path,
+    jm: &str,
+    workers: &Workers,
+) -> Result<()> {
+    let _ = stream.set_nodelay(true);
+    let writer = Arc::new(Mutex::new(BufWriter::new(
+        stream
+            .try_clone()
+            .map_err(|e| ClusterError::io("connection", e))?,
+    )));
+    {
+        let mut w = writer.lock();
+        w.write_all(TASKMANAGER_MAGIC)
+            .map_err(|e| ClusterError::io("registering", e))?;
+        write_message(&mut *w, &TaskManagerMessage::Register(registration.clone()))?;
+    }
+    let mut reader = BufReader::new(stream);
+    let rest = match read_message::<JobManagerMessage>(&mut reader)? {
+        Some(JobManagerMessage::Registered { rest_address }) => rest_address,
+        _ => return Err(ClusterError::Invalid("registration refused".into())),
+    };
+    tracing::info!(taskmanager = %registration.id, rest = %rest, "registered with the JobManager");
+
+    // Heartbeats, and reports of workers that exited.
+    let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let writer = writer.clone();
+        let workers = workers.clone();
+        let alive = alive.clone();
+        std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || {
+                let mut next = Instant::now();
+                while alive.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut exited = Vec::new();
+                    workers
+                        .lock()
+                        .retain(|(job, attempt), child| match child.try_wait() {
+                            Ok(Some(status)) => {
+                                exited.push((job.clone(), *attempt, status.to_string()));
+                                false
+                            }
+                            _ => true,
+                        });
+                    for (job_id, attempt, status) in exited {
+                        tracing::info!(job_id, attempt, status, "worker exited");
+                        let m = TaskManagerMessage::WorkerExited {
+                            job_id,
+                            attempt,
+                            status,
+                        };
+                        if write_message(&mut *writer.lock(), &m).is_err() {
+                            return;
+                        }
+                    }
+                    if Instant::now() >= next {
+                        let m = TaskManagerMessage::Heartbeat {
+                            rss_bytes: resident_memory(),
+                        };
+                        if write_message(&mut *writer.lock(), &m).is_err() {
+                            return;
+                        }
+                        next = Instant::now() + interval;
+                    }
+                    std::thread::sleep(Duration::from_millis(100).min(interval));
+                }
+            })
+            .map_err(|e| ClusterError::io("cannot start the heartbeat thread", e))?;
+    }
+    let result = loop {
+        match read_message::<JobManagerMessage>(&mut reader) {
+            Ok(Some(JobManagerMessage::StartWorker(start))) => {
+                if let Err(e) = start_worker(&start, &registration, work_dir, jm, &rest, workers) {
+                    // The job master sees no worker connect and fails the attempt with a
+                    // pointer to this log.
+                    tracing::error!(job_id = %start.job_id, error = %e, "cannot start the job's worker");
+                }
+            }
+            Ok(Some(JobManagerMessage::StopWorker { job_id, attempt })) => {
+                let child = workers.lock().remove(&(job_id.clone(), attempt));
+                if let Some(mut child) = child {
+                    std::thread::spawn(move || {
+                        let deadline = Instant::now() + STOP_GRACE;
+                        while Instant::now() < deadline {
+                            if matches!(child.try_wait(), Ok(Some(_))) {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        tracing::warn!(job_id, attempt, "worker did not exit; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    });
+                }
+            }
+            Ok(Some(JobManagerMessage::Registered { .. })) => {}
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e.into()),
+        }
+    };
+    alive.store(false, std::sync::atomic::Ordering::Relaxed);
+    result
+}
+
+fn start_worker(
+    start: &StartWorker,
+    registration: &Registration,
+    work_dir: &Path,
+    jm: &str,
+    rest: &str,
+    workers: &Workers,
+) -> Result<()> {
+    let program = fetch_blob(&start.blob, work_dir, rest)?;
+    let job_id = start
+        .job_id
+        .parse()
+        .map_err(|_| ClusterError::Invalid(format!("malformed job id {}", start.job_id)))?;
+    let spec = WorkerSpec {
+        jobmanager: jm.to_string(),
+        job_id,
+        attempt: start.attempt,
+        taskmanager_id: registration.id.clone(),
+        host: registration.host.clone(),
+    };
+    let spec = serde_json::to_string(&spec)
+        .map_err(|e| ClusterError::Invalid(format!("cannot encode the worker spec: {e}")))?;
+    let (stdout, stderr) = match crate::logging::log_dir() {
+        Some(dir) => {
+            let path = dir.join(format!(
+                "eddy-worker-{}-{}-{}.log",
+                registration.id, start.job_id, start.attempt
+            ));
+            let f = std::fs::File::create(&path)
+                .map_err(|e| ClusterError::io(format!("cannot create {}", path.display()), e))?;
+            let f2 = f
+                .try_clone()
+                .map_err(|e| ClusterError::io("worker log", e))?;
+            (Stdio::from(f), Stdio::from(f2))
+        }
+        None => (Stdio::inherit(), Stdio::inherit()),
+    };
+    let child = Command::new(&program)
+        .args(&start.args)
+        .env(WORKER_ENV, spec)
+        .env("EDDY_DYNAMIC_PROPERTIES", &start.dynamic_properties)
+        .env_remove(eddy_runtime::executor::PLAN_OUTPUT_ENV)
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| ClusterError::io(format!("cannot start {}", program.display()), e))?;
+    tracing::info!(job_id = %start.job_id, attempt = start.attempt, pid = child.id(), "worker started");
+    if let Some(mut old) = workers
+        .lock()
+        .insert((start.job_id.clone(), start.attempt), child)
+    {
+        let _ = old.kill();
+    }
+    Ok(())
+}
+
+/// The program with SHA-256 `sha`, from the cache or downloaded from the JobManager.
+fn fetch_blob(sha: &str, work_dir: &Path, rest: &str) -> Result<PathBuf> {
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ClusterError::Invalid(format!("malformed blob id {sha}")));
+    }
+    let path = work_dir.join("blobs").join(sha);
+    if path.exists() {
+        return Ok(path);
+    }
+    let url = format!("{rest}/blobs/{sha}");
+    let bytes = reqwest::blocking::get(&url)
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.bytes())
+        .map_err(|e| ClusterError::Rest(format!("cannot download {url}: {e}")))?;
+    let actual = format!("{:x}", Sha256::digest(&bytes));
+    if actual != sha {
+        return Err(ClusterError::Invalid(format!(
+            "downloaded program has SHA-256 {actual}, expected {sha}"
+        )));
+    }
+    let tmp = work_dir
+        .join("blobs")
+        .join(format!(".{sha}.{}", uuid::Uuid::new_v4()));
+    std::fs::write(&tmp, &bytes).map_err(|e| ClusterError::io("storing a program", e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| ClusterError::io("making a program executable", e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| ClusterError::io("storing a program", e))?;
+    Ok(path)
+}
+
+/// This process's resident memory in bytes (Linux; 0 elsewhere).
+pub fn resident_memory() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}

@@ -1,0 +1,537 @@
+//! The cluster as processes: a JobManager and TaskManagers started from the `eddy` binary, jobs
+//! submitted with `eddy run`, outputs checked against brute-force oracles, TaskManagers killed
+//! with SIGKILL, and the REST API fed bad requests.
+
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::window_oracle::{self, Assigner, sorted};
+use common::{brute_force_counts, example_bin, random_text, read_counts};
+use serde_json::Value;
+
+fn eddy_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_eddy"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A JobManager and TaskManagers on free ports, killed when dropped.
+struct TestCluster {
+    dir: tempfile::TempDir,
+    rest_port: u16,
+    rpc_port: u16,
+    jobmanager: Child,
+    taskmanagers: Vec<(String, Child)>,
+}
+
+impl TestCluster {
+    fn start(taskmanagers: usize, slots: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rest_port = free_port();
+        let rpc_port = free_port();
+        let jobmanager = Command::new(eddy_bin())
+            .args([
+                "-D",
+                &format!("rest.port={rest_port}"),
+                "-D",
+                &format!("jobmanager.rpc.port={rpc_port}"),
+                "-D",
+                "heartbeat.timeout=3s",
+                "jobmanager",
+                "--work-dir",
+            ])
+            .arg(dir.path().join("jm"))
+            .env("EDDY_LOG_DIR", dir.path().join("log"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut cluster = TestCluster {
+            dir,
+            rest_port,
+            rpc_port,
+            jobmanager,
+            taskmanagers: Vec::new(),
+        };
+        for i in 0..taskmanagers {
+            cluster.add_taskmanager(&format!("tm{i}"), slots);
+        }
+        cluster.wait_until(
+            "every TaskManager registered",
+            Duration::from_secs(30),
+            |c| {
+                c.get("/overview")
+                    .is_some_and(|o| o["taskmanagers"] == taskmanagers as u64)
+            },
+        );
+        cluster
+    }
+
+    fn add_taskmanager(&mut self, id: &str, slots: u32) {
+        let child = Command::new(eddy_bin())
+            .args([
+                "-D",
+                &format!("jobmanager.rpc.port={}", self.rpc_port),
+                "-D",
+                &format!("taskmanager.numberOfTaskSlots={slots}"),
+                "-D",
+                &format!("taskmanager.resource-id={id}"),
+                "-D",
+                "heartbeat.interval=500ms",
+                "taskmanager",
+                "--work-dir",
+            ])
+            .arg(self.dir.path().join("tm"))
+            .env("EDDY_LOG_DIR", self.dir.path().join("log"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.taskmanagers.push((id.to_string(), child));
+    }
+
+    fn kill_taskmanager(&mut self, id: &str) {
+        let pos = self.taskmanagers.iter().position(|(t, _)| t == id).unwrap();
+        let (_, mut child) = self.taskmanagers.remove(pos);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    fn rest(&self) -> String {
+        format!("http://127.0.0.1:{}", self.rest_port)
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        reqwest::blocking::get(format!("{}{path}", self.rest()))
+            .ok()?
+            .json()
+            .ok()
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, Value) {
+        let r = reqwest::blocking::Client::new()
+            .request(method, format!("{}{path}", self.rest()))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    fn wait_until(&self, what: &str, timeout: Duration, f: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}; JobManager log:\n{}",
+                self.log("eddy-jobmanager.log")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn job_state(&self, job: &str) -> String {
+        self.get(&format!("/jobs/{job}"))
+            .and_then(|j| j["state"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("log").join(name)).unwrap_or_default()
+    }
+
+    /// `eddy <args>` against this cluster.
+    fn eddy(&self, args: &[&str]) -> Output {
+        Command::new(eddy_bin())
+            .args(["-D", &format!("rest.port={}", self.rest_port)])
+            .args(args)
+            .env_remove("EDDY_CONF_DIR")
+            .output()
+            .unwrap()
+    }
+
+    /// `eddy run -d` and the submitted job's id.
+    fn submit(&self, p: u32, program: &str, args: &[&str]) -> String {
+        let p = p.to_string();
+        let bin = example_bin(program);
+        let mut all = vec!["run", "-d", "-p", &p, bin.to_str().unwrap(), "--"];
+        all.extend_from_slice(args);
+        let out = self.eddy(&all);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "eddy run failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Job has been submitted with JobID "))
+            .expect("job id")
+            .trim()
+            .to_string()
+    }
+
+    fn wait_state(&self, job: &str, state: &str, timeout: Duration) {
+        self.wait_until(&format!("job {job} is {state}"), timeout, |c| {
+            let s = c.job_state(job);
+            assert!(
+                s == state || !matches!(s.as_str(), "FINISHED" | "CANCELED" | "FAILED"),
+                "job {job} ended {s}, not {state}: {:?}",
+                c.get(&format!("/jobs/{job}/exceptions"))
+            );
+            s == state
+        });
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.taskmanagers {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = self.jobmanager.kill();
+        let _ = self.jobmanager.wait();
+    }
+}
+
+#[test]
+fn word_count_on_two_taskmanagers_equals_the_brute_force_count() {
+    let cluster = TestCluster::start(2, 2);
+    let overview = cluster.get("/overview").unwrap();
+    assert_eq!(overview["taskmanagers"], 2);
+    assert_eq!(overview["slots-total"], 4);
+    assert_eq!(overview["slots-available"], 4);
+
+    let text = random_text(5, 5_000);
+    let input = cluster.dir.path().join("words.txt");
+    std::fs::write(&input, &text).unwrap();
+    let output = cluster.dir.path().join("counts");
+    let bin = example_bin("word_count");
+    let out = cluster.eddy(&[
+        "run",
+        "-p",
+        "4",
+        bin.to_str().unwrap(),
+        "--",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("FINISHED"), "{stdout}");
+    assert_eq!(read_counts(&output), brute_force_counts(&text));
+
+    // The job ran on both TaskManagers: each started a worker for it.
+    let job = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Job has been submitted with JobID "))
+        .unwrap()
+        .trim()
+        .to_string();
+    for tm in ["tm0", "tm1"] {
+        let log = cluster
+            .dir
+            .path()
+            .join("log")
+            .join(format!("eddy-worker-{tm}-{job}-0.log"));
+        assert!(log.exists(), "no worker ran on {tm}");
+    }
+    let details = cluster.get(&format!("/jobs/{job}")).unwrap();
+    assert_eq!(details["state"], "FINISHED");
+    let vertices = details["vertices"].as_array().unwrap();
+    assert!(vertices.iter().any(|v| v["parallelism"] == 4));
+    assert_eq!(
+        details["plan"]["nodes"].as_array().unwrap().len(),
+        vertices.len()
+    );
+    assert_eq!(cluster.get("/overview").unwrap()["slots-available"], 4);
+    let list = cluster.eddy(&["list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&job));
+}
+
+/// Events for `event_time_windows`, and the windows a brute-force model fires for them.
+fn window_input(dir: &Path, seed: u64, n: usize) -> (PathBuf, Vec<String>) {
+    let events = window_oracle::random_events(seed, n, 6, 40);
+    let path = dir.join(format!("events-{seed}.csv"));
+    let text: String = events
+        .iter()
+        .map(|e| format!("{},{},{}\n", e.key, e.ts, e.value))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let (fired, _) = window_oracle::run(&events, Assigner::Sliding(200, 50), 20, 10);
+    let expected = sorted(
+        fired
+            .iter()
+            .map(|(k, s, e, c, sum)| format!("{k},{s},{e},{c},{sum}"))
+            .collect(),
+    );
+    (path, expected)
+}
+
+fn window_args<'a>(
+    input: &'a str,
+    output: &'a str,
+    late: &'a str,
+    checkpoints: &'a str,
+    rate: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "--input",
+        input,
+        "--output",
+        output,
+        "--late-output",
+        late,
+        "--window",
+        "sliding:200:50",
+        "--out-of-orderness",
+        "20",
+        "--allowed-lateness",
+        "10",
+        "--watermarks",
+        "per-record",
+        "--checkpoint-interval",
+        "100",
+        "--checkpoint-dir",
+        checkpoints,
+        "--source-rate",
+        rate,
+    ]
+}
+
+fn read_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue; // in progress, not committed
+        }
+        lines.extend(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(String::from),
+        );
+    }
+    lines
+}
+
+#[test]
+fn a_killed_taskmanager_fails_the_job_over_with_exactly_once_output() {
+    let mut cluster = TestCluster::start(2, 2);
+    let d = cluster.dir.path().to_path_buf();
+    let (input, expected) = window_input(&d, 11, 8_000);
+    let (out, late, ckpt) = (d.join("out"), d.join("late"), d.join("ckpt"));
+    let args = window_args(
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        late.to_str().unwrap(),
+        ckpt.to_str().unwrap(),
+        "1000",
+    );
+    let job = cluster.submit(4, "event_time_windows", &args);
+    cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
+    cluster.wait_until("a checkpoint completed", Duration::from_secs(60), |c| {
+        c.get(&format!("/jobs/{job}/checkpoints"))
+            .is_some_and(|v| v["counts"]["completed"].as_u64().unwrap_or(0) >= 2)
+    });
+
+    cluster.kill_taskmanager("tm1");
+    cluster.wait_until("the job restarts", Duration::from_secs(30), |c| {
+        matches!(c.job_state(&job).as_str(), "RESTARTING" | "FAILING")
+    });
+    // Two slots are left; the job needs four, so a new TaskManager takes tm1's place.
+    cluster.add_taskmanager("tm2", 2);
+    cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
+    cluster.wait_state(&job, "FINISHED", Duration::from_secs(120));
+
+    let exceptions = cluster.get(&format!("/jobs/{job}/exceptions")).unwrap();
+    let root = exceptions["exceptionHistory"]["entries"][0]["stacktrace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        root.contains("tm1"),
+        "the failure names the lost TaskManager: {root}"
+    );
+    let checkpoints = cluster.get(&format!("/jobs/{job}/checkpoints")).unwrap();
+    assert!(checkpoints["counts"]["restored"].as_u64().unwrap() >= 1);
+    assert_eq!(sorted(read_lines(&out)), expected);
+}
+
+#[test]
+fn cancel_and_stop_with_a_savepoint_then_resume() {
+    let cluster = TestCluster::start(2, 2);
+    let d = cluster.dir.path().to_path_buf();
+    let (input, expected) = window_input(&d, 12, 6_000);
+
+    // Cancel.
+    let (o1, l1, c1) = (d.join("o1"), d.join("l1"), d.join("c1"));
+    let args = window_args(
+        input.to_str().unwrap(),
+        o1.to_str().unwrap(),
+        l1.to_str().unwrap(),
+        c1.to_str().unwrap(),
+        "500",
+    );
+    let job = cluster.submit(2, "event_time_windows", &args);
+    cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
+    let out = cluster.eddy(&["cancel", &job]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cluster.job_state(&job), "CANCELED");
+    cluster.wait_until("the slots are free again", Duration::from_secs(30), |c| {
+        c.get("/overview")
+            .is_some_and(|o| o["slots-available"] == 4)
+    });
+
+    // Stop with a savepoint, then resume from it at another parallelism.
+    let (o2, l2, c2, sp) = (d.join("o2"), d.join("l2"), d.join("c2"), d.join("sp"));
+    let args = window_args(
+        input.to_str().unwrap(),
+        o2.to_str().unwrap(),
+        l2.to_str().unwrap(),
+        c2.to_str().unwrap(),
+        "1000",
+    );
+    let job = cluster.submit(2, "event_time_windows", &args);
+    cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let out = cluster.eddy(&["stop", "--savepointPath", sp.to_str().unwrap(), &job]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let savepoint = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: "))
+        .expect("savepoint path")
+        .trim()
+        .to_string();
+    assert_eq!(cluster.job_state(&job), "FINISHED");
+    let before = read_lines(&o2);
+    assert!(
+        before.len() < expected.len(),
+        "the job was stopped before its end"
+    );
+
+    let bin = example_bin("event_time_windows");
+    let mut resume = vec![
+        "run",
+        "-p",
+        "4",
+        "-s",
+        &savepoint,
+        bin.to_str().unwrap(),
+        "--",
+    ];
+    resume.extend_from_slice(&args);
+    let out = cluster.eddy(&resume);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sorted(read_lines(&o2)), expected);
+}
+
+#[test]
+fn bad_rest_requests_get_4xx_answers_and_the_jobmanager_keeps_running() {
+    use reqwest::Method;
+    let cluster = TestCluster::start(1, 1);
+    let unknown = "00000000000000000000000000000000";
+    for path in [
+        format!("/jobs/{unknown}"),
+        "/jobs/not-a-job-id".to_string(),
+        format!("/jobs/{unknown}/vertices/abc"),
+        format!("/jobs/{unknown}/checkpoints"),
+        "/taskmanagers/nobody".to_string(),
+        "/jobs/..%2F..%2Fetc%2Fpasswd".to_string(),
+        "/blobs/..%2F..%2Fetc%2Fpasswd".to_string(),
+        "/jobmanager/logs/..%2F..%2Fetc%2Fpasswd".to_string(),
+        "/no/such/path".to_string(),
+    ] {
+        let (status, body) = cluster.request(Method::GET, &path, "");
+        assert!((400..500).contains(&status), "{path}: {status}");
+        assert!(body["errors"].is_array(), "{path}: {body}");
+    }
+    let (status, _) = cluster.request(Method::PATCH, &format!("/jobs/{unknown}?mode=cancel"), "");
+    assert_eq!(status, 404);
+    let (status, _) = cluster.request(Method::PATCH, &format!("/jobs/{unknown}?mode=explode"), "");
+    assert_eq!(status, 400);
+    let (status, body) = cluster.request(Method::POST, "/jars/nothing/run", "{not json");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = cluster.request(Method::POST, "/jars/nothing/run", "{}");
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = cluster.request(Method::POST, &format!("/jobs/{unknown}/savepoints"), "[1,2");
+    assert_eq!(status, 400);
+    let (status, _) = cluster.request(Method::POST, "/jars/upload", "not multipart");
+    assert!((400..500).contains(&status));
+
+    // An upload named with a path: stored under its hash, nowhere else.
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "jarfile",
+        reqwest::blocking::multipart::Part::bytes(b"#!/bin/sh\nexit 3\n".to_vec())
+            .file_name("../../../escaped-upload"),
+    );
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/jars/upload", cluster.rest()))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let id = r.json::<Value>().unwrap()["filename"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    for dir in [
+        cluster.dir.path().to_path_buf(),
+        cluster.dir.path().join("jm"),
+        std::env::temp_dir(),
+    ] {
+        assert!(!dir.join("escaped-upload").exists());
+    }
+    // Running it fails clearly: it is not an Eddy program.
+    let (status, body) = cluster.request(Method::POST, &format!("/jars/{id}/run"), "{}");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("did not build a job"),
+        "{body}"
+    );
+
+    let overview = cluster
+        .get("/overview")
+        .expect("the JobManager still answers");
+    assert_eq!(overview["taskmanagers"], 1);
+}
