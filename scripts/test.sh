@@ -28,6 +28,15 @@ if [ ! -x "$TOOLS/bin/tansu" ]; then
 fi
 export EDDY_TANSU="$TOOLS/bin/tansu"
 
+# The web UI test drives a headless Chromium through chromedriver (Debian's packages).
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+    step "installing chromium and chromium-driver (for the web UI test)"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium chromium-driver
+fi
+
 step "cargo test (unit, integration, examples, doc tests; Kafka and Postgres against real servers)"
 cargo test --workspace --locked
 

@@ -535,3 +535,195 @@ fn bad_rest_requests_get_4xx_answers_and_the_jobmanager_keeps_running() {
         .expect("the JobManager still answers");
     assert_eq!(overview["taskmanagers"], 1);
 }
+
+/// A headless Chromium driven over the W3C WebDriver protocol by `chromedriver`.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Browser {
+    fn start() -> Self {
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect(
+                "Chromium is not installed (scripts/test.sh installs chromium and chromium-driver)",
+            );
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is not installed (scripts/test.sh installs chromium-driver)");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            },
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
+            .to_string();
+        Browser {
+            driver,
+            base,
+            session,
+            http,
+        }
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let r: Value = self
+            .http
+            .request(
+                method,
+                format!("{}/session/{}{path}", self.base, self.session),
+            )
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        r["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.call(
+            reqwest::Method::POST,
+            "/url",
+            serde_json::json!({ "url": url }),
+        );
+    }
+
+    /// Runs `script` in the page and returns its value.
+    fn eval(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            serde_json::json!({"script": script, "args": []}),
+        )
+    }
+
+    fn wait_for(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.eval(script);
+            if !v.is_null() && v != Value::Bool(false) && v != 0 {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "the page never showed {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Clicks the element `css` selects, as a user would.
+    fn click(&self, css: &str) {
+        let e = self.call(
+            reqwest::Method::POST,
+            "/element",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        let id = e["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {e}"))
+            .to_string();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            serde_json::json!({}),
+        );
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn the_web_ui_shows_the_running_job_and_cancels_it() {
+    let cluster = TestCluster::start(1, 2);
+    let d = cluster.dir.path().to_path_buf();
+    let (input, _) = window_input(&d, 13, 20_000);
+    let (out, late, ckpt) = (d.join("out"), d.join("late"), d.join("ckpt"));
+    let args = window_args(
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        late.to_str().unwrap(),
+        ckpt.to_str().unwrap(),
+        "500",
+    );
+    let job = cluster.submit(2, "event_time_windows", &args);
+    cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
+    let vertices = cluster.get(&format!("/jobs/{job}")).unwrap()["vertices"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    let browser = Browser::start();
+    browser.goto(&format!("{}/", cluster.rest()));
+    // The overview: the cluster and the running job.
+    browser.wait_for(
+        "one TaskManager",
+        "return document.querySelector('#tm-count')?.textContent === '1'",
+    );
+    browser.wait_for(
+        "the running job",
+        &format!("return !!document.querySelector('#running-jobs tr[data-job=\"{job}\"]')"),
+    );
+    browser.click(&format!("#running-jobs tr[data-job=\"{job}\"]"));
+    // The job page: its graph, one box per vertex, with parallelism and record counts.
+    let drawn = browser.wait_for(
+        "the job graph",
+        "return document.querySelectorAll('#job-graph g.vertex').length",
+    );
+    assert_eq!(drawn, vertices as u64);
+    let text = browser.eval("return document.querySelector('#job-graph').textContent");
+    let text = text.as_str().unwrap();
+    assert!(text.contains("Parallelism: 2"), "{text}");
+    assert!(text.contains("Records in"), "{text}");
+    assert!(text.contains("HASH"), "the keyed exchange is drawn: {text}");
+    browser.wait_for(
+        "the checkpoint history",
+        "return document.querySelectorAll('#checkpoints tr').length > 1",
+    );
+
+    browser.click("#cancel-job");
+    cluster.wait_state(&job, "CANCELED", Duration::from_secs(30));
+    browser.wait_for(
+        "the cancelled state",
+        "return document.querySelector('#job-state')?.textContent === 'CANCELED'",
+    );
+    assert!(
+        browser
+            .eval("return document.querySelector('#cancel-job') === null")
+            .as_bool()
+            .unwrap()
+    );
+}

@@ -68,6 +68,8 @@ pub fn serve(cluster: Shared, listener: std::net::TcpListener) -> Result<()> {
 /// The REST API's routes.
 pub fn router(cluster: Shared) -> Router {
     Router::new()
+        .route("/", get(web_ui))
+        .route("/index.html", get(web_ui))
         .route("/config", get(config))
         .route("/overview", get(overview))
         .route("/jobs", get(jobs))
@@ -94,6 +96,15 @@ pub fn router(cluster: Shared) -> Router {
         .route("/blobs/{sha}", get(blob))
         .fallback(|| async { not_found("page") })
         .with_state(cluster)
+}
+
+/// The web UI: one page that reads this API.
+async fn web_ui() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("web/index.html"),
+    )
+        .into_response()
 }
 
 fn status_name(s: JobStatus) -> &'static str {
