@@ -1,0 +1,287 @@
+//! The cluster benchmark: a JobManager and two TaskManagers (one slot each) started from the
+//! `eddy` binary, measuring
+//!
+//! - the keyed-reduce case of `core_bench` at parallelism 2, so every record crosses between
+//!   the two TaskManagers' worker processes, against the same case in the mini cluster, in
+//!   records per CPU-second (records/s per core);
+//! - job submission to RUNNING (REST `POST /jars/:id/run` until `/jobs/:id` says RUNNING),
+//!   including the run of the program that builds the JobGraph;
+//! - idle memory (RSS) of a TaskManager and of the JobManager.
+//!
+//! ```text
+//! cargo build --release -p eddy-cluster --bin eddy -p eddy-benchmarks --bin core_bench
+//! cargo run --release -p eddy-benchmarks --bin cluster_bench
+//! ```
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Args {
+    /// Records of the keyed-reduce case.
+    #[arg(long, default_value_t = 20_000_000)]
+    records: u64,
+    /// Submissions measured for the latency figures.
+    #[arg(long, default_value_t = 20)]
+    submissions: usize,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Cluster {
+    rest: String,
+    processes: Vec<Child>,
+    http: reqwest::blocking::Client,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in &mut self.processes {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+impl Cluster {
+    fn start(eddy: &Path, dir: &Path) -> Result<Self> {
+        let (rest_port, rpc_port) = (free_port()?, free_port()?);
+        let mut processes = vec![
+            Command::new(eddy)
+                .args(["-D", &format!("rest.port={rest_port}")])
+                .args(["-D", &format!("jobmanager.rpc.port={rpc_port}")])
+                .args(["jobmanager", "--work-dir"])
+                .arg(dir.join("jm"))
+                .env("EDDY_LOG_DIR", dir.join("log"))
+                .stdout(Stdio::null())
+                .spawn()?,
+        ];
+        for i in 0..2 {
+            processes.push(
+                Command::new(eddy)
+                    .args(["-D", &format!("jobmanager.rpc.port={rpc_port}")])
+                    .args(["-D", "taskmanager.numberOfTaskSlots=1"])
+                    .args(["-D", &format!("taskmanager.resource-id=tm{i}")])
+                    .args(["taskmanager", "--work-dir"])
+                    .arg(dir.join("tm"))
+                    .env("EDDY_LOG_DIR", dir.join("log"))
+                    .stdout(Stdio::null())
+                    .spawn()?,
+            );
+        }
+        let cluster = Cluster {
+            rest: format!("http://127.0.0.1:{rest_port}"),
+            processes,
+            http: reqwest::blocking::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster
+            .get("/overview")
+            .ok()
+            .map(|o| o["taskmanagers"].clone())
+            != Some(json!(2))
+        {
+            if Instant::now() > deadline {
+                bail!("the cluster did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(cluster)
+    }
+
+    fn get(&self, path: &str) -> Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.rest))
+            .send()?
+            .json()?)
+    }
+
+    fn upload(&self, program: &Path) -> Result<String> {
+        let form = reqwest::blocking::multipart::Form::new().part(
+            "jarfile",
+            reqwest::blocking::multipart::Part::bytes(std::fs::read(program)?)
+                .file_name("core_bench"),
+        );
+        let v: Value = self
+            .http
+            .post(format!("{}/jars/upload", self.rest))
+            .multipart(form)
+            .send()?
+            .json()?;
+        Ok(v["filename"].as_str().context("upload failed")?.to_string())
+    }
+
+    fn run(&self, jar: &str, args: &[String]) -> Result<String> {
+        let v: Value = self
+            .http
+            .post(format!("{}/jars/{jar}/run", self.rest))
+            .json(&json!({ "programArgsList": args }))
+            .send()?
+            .json()?;
+        Ok(v["jobid"]
+            .as_str()
+            .with_context(|| format!("run failed: {v}"))?
+            .to_string())
+    }
+
+    /// Polls until the job is in `state` (or has ended); returns when it was seen.
+    fn wait(&self, job: &str, state: &str, poll: Duration) -> Result<Instant> {
+        loop {
+            let s = self.get(&format!("/jobs/{job}"))?["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if s == state {
+                return Ok(Instant::now());
+            }
+            if matches!(s.as_str(), "FAILED" | "CANCELED") || (s == "FINISHED" && state != s) {
+                bail!("job {job} is {s}, waiting for {state}");
+            }
+            std::thread::sleep(poll);
+        }
+    }
+}
+
+fn case_args(records: u64) -> Vec<String> {
+    ["--case", "keyed-reduce", "--parallelism", "2", "--records"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([records.to_string()])
+        .collect()
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("no executable directory")?;
+    let eddy: PathBuf = dir.join("eddy");
+    let core_bench: PathBuf = dir.join("core_bench");
+    for p in [&eddy, &core_bench] {
+        if !p.exists() {
+            bail!(
+                "{} is missing: cargo build --release -p eddy-cluster --bin eddy -p eddy-benchmarks --bin core_bench",
+                p.display()
+            );
+        }
+    }
+    let work = tempfile::tempdir()?;
+    let cluster = Cluster::start(&eddy, work.path())?;
+    let tm_pids: Vec<u32> = cluster.processes[1..].iter().map(Child::id).collect();
+    let jm_pid = cluster.processes[0].id();
+
+    std::thread::sleep(Duration::from_secs(2));
+    let tm_idle: Vec<u64> = tm_pids
+        .iter()
+        .map(|p| eddy_benchmarks::rss(*p))
+        .collect::<Result<_>>()?;
+    let jm_idle = eddy_benchmarks::rss(jm_pid)?;
+
+    let jar = cluster.upload(&core_bench)?;
+
+    // Submission to RUNNING, on a small job.
+    let mut latencies = Vec::new();
+    for _ in 0..args.submissions {
+        let start = Instant::now();
+        let job = cluster.run(&jar, &case_args(1_000))?;
+        let running = cluster.wait(&job, "RUNNING", Duration::from_millis(1));
+        // A job this small may finish before a poll sees RUNNING: measure up to FINISHED then.
+        let seen = match running {
+            Ok(t) => t,
+            Err(_) => Instant::now(),
+        };
+        latencies.push(seen.duration_since(start));
+        cluster.wait(&job, "FINISHED", Duration::from_millis(5))?;
+    }
+    latencies.sort();
+
+    // Throughput across the two TaskManagers.
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu_before: Duration = tm_pids
+        .iter()
+        .map(|p| eddy_benchmarks::children_cpu(*p))
+        .sum::<Result<_>>()?;
+    let job = cluster.run(&jar, &case_args(args.records))?;
+    let running = cluster.wait(&job, "RUNNING", Duration::from_millis(2))?;
+    let finished = cluster.wait(&job, "FINISHED", Duration::from_millis(5))?;
+    let wall = finished.duration_since(running).as_secs_f64();
+    // The TaskManagers account a worker's CPU time once they have reaped it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let cpu_after: Duration = tm_pids
+        .iter()
+        .map(|p| eddy_benchmarks::children_cpu(*p))
+        .sum::<Result<_>>()?;
+    let cluster_cpu = (cpu_after - cpu_before).as_secs_f64();
+    drop(cluster);
+
+    // The same case in the mini cluster.
+    let out = Command::new(&core_bench)
+        .args(case_args(args.records))
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "core_bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let line = String::from_utf8(out.stdout)?;
+    let f: Vec<&str> = line.trim().split('\t').collect();
+    let mini_wall: f64 = f[3].parse()?;
+    let mini_cpu: f64 = f[4].parse()?;
+
+    let r = args.records as f64;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("keyed-reduce, parallelism 2, {} records", args.records);
+    println!(
+        "{:<34} {:>10} {:>10} {:>14} {:>16}",
+        "", "wall s", "CPU s", "records/s", "records/s/core"
+    );
+    println!(
+        "{:<34} {:>10.2} {:>10.2} {:>14.0} {:>16.0}",
+        "mini cluster (one process)",
+        mini_wall,
+        mini_cpu,
+        r / mini_wall,
+        r / mini_cpu
+    );
+    println!(
+        "{:<34} {:>10.2} {:>10.2} {:>14.0} {:>16.0}",
+        "two TaskManagers (two workers)",
+        wall,
+        cluster_cpu,
+        r / wall,
+        r / cluster_cpu
+    );
+    println!(
+        "CPU per record, cluster / mini cluster: {:.2}x",
+        (cluster_cpu / r) / (mini_cpu / r)
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "submission to RUNNING over {} submissions: p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+        latencies.len(),
+        ms(latencies[latencies.len() / 2]),
+        ms(latencies[latencies.len() * 9 / 10]),
+        ms(*latencies.last().context("no submissions")?)
+    );
+    println!(
+        "idle RSS: TaskManagers {} MiB, JobManager {:.1} MiB",
+        tm_idle
+            .iter()
+            .map(|b| format!("{:.1}", mib(*b)))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        mib(jm_idle)
+    );
+    Ok(())
+}
