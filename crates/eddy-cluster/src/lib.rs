@@ -57,5 +57,25 @@ impl ClusterError {
     }
 }
 
+/// Binds the first free port of `spec` (`9249` or `9249-9260`) on `host`, for a Prometheus
+/// endpoint; `None` (with a warning) when none is free or the spec is malformed.
+pub fn bind_port_range(host: &str, spec: &str) -> Option<std::net::TcpListener> {
+    let (from, to) = match spec.split_once('-') {
+        Some((a, b)) => (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?),
+        None => {
+            let p = spec.trim().parse::<u16>().ok()?;
+            (p, p)
+        }
+    };
+    let listener = (from..=to).find_map(|p| std::net::TcpListener::bind((host, p)).ok());
+    if listener.is_none() {
+        tracing::warn!(
+            ports = spec,
+            "no free port for the Prometheus endpoint; metrics are not served"
+        );
+    }
+    listener
+}
+
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, ClusterError>;

@@ -49,6 +49,7 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
     std::fs::create_dir_all(work_dir.join("blobs"))
         .map_err(|e| ClusterError::io(format!("cannot create {}", work_dir.display()), e))?;
     let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
+    let prometheus_port = serve_metrics(&config, &host, slots, &workers)?;
     println!("TaskManager {id}: {slots} slot(s), JobManager at {jm}");
     loop {
         let stream = connect(&jm);
@@ -57,7 +58,7 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
             host: host.clone(),
             slots,
             pid: std::process::id(),
-            prometheus_port: None,
+            prometheus_port,
             log_file: log_file.as_ref().map(|p| p.display().to_string()),
         };
         match session(stream, registration, interval, &work_dir, &jm, &workers) {
@@ -71,6 +72,61 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Serves this TaskManager's own metrics at `/metrics` on a port of
+/// `metrics.reporter.prom.port` (its tasks' metrics are served by the JobManager, which
+/// receives them from the workers). Returns the port.
+fn serve_metrics(
+    config: &Configuration,
+    host: &str,
+    slots: u32,
+    workers: &Workers,
+) -> Result<Option<u16>> {
+    let Some(listener) = crate::bind_port_range(host, &config.get(&options::PROMETHEUS_PORT)?)
+    else {
+        return Ok(None);
+    };
+    let port = listener.local_addr().ok().map(|a| a.port());
+    let workers = workers.clone();
+    std::thread::Builder::new()
+        .name("prometheus".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot serve metrics");
+                    return;
+                }
+            };
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let n = workers.lock().len();
+                    async move {
+                        let text = [
+                            ("numberOfTaskSlots", slots as f64),
+                            ("numWorkerProcesses", n as f64),
+                            ("Status_Memory_RSS", resident_memory() as f64),
+                        ]
+                        .iter()
+                        .map(|(name, v)| {
+                            format!("# TYPE flink_taskmanager_{name} gauge\nflink_taskmanager_{name} {v}\n")
+                        })
+                        .collect::<String>();
+                        crate::jobmanager::rest::metrics_text(text)
+                    }
+                }),
+            );
+            if let Err(e) = runtime.block_on(crate::jobmanager::rest::serve_std(listener, app)) {
+                tracing::warn!(error = %e, "metrics endpoint stopped");
+            }
+        })
+        .map_err(|e| ClusterError::io("cannot start the metrics thread", e))?;
+    Ok(port)
 }
 
 fn connect(address: &str) -> TcpStream {

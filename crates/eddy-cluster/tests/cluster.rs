@@ -31,6 +31,7 @@ struct TestCluster {
     dir: tempfile::TempDir,
     rest_port: u16,
     rpc_port: u16,
+    prometheus_port: u16,
     jobmanager: Child,
     taskmanagers: Vec<(String, Child)>,
 }
@@ -40,8 +41,11 @@ impl TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let rest_port = free_port();
         let rpc_port = free_port();
+        let prometheus_port = free_port();
         let jobmanager = Command::new(eddy_bin())
             .args([
+                "-D",
+                &format!("metrics.reporter.prom.port={prometheus_port}"),
                 "-D",
                 &format!("rest.port={rest_port}"),
                 "-D",
@@ -60,6 +64,7 @@ impl TestCluster {
             dir,
             rest_port,
             rpc_port,
+            prometheus_port,
             jobmanager,
             taskmanagers: Vec::new(),
         };
@@ -88,6 +93,8 @@ impl TestCluster {
                 &format!("taskmanager.resource-id={id}"),
                 "-D",
                 "heartbeat.interval=500ms",
+                "-D",
+                "metrics.reporter.prom.port=0",
                 "taskmanager",
                 "--work-dir",
             ])
@@ -264,6 +271,54 @@ fn word_count_on_two_taskmanagers_equals_the_brute_force_count() {
     assert_eq!(cluster.get("/overview").unwrap()["slots-available"], 4);
     let list = cluster.eddy(&["list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains(&job));
+
+    // Prometheus: the JobManager serves its own metrics and the tasks' (which the workers
+    // report); each TaskManager serves its own.
+    let text = reqwest::blocking::get(format!(
+        "http://127.0.0.1:{}/metrics",
+        cluster.prometheus_port
+    ))
+    .unwrap()
+    .text()
+    .unwrap();
+    assert!(
+        text.contains("flink_jobmanager_numRegisteredTaskManagers 2"),
+        "{text}"
+    );
+    let words: usize = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("flink_taskmanager_job_task_operator_numRecordsIn{")
+                && l.contains(&job)
+                && l.contains("operator_name=\"Counter\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as usize)
+        .sum();
+    let total_words: i64 = brute_force_counts(&text_input(&cluster)).values().sum();
+    assert_eq!(
+        words as i64, total_words,
+        "records into the counter, from /metrics"
+    );
+    for tm in cluster.get("/taskmanagers").unwrap()["taskmanagers"]
+        .as_array()
+        .unwrap()
+    {
+        let port = tm["prometheusPort"]
+            .as_u64()
+            .expect("a TaskManager metrics port");
+        let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(
+            text.contains("flink_taskmanager_numberOfTaskSlots 2"),
+            "{text}"
+        );
+    }
+}
+
+fn text_input(cluster: &TestCluster) -> String {
+    std::fs::read_to_string(cluster.dir.path().join("words.txt")).unwrap()
 }
 
 /// Events for `event_time_windows`, and the windows a brute-force model fires for them.

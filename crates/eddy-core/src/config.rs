@@ -358,8 +358,8 @@ pub mod options {
         EXP_DELAY_JITTER: f64 = "restart-strategy.exponential-delay.jitter-factor", default "0.1";
         /// exponential-delay: attempts before the job fails.
         EXP_DELAY_ATTEMPTS: u32 = "restart-strategy.exponential-delay.attempts-before-reset-backoff", default "4294967295";
-        /// Port of the Prometheus metrics endpoint.
-        PROMETHEUS_PORT: u16 = "metrics.reporter.prom.port", default "9249";
+        /// Port, or range of ports (`9249-9260`), of each process's Prometheus endpoint: a process takes the first free one.
+        PROMETHEUS_PORT: String = "metrics.reporter.prom.port", default "9249-9260";
         /// Interval of latency markers; 0 disables them.
         LATENCY_INTERVAL: Duration = "metrics.latency.interval", default "0 ms";
         /// Finished jobs the JobManager remembers.

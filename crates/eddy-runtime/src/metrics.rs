@@ -548,8 +548,83 @@ impl WatermarkGauge {
     }
 }
 
+/// Renders metrics in Prometheus's text format, named after Flink's scopes
+/// (`flink_taskmanager_job_task_operator_numRecordsIn`) with the scope variables as labels.
+/// Each item is a metric's variables, name and value.
+pub fn prometheus_text<'a>(
+    metrics: impl IntoIterator<Item = (&'a BTreeMap<String, String>, &'a str, f64)>,
+) -> String {
+    fn clean(s: &str) -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    }
+    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (variables, name, value) in metrics {
+        let scope = if variables.contains_key("operator_id") {
+            "taskmanager_job_task_operator"
+        } else if variables.contains_key("task_id") {
+            "taskmanager_job_task"
+        } else if variables.contains_key("job_id") {
+            "taskmanager_job"
+        } else {
+            "process"
+        };
+        let labels: Vec<String> = variables
+            .iter()
+            .map(|(k, v)| {
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                format!("{}=\"{v}\"", clean(k))
+            })
+            .collect();
+        let value = if value.is_finite() {
+            value.to_string()
+        } else {
+            "NaN".to_string()
+        };
+        by_name
+            .entry(format!("flink_{scope}_{}", clean(name)))
+            .or_default()
+            .push(format!("{{{}}} {value}", labels.join(",")));
+    }
+    let mut out = String::new();
+    for (name, samples) in by_name {
+        out.push_str(&format!("# TYPE {name} gauge\n"));
+        for s in samples {
+            out.push_str(&name);
+            out.push_str(&s);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prometheus_text_names_metrics_by_scope_and_escapes_labels() {
+        let op: BTreeMap<String, String> = [
+            ("job_id".to_string(), "j1".to_string()),
+            ("task_id".to_string(), "t".to_string()),
+            ("operator_id".to_string(), "o".to_string()),
+            ("operator_name".to_string(), "say \"hi\"".to_string()),
+        ]
+        .into();
+        let task: BTreeMap<String, String> = [("task_id".to_string(), "t".to_string())].into();
+        let text = super::prometheus_text([
+            (&op, "numRecordsIn", 42.0),
+            (&task, "busyTimeMsPerSecond", f64::NAN),
+        ]);
+        assert!(text.contains("# TYPE flink_taskmanager_job_task_operator_numRecordsIn gauge\n"));
+        assert!(text.contains(
+            "flink_taskmanager_job_task_operator_numRecordsIn{job_id=\"j1\",operator_id=\"o\",operator_name=\"say \\\"hi\\\"\",task_id=\"t\"} 42\n"
+        ), "{text}");
+        assert!(text.contains("flink_taskmanager_job_task_busyTimeMsPerSecond{task_id=\"t\"} NaN"));
+    }
+
     use super::*;
 
     #[test]

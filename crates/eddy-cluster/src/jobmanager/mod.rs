@@ -417,7 +417,53 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
         "JobManager: REST API and web UI at {}, RPC at {}",
         cluster.rest_address, cluster.rpc_address
     );
-    rest::serve(cluster, rest)
+    let prometheus =
+        crate::bind_port_range(&rest_bind, &cluster.config.get(&options::PROMETHEUS_PORT)?);
+    if let Some(p) = &prometheus
+        && let Ok(a) = p.local_addr()
+    {
+        tracing::info!(address = %a, "Prometheus metrics at /metrics");
+    }
+    rest::serve(cluster, rest, prometheus)
+}
+
+impl Cluster {
+    /// The JobManager's metrics and the latest metrics of every job's tasks, in Prometheus's
+    /// text format.
+    pub fn prometheus(&self) -> String {
+        let (tms, total, free) = {
+            let r = self.resources.lock();
+            (r.taskmanagers.len(), r.total_slots(), r.free_slots())
+        };
+        let jobs = self.jobs.lock();
+        let running = jobs
+            .iter()
+            .filter(|(_, e)| !e.client.job_status().is_terminal())
+            .count();
+        let task_metrics: Vec<_> = jobs.iter().flat_map(|(_, e)| e.metrics.all()).collect();
+        drop(jobs);
+        let own = [
+            ("numRegisteredTaskManagers", tms as f64),
+            ("taskSlotsTotal", total as f64),
+            ("taskSlotsAvailable", free as f64),
+            ("numRunningJobs", running as f64),
+            (
+                "Status_Memory_RSS",
+                crate::taskmanager::resident_memory() as f64,
+            ),
+        ];
+        let mut text = eddy_runtime::metrics::prometheus_text(
+            task_metrics
+                .iter()
+                .map(|m| (&m.variables, m.name.as_str(), m.value)),
+        );
+        for (name, value) in own {
+            text.push_str(&format!(
+                "# TYPE flink_jobmanager_{name} gauge\nflink_jobmanager_{name} {value}\n"
+            ));
+        }
+        text
+    }
 }
 
 fn accept_loop(cluster: Arc<Cluster>, listener: TcpListener) {
@@ -539,7 +585,7 @@ fn serve_taskmanager(cluster: &Arc<Cluster>, stream: TcpStream) -> Result<()> {
 
 fn heartbeat_monitor(cluster: Arc<Cluster>) {
     let period =
-        (cluster.heartbeat_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        (cluster.heartbeat_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         std::thread::sleep(period);
         let lost: Vec<String> = cluster

@@ -46,23 +46,49 @@ fn bad_request(message: impl Into<String>) -> RestError {
 
 type Answer = std::result::Result<Json<Value>, RestError>;
 
-/// Serves the REST API on `listener` until the process ends.
-pub fn serve(cluster: Shared, listener: std::net::TcpListener) -> Result<()> {
+/// Serves the REST API on `listener` until the process ends; with `prometheus`, also
+/// `/metrics` there.
+pub fn serve(
+    cluster: Shared,
+    listener: std::net::TcpListener,
+    prometheus: Option<std::net::TcpListener>,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| ClusterError::io("cannot start the REST server", e))?;
     runtime.block_on(async move {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| ClusterError::io("REST listener", e))?;
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| ClusterError::io("REST listener", e))?;
-        axum::serve(listener, router(cluster))
-            .await
-            .map_err(|e| ClusterError::io("REST server", e))
+        if let Some(p) = prometheus {
+            let c = cluster.clone();
+            let app = Router::new().route(
+                "/metrics",
+                get(move || {
+                    let c = c.clone();
+                    async move { metrics_text(c.prometheus()) }
+                }),
+            );
+            tokio::spawn(serve_std(p, app));
+        }
+        serve_std(listener, router(cluster)).await
     })
+}
+
+/// Serves `app` on a standard listener.
+pub async fn serve_std(listener: std::net::TcpListener, app: Router) -> Result<()> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ClusterError::io("listener", e))?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(|e| ClusterError::io("listener", e))?;
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| ClusterError::io("HTTP server", e))
+}
+
+/// A Prometheus text answer.
+pub fn metrics_text(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// The REST API's routes.
@@ -703,6 +729,7 @@ fn taskmanager_json(id: &str, t: &super::TaskManagerInfo) -> Value {
         "memoryConfiguration": {},
         "metrics": { "rssBytes": t.rss_bytes },
         "registeredAt": t.registered_at,
+        "prometheusPort": t.registration.prometheus_port,
         "logFile": t.registration.log_file,
     })
 }

@@ -235,7 +235,16 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
             .map_err(|e| RuntimeError::io("cannot start the worker's control thread", e))?;
     }
 
-    // Task events to the job master, and metrics every second.
+    // Task events to the job master, and metrics every second and before the last event.
+    let send_metrics = || {
+        metrics.update_views();
+        let snapshot = metrics
+            .snapshot()
+            .into_iter()
+            .filter_map(WireMetric::from_snapshot)
+            .collect();
+        send(&writer, &WorkerMessage::Metrics(snapshot))
+    };
     let mut next_metrics = std::time::Instant::now();
     while remaining > 0 {
         let timeout = next_metrics.saturating_duration_since(std::time::Instant::now());
@@ -244,6 +253,8 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
                 if matches!(event, TaskEvent::Finished { .. }) {
                     remaining -= 1;
                     if remaining == 0 {
+                        // The job master may close the connection once it has the last event.
+                        send_metrics()?;
                         done.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -252,14 +263,8 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
-        if std::time::Instant::now() >= next_metrics {
-            metrics.update_views();
-            let snapshot = metrics
-                .snapshot()
-                .into_iter()
-                .filter_map(WireMetric::from_snapshot)
-                .collect();
-            send(&writer, &WorkerMessage::Metrics(snapshot))?;
+        if remaining > 0 && std::time::Instant::now() >= next_metrics {
+            send_metrics()?;
             next_metrics = std::time::Instant::now() + Duration::from_secs(1);
         }
     }
