@@ -591,6 +591,50 @@ fn bad_rest_requests_get_4xx_answers_and_the_jobmanager_keeps_running() {
     assert_eq!(overview["taskmanagers"], 1);
 }
 
+#[test]
+fn a_taskmanager_that_stops_heartbeating_is_declared_lost_and_registers_again() {
+    let cluster = TestCluster::start(2, 2);
+    let pid = cluster.taskmanagers[1].1.id().to_string();
+    // Frozen, the TaskManager keeps its connection open but sends no heartbeats.
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    cluster.wait_until(
+        "the frozen TaskManager is declared lost",
+        Duration::from_secs(20),
+        |c| {
+            c.get("/overview")
+                .is_some_and(|o| o["taskmanagers"] == 1 && o["slots-total"] == 2)
+        },
+    );
+    assert!(
+        cluster
+            .log("eddy-jobmanager.log")
+            .contains("it missed its heartbeats"),
+        "{}",
+        cluster.log("eddy-jobmanager.log")
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    cluster.wait_until(
+        "the TaskManager registers again",
+        Duration::from_secs(20),
+        |c| {
+            c.get("/overview")
+                .is_some_and(|o| o["taskmanagers"] == 2 && o["slots-total"] == 4)
+        },
+    );
+}
+
 /// A headless Chromium driven over the W3C WebDriver protocol by `chromedriver`.
 struct Browser {
     driver: Child,
