@@ -264,6 +264,16 @@ fn word_count_on_two_taskmanagers_equals_the_brute_force_count() {
     assert_eq!(details["state"], "FINISHED");
     let vertices = details["vertices"].as_array().unwrap();
     assert!(vertices.iter().any(|v| v["parallelism"] == 4));
+    for v in vertices {
+        assert_eq!(v["status"], "FINISHED", "{v}");
+        assert_eq!(v["tasks"]["FINISHED"], v["parallelism"], "{v}");
+        let vid = v["id"].as_str().unwrap();
+        let sub = cluster.get(&format!("/jobs/{job}/vertices/{vid}")).unwrap();
+        let subtasks = sub["subtasks"].as_array().unwrap();
+        assert_eq!(subtasks.len() as u64, v["parallelism"].as_u64().unwrap());
+        assert!(subtasks.iter().all(|s| s["status"] == "FINISHED"), "{sub}");
+    }
+    assert_eq!(details["status-counts"]["FINISHED"], vertices.len());
     assert_eq!(
         details["plan"]["nodes"].as_array().unwrap().len(),
         vertices.len()
@@ -416,6 +426,28 @@ fn a_killed_taskmanager_fails_the_job_over_with_exactly_once_output() {
     // Two slots are left; the job needs four, so a new TaskManager takes tm1's place.
     cluster.add_taskmanager("tm2", 2);
     cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
+    let details = cluster.get(&format!("/jobs/{job}")).unwrap();
+    let window = details["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["parallelism"] == 4)
+        .unwrap()
+        .clone();
+    let sub = cluster
+        .get(&format!(
+            "/jobs/{job}/vertices/{}",
+            window["id"].as_str().unwrap()
+        ))
+        .unwrap();
+    assert!(
+        sub["subtasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["attempt"].as_u64().unwrap() >= 1),
+        "the restarted attempt's subtasks: {sub}"
+    );
     cluster.wait_state(&job, "FINISHED", Duration::from_secs(120));
 
     let exceptions = cluster.get(&format!("/jobs/{job}/exceptions")).unwrap();
@@ -456,6 +488,15 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(cluster.job_state(&job), "CANCELED");
+    let details = cluster.get(&format!("/jobs/{job}")).unwrap();
+    assert!(
+        details["vertices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["status"] == "CANCELED"),
+        "{details}"
+    );
     cluster.wait_until("the slots are free again", Duration::from_secs(30), |c| {
         c.get("/overview")
             .is_some_and(|o| o["slots-available"] == 4)

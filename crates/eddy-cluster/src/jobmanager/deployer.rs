@@ -35,14 +35,67 @@ use crate::protocol::{JobManagerMessage, StartWorker};
 /// How long workers have to start and connect.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The latest metrics of a job's workers, by TaskManager.
+/// What a job's workers report: the state of every subtask of the current attempt, and the
+/// latest metrics of each worker, by TaskManager.
 #[derive(Clone, Default)]
-pub struct JobMetrics(Arc<Mutex<BTreeMap<String, Vec<WireMetric>>>>);
+pub struct JobMonitor {
+    metrics: Arc<Mutex<BTreeMap<String, Vec<WireMetric>>>>,
+    tasks: Arc<Mutex<TaskStates>>,
+}
 
-impl JobMetrics {
+/// The state of every subtask of one attempt, with Flink's names.
+#[derive(Clone, Debug, Default)]
+pub struct TaskStates {
+    /// The attempt.
+    pub attempt: u32,
+    /// Per vertex, per subtask: `DEPLOYING`, `RUNNING`, `FINISHED`, `CANCELED` or `FAILED`.
+    pub states: Vec<Vec<&'static str>>,
+}
+
+impl JobMonitor {
     /// Every metric of every worker.
     pub fn all(&self) -> Vec<WireMetric> {
-        self.0.lock().values().flatten().cloned().collect()
+        self.metrics.lock().values().flatten().cloned().collect()
+    }
+
+    /// The subtasks' states.
+    pub fn tasks(&self) -> TaskStates {
+        self.tasks.lock().clone()
+    }
+
+    fn reset(&self, job: &JobGraph, attempt: u32, state: &'static str) {
+        *self.tasks.lock() = TaskStates {
+            attempt,
+            states: job
+                .vertices
+                .iter()
+                .map(|v| vec![state; v.parallelism as usize])
+                .collect(),
+        };
+    }
+
+    /// Moves every subtask in state `from` to `to` (a subtask that already ended stays).
+    fn advance(&self, attempt: u32, from: &'static str, to: &'static str) {
+        let mut t = self.tasks.lock();
+        if t.attempt == attempt {
+            t.states
+                .iter_mut()
+                .flatten()
+                .filter(|s| **s == from)
+                .for_each(|s| *s = to);
+        }
+    }
+
+    fn set(&self, attempt: u32, vertex: u32, subtask: u32, state: &'static str) {
+        let mut t = self.tasks.lock();
+        if t.attempt == attempt
+            && let Some(s) = t
+                .states
+                .get_mut(vertex as usize)
+                .and_then(|v| v.get_mut(subtask as usize))
+        {
+            *s = state;
+        }
     }
 }
 
@@ -51,7 +104,7 @@ pub struct RemoteDeployer {
     cluster: Arc<Cluster>,
     job_id: JobId,
     start: StartWorker,
-    metrics: JobMetrics,
+    monitor: JobMonitor,
     current: Option<Attempt>,
 }
 
@@ -124,13 +177,13 @@ impl RemoteDeployer {
         cluster: Arc<Cluster>,
         job_id: JobId,
         start: StartWorker,
-        metrics: JobMetrics,
+        monitor: JobMonitor,
     ) -> Self {
         RemoteDeployer {
             cluster,
             job_id,
             start,
-            metrics,
+            monitor,
             current: None,
         }
     }
@@ -321,11 +374,11 @@ impl RemoteDeployer {
                 })
                 .collect();
             let events = ctx.events.clone();
-            let metrics = self.metrics.clone();
+            let monitor = self.monitor.clone();
             let tm = w.taskmanager.clone();
             std::thread::Builder::new()
                 .name(format!("worker {tm}"))
-                .spawn(move || read_worker(reader, attempt, subtasks, events, metrics, tm))
+                .spawn(move || read_worker(reader, attempt, subtasks, events, monitor, tm))
                 .map_err(|e| RuntimeError::io("cannot start a worker reader", e))?;
         }
         Ok(workers)
@@ -339,7 +392,7 @@ fn read_worker(
     attempt: u32,
     subtasks: Vec<(u32, u32)>,
     events: Sender<TaskEvent>,
-    metrics: JobMetrics,
+    monitor: JobMonitor,
     taskmanager: String,
 ) {
     let mut open: HashSet<(u32, u32)> = subtasks.into_iter().collect();
@@ -349,17 +402,26 @@ fn read_worker(
             Ok(Some(WorkerMessage::Event(e))) => {
                 let e = TaskEvent::from(e);
                 if let TaskEvent::Finished {
-                    vertex, subtask, ..
+                    vertex,
+                    subtask,
+                    result,
+                    ..
                 } = &e
                 {
                     open.remove(&(*vertex as u32, *subtask));
+                    let state = match result {
+                        Ok(_) => "FINISHED",
+                        Err(e) if e.is_secondary() => "CANCELED",
+                        Err(_) => "FAILED",
+                    };
+                    monitor.set(attempt, *vertex as u32, *subtask, state);
                 }
                 if events.send(e).is_err() {
                     return;
                 }
             }
             Ok(Some(WorkerMessage::Metrics(m))) => {
-                metrics.0.lock().insert(taskmanager.clone(), m);
+                monitor.metrics.lock().insert(taskmanager.clone(), m);
             }
             Ok(Some(WorkerMessage::Hello(_))) => {}
             Ok(None) => break "its connection closed".to_string(),
@@ -367,6 +429,7 @@ fn read_worker(
         }
     };
     for (vertex, subtask) in open {
+        monitor.set(attempt, vertex, subtask, "FAILED");
         let _ = events.send(TaskEvent::Finished {
             attempt,
             vertex: vertex as usize,
@@ -391,6 +454,7 @@ impl TaskDeployer for RemoteDeployer {
         ctx: &DeployContext,
     ) -> Result<Vec<Vec<TaskHandle>>, RuntimeError> {
         self.release();
+        self.monitor.reset(job, attempt, "SCHEDULED");
         let needed = job
             .vertices
             .iter()
@@ -399,6 +463,7 @@ impl TaskDeployer for RemoteDeployer {
             .unwrap_or(1);
         let timeout = job.config.get(&options::SLOT_REQUEST_TIMEOUT)?;
         let slots = self.allocate(needed, timeout)?;
+        self.monitor.advance(attempt, "SCHEDULED", "DEPLOYING");
         let workers = match self.start_workers(job, attempt, &slots, restore.as_ref(), ctx) {
             Ok(w) => w,
             Err(e) => {
@@ -407,6 +472,7 @@ impl TaskDeployer for RemoteDeployer {
                 return Err(e);
             }
         };
+        self.monitor.advance(attempt, "DEPLOYING", "RUNNING");
         let handles = job
             .vertices
             .iter()

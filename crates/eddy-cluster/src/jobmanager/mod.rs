@@ -107,8 +107,8 @@ pub struct JobEntry {
     pub start_time: i64,
     /// When it ended (ms since the epoch).
     pub end_time: Option<i64>,
-    /// The latest metrics of its workers, by TaskManager.
-    pub metrics: deployer::JobMetrics,
+    /// Its tasks' states and metrics, as its workers report them.
+    pub monitor: deployer::JobMonitor,
 }
 
 /// Asynchronous operations (savepoints, stop) the REST API reports by trigger id.
@@ -228,7 +228,7 @@ impl Cluster {
             &self.work_dir,
         )?;
         let job_id = graph.job_id;
-        let metrics = deployer::JobMetrics::default();
+        let monitor = deployer::JobMonitor::default();
         let deployer = deployer::RemoteDeployer::new(
             self.clone(),
             job_id,
@@ -239,7 +239,7 @@ impl Cluster {
                 args: request.args.clone(),
                 dynamic_properties,
             },
-            metrics.clone(),
+            monitor.clone(),
         );
         let graph = Arc::new(graph);
         let client = MiniCluster::submit_with((*graph).clone(), Box::new(deployer))?;
@@ -252,7 +252,7 @@ impl Cluster {
                 graph,
                 start_time: eddy_core::time::now_millis(),
                 end_time: None,
-                metrics,
+                monitor,
             },
         ));
         let capacity = self.config.get(&options::JOBSTORE_MAX_CAPACITY)? as usize;
@@ -440,7 +440,7 @@ impl Cluster {
             .iter()
             .filter(|(_, e)| !e.client.job_status().is_terminal())
             .count();
-        let task_metrics: Vec<_> = jobs.iter().flat_map(|(_, e)| e.metrics.all()).collect();
+        let task_metrics: Vec<_> = jobs.iter().flat_map(|(_, e)| e.monitor.all()).collect();
         drop(jobs);
         let own = [
             ("numRegisteredTaskManagers", tms as f64),

@@ -18,7 +18,7 @@ use eddy_runtime::executor::JobStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::deployer::JobMetrics;
+use super::deployer::JobMonitor;
 use super::{Cluster, Operation, RunRequest};
 use crate::{ClusterError, Result};
 
@@ -202,7 +202,8 @@ async fn jobs(State(c): State<Shared>) -> Json<Value> {
     Json(json!({ "jobs": jobs }))
 }
 
-fn task_counts(status: JobStatus, total: u32) -> Value {
+/// Counts of subtasks per state, with every one of Flink's states present.
+fn task_counts<'a>(states: impl IntoIterator<Item = &'a &'static str>) -> Value {
     let mut counts: BTreeMap<&str, u32> = [
         "CREATED",
         "SCHEDULED",
@@ -218,33 +219,42 @@ fn task_counts(status: JobStatus, total: u32) -> Value {
     .into_iter()
     .map(|k| (k, 0))
     .collect();
-    let key = match status {
-        JobStatus::Created | JobStatus::Restarting => "SCHEDULED",
-        JobStatus::Running => "RUNNING",
-        JobStatus::Failing | JobStatus::Cancelling => "CANCELING",
-        JobStatus::Canceled => "CANCELED",
-        JobStatus::Finished => "FINISHED",
-        JobStatus::Failed => "FAILED",
-    };
-    counts.insert(key, total);
+    for s in states {
+        *counts.entry(s).or_default() += 1;
+    }
     json!(counts)
 }
 
-fn vertex_status(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Created | JobStatus::Restarting => "SCHEDULED",
-        JobStatus::Running => "RUNNING",
-        JobStatus::Failing | JobStatus::Cancelling => "CANCELING",
-        JobStatus::Canceled => "CANCELED",
-        JobStatus::Finished => "FINISHED",
-        JobStatus::Failed => "FAILED",
+/// A vertex's state from its subtasks' (Flink's aggregation): any failed, cancelled, running,
+/// deploying or scheduled subtask decides in that order; finished only when all are.
+fn vertex_status(states: &[&'static str]) -> &'static str {
+    if states.is_empty() {
+        return "CREATED";
     }
+    for s in [
+        "FAILED",
+        "CANCELED",
+        "RUNNING",
+        "DEPLOYING",
+        "SCHEDULED",
+        "CREATED",
+    ] {
+        if states.contains(&s) {
+            return s;
+        }
+    }
+    "FINISHED"
+}
+
+/// The states of vertex `v`'s subtasks (none before the first deployment).
+fn vertex_states(tasks: &super::deployer::TaskStates, v: usize) -> &[&'static str] {
+    tasks.states.get(v).map(Vec::as_slice).unwrap_or(&[])
 }
 
 fn job_summary(id: &eddy_core::ids::JobId, e: &super::JobEntry) -> Value {
     let status = e.client.job_status();
     let now = eddy_core::time::now_millis();
-    let total: u32 = e.graph.vertices.iter().map(|v| v.parallelism).sum();
+    let tasks = e.monitor.tasks();
     json!({
         "jid": id.to_string(),
         "name": e.graph.name,
@@ -253,7 +263,7 @@ fn job_summary(id: &eddy_core::ids::JobId, e: &super::JobEntry) -> Value {
         "end-time": e.end_time.unwrap_or(-1),
         "duration": e.end_time.unwrap_or(now) - e.start_time,
         "last-modification": e.end_time.unwrap_or(e.start_time),
-        "tasks": task_counts(status, total),
+        "tasks": task_counts(tasks.states.iter().flatten()),
     })
 }
 
@@ -302,7 +312,7 @@ fn max_task_metric(
         .fold(0.0, f64::max)
 }
 
-fn vertex_metrics(graph: &JobGraph, v: usize, metrics: &JobMetrics) -> Value {
+fn vertex_metrics(graph: &JobGraph, v: usize, metrics: &JobMonitor) -> Value {
     let all = metrics.all();
     let vertex = &graph.vertices[v];
     let vid = vertex.id.to_string();
@@ -404,7 +414,7 @@ pub fn plan_json(graph: &JobGraph) -> Value {
 
 async fn job_details(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
     c.job(&id, |e| {
-        let status = e.client.job_status();
+        let tasks = e.monitor.tasks();
         let now = eddy_core::time::now_millis();
         let mut summary = job_summary(&e.graph.job_id, e);
         let vertices: Vec<Value> = e
@@ -418,19 +428,19 @@ async fn job_details(State(c): State<Shared>, Path(id): Path<String>) -> Answer 
                     "name": vertex.name,
                     "maxParallelism": vertex.max_parallelism,
                     "parallelism": vertex.parallelism,
-                    "status": vertex_status(status),
+                    "status": vertex_status(vertex_states(&tasks, v)),
                     "start-time": e.start_time,
                     "end-time": e.end_time.unwrap_or(-1),
                     "duration": e.end_time.unwrap_or(now) - e.start_time,
-                    "tasks": task_counts(status, vertex.parallelism),
-                    "metrics": vertex_metrics(&e.graph, v, &e.metrics),
+                    "tasks": task_counts(vertex_states(&tasks, v)),
+                    "metrics": vertex_metrics(&e.graph, v, &e.monitor),
                 })
             })
             .collect();
-        let mut status_counts: BTreeMap<&str, u32> = BTreeMap::new();
-        for _ in &e.graph.vertices {
-            *status_counts.entry(vertex_status(status)).or_default() += 1;
-        }
+        let vertex_states: Vec<&'static str> = (0..e.graph.vertices.len())
+            .map(|v| vertex_status(vertex_states(&tasks, v)))
+            .collect();
+        let status_counts = task_counts(&vertex_states);
         if let Value::Object(m) = &mut summary {
             m.insert("isStoppable".into(), json!(false));
             m.insert(
@@ -464,14 +474,14 @@ async fn vertex_details(
     Path((id, vid)): Path<(String, String)>,
 ) -> Answer {
     c.job(&id, |e| {
-        let status = e.client.job_status();
+        let tasks = e.monitor.tasks();
         let v = e
             .graph
             .vertices
             .iter()
             .position(|v| v.id.to_string() == vid)?;
         let vertex = &e.graph.vertices[v];
-        let all = e.metrics.all();
+        let all = e.monitor.all();
         let vid_s = vertex.id.to_string();
         let head = vertex.operators[0].operator_id.to_string();
         let subtasks: Vec<Value> = (0..vertex.parallelism)
@@ -492,8 +502,8 @@ async fn vertex_details(
                 };
                 json!({
                     "subtask": s,
-                    "status": vertex_status(status),
-                    "attempt": 0,
+                    "status": vertex_states(&tasks, v).get(s as usize).copied().unwrap_or("CREATED"),
+                    "attempt": tasks.attempt,
                     "metrics": {
                         "read-records": of("numRecordsIn", Some(&head)) as u64,
                         "write-records": of("numRecordsOut", vertex.operators.last().map(|o| o.operator_id.to_string()).as_deref()) as u64,
@@ -509,7 +519,7 @@ async fn vertex_details(
             "maxParallelism": vertex.max_parallelism,
             "now": eddy_core::time::now_millis(),
             "subtasks": subtasks,
-            "metrics": vertex_metrics(&e.graph, v, &e.metrics),
+            "metrics": vertex_metrics(&e.graph, v, &e.monitor),
         })))
     })
     .flatten()
