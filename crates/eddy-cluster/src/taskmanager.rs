@@ -49,7 +49,7 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
     std::fs::create_dir_all(work_dir.join("blobs"))
         .map_err(|e| ClusterError::io(format!("cannot create {}", work_dir.display()), e))?;
     let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
-    let prometheus_port = serve_metrics(&config, &host, slots, &workers)?;
+    let prometheus_port = serve_metrics(&config, &host, slots, &workers, &id)?;
     println!("TaskManager {id}: {slots} slot(s), JobManager at {jm}");
     loop {
         let stream = connect(&jm);
@@ -76,12 +76,14 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
 
 /// Serves this TaskManager's own metrics at `/metrics` on a port of
 /// `metrics.reporter.prom.port` (its tasks' metrics are served by the JobManager, which
-/// receives them from the workers). Returns the port.
+/// receives them from the workers), and its own and its workers' log files at `/logs` and
+/// `/logs/:name`, which the JobManager's REST API passes on. Returns the port.
 fn serve_metrics(
     config: &Configuration,
     host: &str,
     slots: u32,
     workers: &Workers,
+    id: &str,
 ) -> Result<Option<u16>> {
     let Some(listener) = crate::bind_port_range(host, &config.get(&options::PROMETHEUS_PORT)?)
     else {
@@ -89,6 +91,8 @@ fn serve_metrics(
     };
     let port = listener.local_addr().ok().map(|a| a.port());
     let workers = workers.clone();
+    let logs_id = id.to_string();
+    let files_id = id.to_string();
     std::thread::Builder::new()
         .name("prometheus".into())
         .spawn(move || {
@@ -121,12 +125,68 @@ fn serve_metrics(
                     }
                 }),
             );
+            let app = app
+                .route("/logs", axum::routing::get(move || async move { axum::Json(log_files(&logs_id)) }))
+                .route(
+                    "/logs/{name}",
+                    axum::routing::get(move |axum::extract::Path(name): axum::extract::Path<String>| async move {
+                        read_log(&files_id, &name)
+                    }),
+                );
             if let Err(e) = runtime.block_on(crate::jobmanager::rest::serve_std(listener, app)) {
                 tracing::warn!(error = %e, "metrics endpoint stopped");
             }
         })
         .map_err(|e| ClusterError::io("cannot start the metrics thread", e))?;
     Ok(port)
+}
+
+/// This TaskManager's log files and its workers': `{"logs": [{"name", "size"}]}`.
+fn log_files(id: &str) -> serde_json::Value {
+    let mut logs = Vec::new();
+    if let Some(dir) = crate::logging::log_dir()
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if is_own_log(id, &name) {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                logs.push(serde_json::json!({"name": name, "size": size}));
+            }
+        }
+    }
+    serde_json::json!({ "logs": logs })
+}
+
+fn is_own_log(id: &str, name: &str) -> bool {
+    (name == format!("eddy-taskmanager-{id}.log")
+        || name.starts_with(&format!("eddy-worker-{id}-")))
+        && name.ends_with(".log")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+fn read_log(id: &str, name: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let text = crate::logging::log_dir()
+        .filter(|_| is_own_log(id, name))
+        .and_then(|dir| std::fs::read_to_string(dir.join(name)).ok());
+    match text {
+        Some(t) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            t,
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"errors": ["log file not found"]})),
+        )
+            .into_response(),
+    }
 }
 
 fn connect(address: &str) -> TcpStream {

@@ -282,6 +282,37 @@ fn word_count_on_two_taskmanagers_equals_the_brute_force_count() {
     let list = cluster.eddy(&["list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains(&job));
 
+    // Logs: one file per process, served through the REST API.
+    let logs = cluster.get("/jobmanager/logs").unwrap();
+    assert_eq!(logs["logs"][0]["name"], "eddy-jobmanager.log", "{logs}");
+    let text = reqwest::blocking::get(format!(
+        "{}/jobmanager/logs/eddy-jobmanager.log",
+        cluster.rest()
+    ))
+    .unwrap()
+    .text()
+    .unwrap();
+    assert!(text.contains("job submitted"), "{text}");
+    let logs = cluster.get("/taskmanagers/tm0/logs").unwrap();
+    let names: Vec<&str> = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    let worker_log = format!("eddy-worker-tm0-{job}-0.log");
+    assert!(
+        names.contains(&"eddy-taskmanager-tm0.log") && names.contains(&worker_log.as_str()),
+        "{names:?}"
+    );
+    let r = reqwest::blocking::get(format!(
+        "{}/taskmanagers/tm0/logs/eddy-taskmanager-tm0.log",
+        cluster.rest()
+    ))
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().unwrap().contains("registered with the JobManager"));
+
     // Prometheus: the JobManager serves its own metrics and the tasks' (which the workers
     // report); each TaskManager serves its own.
     let text = reqwest::blocking::get(format!(
@@ -569,6 +600,9 @@ fn bad_rest_requests_get_4xx_answers_and_the_jobmanager_keeps_running() {
         "/jobs/..%2F..%2Fetc%2Fpasswd".to_string(),
         "/blobs/..%2F..%2Fetc%2Fpasswd".to_string(),
         "/jobmanager/logs/..%2F..%2Fetc%2Fpasswd".to_string(),
+        "/taskmanagers/tm0/logs/..%2F..%2Fetc%2Fpasswd".to_string(),
+        "/taskmanagers/tm0/logs/eddy-jobmanager.log".to_string(),
+        "/taskmanagers/nobody/logs".to_string(),
         "/no/such/path".to_string(),
     ] {
         let (status, body) = cluster.request(Method::GET, &path, "");

@@ -110,6 +110,8 @@ pub fn router(cluster: Shared) -> Router {
         .route("/jobs/{id}/stop", post(stop_job))
         .route("/taskmanagers", get(taskmanagers))
         .route("/taskmanagers/{id}", get(taskmanager))
+        .route("/taskmanagers/{id}/logs", get(taskmanager_logs))
+        .route("/taskmanagers/{id}/logs/{name}", get(taskmanager_log))
         .route("/jobmanager/config", get(jobmanager_config))
         .route("/jobmanager/logs", get(jobmanager_logs))
         .route("/jobmanager/logs/{name}", get(jobmanager_log))
@@ -760,6 +762,63 @@ async fn taskmanager(State(c): State<Shared>, Path(id): Path<String>) -> Answer 
         .get(&id)
         .map(|t| Json(taskmanager_json(&id, t)))
         .ok_or_else(|| not_found("TaskManager"))
+}
+
+/// Fetches `path` from TaskManager `id`'s own HTTP endpoint.
+async fn from_taskmanager(
+    c: &Shared,
+    id: &str,
+    path: String,
+) -> std::result::Result<reqwest::Response, RestError> {
+    let base = {
+        let r = c.resources.lock();
+        let t = r
+            .taskmanagers
+            .get(id)
+            .ok_or_else(|| not_found("TaskManager"))?;
+        let port = t.registration.prometheus_port.ok_or_else(|| {
+            RestError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "TaskManager {id} serves no HTTP endpoint (no free metrics.reporter.prom.port)"
+                ),
+            )
+        })?;
+        format!("http://{}:{port}", t.registration.host)
+    };
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .map_err(|e| RestError(StatusCode::BAD_GATEWAY, format!("TaskManager {id}: {e}")))
+}
+
+async fn taskmanager_logs(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    let r = from_taskmanager(&c, &id, "/logs".into()).await?;
+    let v: Value = r
+        .json()
+        .await
+        .map_err(|e| RestError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    Ok(Json(v))
+}
+
+async fn taskmanager_log(
+    State(c): State<Shared>,
+    Path((id, name)): Path<(String, String)>,
+) -> std::result::Result<Response, RestError> {
+    if !name
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+    {
+        return Err(bad_request("malformed log file name"));
+    }
+    let r = from_taskmanager(&c, &id, format!("/logs/{name}")).await?;
+    if !r.status().is_success() {
+        return Err(not_found("log file"));
+    }
+    let text = r
+        .text()
+        .await
+        .map_err(|e| RestError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 async fn jobmanager_config(State(c): State<Shared>) -> Json<Value> {
