@@ -10,7 +10,7 @@ use eddy_runtime::factories::OneInputFactory;
 use eddy_runtime::graph::{ChainingStrategy, StreamNode};
 use eddy_runtime::operator::OneInputOperator;
 use eddy_runtime::registry::{
-    EdgeCode, KeyGroupPartitionerFactory, NetworkPort, OperatorFactory, PartitionerFactory,
+    EdgeCode, KeyGroupPartitionerFactory, OperatorFactory, PartitionerFactory, Port,
     StandardPartitioners,
 };
 use eddy_runtime::sink::SinkOperatorFactory;
@@ -191,7 +191,7 @@ impl<T: Data> DataStream<T> {
                 self.partitioner,
                 up.side_output.clone(),
                 EdgeCode {
-                    port: Arc::new(NetworkPort::<T>::default()),
+                    port: Arc::new(Port::<T>::networked()),
                     partitioner: self.partitioner_factory.clone(),
                 },
             );

@@ -83,30 +83,54 @@ pub trait DataPort: Send + Sync {
         conn: &Arc<DataConnection>,
         id: u64,
         capacity: usize,
-    ) -> Result<AnySendBox> {
-        let _ = (conn, id, capacity);
-        Err(RuntimeError::InvalidJob(format!(
-            "records of type {} cannot cross processes (they are not serializable)",
-            self.type_name()
-        )))
-    }
+    ) -> Result<AnySendBox>;
     /// The receiving end of channel `id` from another process (`ChannelReceiver<T>`).
     fn remote_receiver(
         &self,
         conn: &Arc<DataConnection>,
         id: u64,
         capacity: usize,
-    ) -> Result<AnySendBox> {
-        self.remote_sender(conn, id, capacity)
-    }
+    ) -> Result<AnySendBox>;
 }
 
-/// The [`DataPort`] of element type `T`.
-pub struct Port<T>(PhantomData<fn() -> T>);
+/// Builds one end of a channel between processes.
+type RemoteEnd = fn(&Arc<DataConnection>, u64, usize) -> AnySendBox;
+
+/// The [`DataPort`] of element type `T`. A port made with [`Port::networked`] (every
+/// DataStream edge) can also build channels that cross processes; the default one cannot.
+pub struct Port<T> {
+    /// The sender and receiver constructors, for a serializable `T`.
+    remote: Option<(RemoteEnd, RemoteEnd)>,
+    _type: PhantomData<fn() -> T>,
+}
 
 impl<T> Default for Port<T> {
     fn default() -> Self {
-        Port(PhantomData)
+        Port {
+            remote: None,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> Port<T>
+where
+    T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    /// The port of a serializable `T`, whose channels can cross processes.
+    pub fn networked() -> Self {
+        Port {
+            remote: Some((
+                |conn, id, capacity| {
+                    Box::new(ChannelSender::<T>::remote(conn.sender(id, capacity)))
+                },
+                |conn, id, capacity| {
+                    let (rx, credit) = conn.receiver::<T>(id, capacity);
+                    Box::new(ChannelReceiver::<T>::remote(rx, credit))
+                },
+            )),
+            _type: PhantomData,
+        }
     }
 }
 
@@ -179,56 +203,6 @@ impl<T: Clone + Send + 'static> DataPort for Port<T> {
     fn batch_size(&self, segment_size: u64) -> usize {
         crate::exchange::batch_size_for::<T>(segment_size)
     }
-}
-
-/// The [`DataPort`] of a serializable element type `T`, whose channels can also cross processes.
-pub struct NetworkPort<T>(Port<T>);
-
-impl<T> Default for NetworkPort<T> {
-    fn default() -> Self {
-        NetworkPort(Port::default())
-    }
-}
-
-impl<T> DataPort for NetworkPort<T>
-where
-    T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
-{
-    fn type_name(&self) -> &'static str {
-        self.0.type_name()
-    }
-
-    fn channel(&self, capacity: usize) -> (AnySendBox, AnySendBox) {
-        self.0.channel(capacity)
-    }
-
-    fn writer(
-        &self,
-        senders: Vec<AnySendBox>,
-        partitioner: AnyBox,
-        batch_size: usize,
-        signals: Arc<TaskSignals>,
-        dirty: Rc<Cell<bool>>,
-    ) -> Result<AnyBox> {
-        self.0
-            .writer(senders, partitioner, batch_size, signals, dirty)
-    }
-
-    fn gate(&self, receivers: Vec<AnySendBox>) -> Result<AnyBox> {
-        self.0.gate(receivers)
-    }
-
-    fn fanout(&self, outputs: Vec<AnyBox>) -> Result<AnyBox> {
-        self.0.fanout(outputs)
-    }
-
-    fn side_output(&self, outputs: Vec<AnyBox>) -> Result<Box<dyn SideOutput>> {
-        self.0.side_output(outputs)
-    }
-
-    fn batch_size(&self, segment_size: u64) -> usize {
-        self.0.batch_size(segment_size)
-    }
 
     fn remote_sender(
         &self,
@@ -236,9 +210,7 @@ where
         id: u64,
         capacity: usize,
     ) -> Result<AnySendBox> {
-        Ok(Box::new(ChannelSender::<T>::remote(
-            conn.sender(id, capacity),
-        )))
+        Ok(self.remote_ends()?.0(conn, id, capacity))
     }
 
     fn remote_receiver(
@@ -247,8 +219,18 @@ where
         id: u64,
         capacity: usize,
     ) -> Result<AnySendBox> {
-        let (rx, credit) = conn.receiver::<T>(id, capacity);
-        Ok(Box::new(ChannelReceiver::<T>::remote(rx, credit)))
+        Ok(self.remote_ends()?.1(conn, id, capacity))
+    }
+}
+
+impl<T> Port<T> {
+    fn remote_ends(&self) -> Result<(RemoteEnd, RemoteEnd)> {
+        self.remote.ok_or_else(|| {
+            RuntimeError::InvalidJob(format!(
+                "records of type {} cannot cross processes (their port is not networked)",
+                std::any::type_name::<T>()
+            ))
+        })
     }
 }
 
