@@ -77,5 +77,40 @@ pub fn bind_port_range(host: &str, spec: &str) -> Option<std::net::TcpListener> 
     listener
 }
 
+/// Whether `s` is a hex SHA-256, the name of a stored program.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `name` is a plain file name: ASCII letters, digits, `.`, `_` and `-` only, so it
+/// cannot leave the directory it is looked up in.
+pub fn is_safe_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Stores `bytes`, whose SHA-256 is `sha`, as the executable `dir/sha` (written to a temporary
+/// name and renamed, so a reader never sees half a program); returns its path.
+pub fn store_program(dir: &std::path::Path, sha: &str, bytes: &[u8]) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| ClusterError::io("program directory", e))?;
+    let path = dir.join(sha);
+    if path.exists() {
+        return Ok(path);
+    }
+    let tmp = dir.join(format!(".{sha}.{}", uuid::Uuid::new_v4()));
+    std::fs::write(&tmp, bytes).map_err(|e| ClusterError::io("storing a program", e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| ClusterError::io("making a program executable", e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| ClusterError::io("storing a program", e))?;
+    Ok(path)
+}
+
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, ClusterError>;

@@ -162,9 +162,7 @@ fn is_own_log(id: &str, name: &str) -> bool {
     (name == format!("eddy-taskmanager-{id}.log")
         || name.starts_with(&format!("eddy-worker-{id}-")))
         && name.ends_with(".log")
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && crate::is_safe_file_name(name)
 }
 
 fn read_log(id: &str, name: &str) -> axum::response::Response {
@@ -173,19 +171,8 @@ fn read_log(id: &str, name: &str) -> axum::response::Response {
         .filter(|_| is_own_log(id, name))
         .and_then(|dir| std::fs::read_to_string(dir.join(name)).ok());
     match text {
-        Some(t) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; charset=utf-8",
-            )],
-            t,
-        )
-            .into_response(),
-        None => (
-            axum::http::StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({"errors": ["log file not found"]})),
-        )
-            .into_response(),
+        Some(t) => crate::jobmanager::rest::plain_text(t),
+        None => crate::jobmanager::rest::not_found("log file").into_response(),
     }
 }
 
@@ -370,10 +357,11 @@ fn start_worker(
 
 /// The program with SHA-256 `sha`, from the cache or downloaded from the JobManager.
 fn fetch_blob(sha: &str, work_dir: &Path, rest: &str) -> Result<PathBuf> {
-    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !crate::is_sha256(sha) {
         return Err(ClusterError::Invalid(format!("malformed blob id {sha}")));
     }
-    let path = work_dir.join("blobs").join(sha);
+    let dir = work_dir.join("blobs");
+    let path = dir.join(sha);
     if path.exists() {
         return Ok(path);
     }
@@ -388,18 +376,7 @@ fn fetch_blob(sha: &str, work_dir: &Path, rest: &str) -> Result<PathBuf> {
             "downloaded program has SHA-256 {actual}, expected {sha}"
         )));
     }
-    let tmp = work_dir
-        .join("blobs")
-        .join(format!(".{sha}.{}", uuid::Uuid::new_v4()));
-    std::fs::write(&tmp, &bytes).map_err(|e| ClusterError::io("storing a program", e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| ClusterError::io("making a program executable", e))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(|e| ClusterError::io("storing a program", e))?;
-    Ok(path)
+    crate::store_program(&dir, sha, &bytes)
 }
 
 /// This process's resident memory in bytes (Linux; 0 elsewhere).

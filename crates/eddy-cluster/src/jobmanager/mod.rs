@@ -174,15 +174,7 @@ impl Cluster {
     /// Stores a program under its SHA-256 and returns its entry.
     pub fn store_jar(&self, name: &str, bytes: &[u8]) -> Result<Jar> {
         let id = format!("{:x}", Sha256::digest(bytes));
-        let dir = self.work_dir.join("blobs");
-        std::fs::create_dir_all(&dir).map_err(|e| ClusterError::io("blob directory", e))?;
-        let path = dir.join(&id);
-        if !path.exists() {
-            let tmp = dir.join(format!(".{id}.{}", uuid::Uuid::new_v4()));
-            std::fs::write(&tmp, bytes).map_err(|e| ClusterError::io("storing a program", e))?;
-            make_executable(&tmp)?;
-            std::fs::rename(&tmp, &path).map_err(|e| ClusterError::io("storing a program", e))?;
-        }
+        let path = crate::store_program(&self.work_dir.join("blobs"), &id, bytes)?;
         let jar = Jar {
             id: id.clone(),
             name: name
@@ -313,18 +305,6 @@ pub struct RunRequest {
     pub savepoint_path: Option<String>,
     /// Skip savepoint state no operator claims.
     pub allow_non_restored_state: bool,
-}
-
-#[cfg(unix)]
-fn make_executable(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| ClusterError::io("making a program executable", e))
-}
-
-#[cfg(not(unix))]
-fn make_executable(_path: &Path) -> Result<()> {
-    Ok(())
 }
 
 /// Runs `program` with `args` in plan mode and returns the JobGraph its `execute()` built.

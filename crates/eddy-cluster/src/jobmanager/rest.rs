@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use eddy_core::graph::{JobGraph, PartitionerKind};
 use eddy_runtime::executor::JobStatus;
+use eddy_runtime::executor::remote::WireMetric;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -36,7 +37,8 @@ impl IntoResponse for RestError {
     }
 }
 
-fn not_found(what: &str) -> RestError {
+/// A 404 answer naming what was not found.
+pub(crate) fn not_found(what: &str) -> RestError {
     RestError(StatusCode::NOT_FOUND, format!("{what} not found"))
 }
 
@@ -84,6 +86,11 @@ pub async fn serve_std(listener: std::net::TcpListener, app: Router) -> Result<(
     axum::serve(listener, app)
         .await
         .map_err(|e| ClusterError::io("HTTP server", e))
+}
+
+/// A plain-text answer (a log file).
+pub fn plain_text(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 /// A Prometheus text answer.
@@ -280,44 +287,31 @@ async fn jobs_overview(State(c): State<Shared>) -> Json<Value> {
     Json(json!({ "jobs": jobs }))
 }
 
-/// Sums a metric over a vertex's subtasks, for the given operators.
-fn sum_metric(
-    metrics: &[eddy_runtime::executor::remote::WireMetric],
-    vertex: &str,
-    operators: &[String],
-    name: &str,
-) -> f64 {
-    metrics
-        .iter()
-        .filter(|m| {
+/// The values of metric `name` of vertex `vertex`, from `operators` (any metric of the task
+/// when `None`) and from subtask `subtask` (all when `None`).
+fn metric_values<'a>(
+    all: &'a [WireMetric],
+    vertex: &'a str,
+    name: &'a str,
+    operators: Option<&'a [String]>,
+    subtask: Option<&'a str>,
+) -> impl Iterator<Item = f64> + 'a {
+    let var = |m: &'a WireMetric, k: &str| m.variables.get(k).map(String::as_str);
+    all.iter()
+        .filter(move |m| {
             m.name == name
-                && m.variables.get("task_id").map(String::as_str) == Some(vertex)
-                && m.variables
-                    .get("operator_id")
-                    .is_some_and(|o| operators.contains(o))
+                && var(m, "task_id") == Some(vertex)
+                && operators.is_none_or(|ops| {
+                    var(m, "operator_id").is_some_and(|o| ops.iter().any(|x| x == o))
+                })
+                && subtask.is_none_or(|s| var(m, "subtask_index") == Some(s))
         })
         .map(|m| m.value)
-        .sum()
 }
 
-fn max_task_metric(
-    metrics: &[eddy_runtime::executor::remote::WireMetric],
-    vertex: &str,
-    name: &str,
-) -> f64 {
-    metrics
-        .iter()
-        .filter(|m| {
-            m.name == name && m.variables.get("task_id").map(String::as_str) == Some(vertex)
-        })
-        .map(|m| m.value)
-        .fold(0.0, f64::max)
-}
-
-fn vertex_metrics(graph: &JobGraph, v: usize, metrics: &JobMonitor) -> Value {
-    let all = metrics.all();
-    let vertex = &graph.vertices[v];
-    let vid = vertex.id.to_string();
+/// A vertex's input operator (its head) and output operators (those with network outputs,
+/// or its last one), whose record counts are the vertex's records in and out, as in Flink.
+fn io_operators(vertex: &eddy_core::graph::JobVertex) -> (Vec<String>, Vec<String>) {
     let head = vec![vertex.operators[0].operator_id.to_string()];
     let mut outputs: Vec<String> = vertex
         .operators
@@ -330,28 +324,45 @@ fn vertex_metrics(graph: &JobGraph, v: usize, metrics: &JobMonitor) -> Value {
     {
         outputs.push(last.operator_id.to_string());
     }
-    let watermarks: Vec<f64> = all
-        .iter()
-        .filter(|m| {
-            m.name == "currentInputWatermark"
-                && m.variables.get("task_id") == Some(&vid)
-                && m.variables.get("operator_id") == head.first()
-        })
-        .map(|m| m.value)
-        .collect();
-    let watermark = watermarks.iter().copied().reduce(f64::min);
+    (head, outputs)
+}
+
+/// Records in and out and back pressure of a vertex, or of one of its subtasks.
+fn io_metrics(
+    all: &[WireMetric],
+    vertex: &eddy_core::graph::JobVertex,
+    subtask: Option<&str>,
+) -> (u64, u64, u64) {
+    let vid = vertex.id.to_string();
+    let (head, outputs) = io_operators(vertex);
+    let read = metric_values(all, &vid, "numRecordsIn", Some(&head), subtask).sum::<f64>();
+    let write = metric_values(all, &vid, "numRecordsOut", Some(&outputs), subtask).sum::<f64>();
+    let bp =
+        metric_values(all, &vid, "backPressuredTimeMsPerSecond", None, subtask).fold(0.0, f64::max);
+    (read as u64, write as u64, bp as u64)
+}
+
+fn vertex_metrics(graph: &JobGraph, v: usize, metrics: &JobMonitor) -> Value {
+    let all = metrics.all();
+    let vertex = &graph.vertices[v];
+    let vid = vertex.id.to_string();
+    let (head, _) = io_operators(vertex);
+    let (read, write, bp) = io_metrics(&all, vertex, None);
+    let max = |name| metric_values(&all, &vid, name, None, None).fold(0.0, f64::max);
+    let watermark =
+        metric_values(&all, &vid, "currentInputWatermark", Some(&head), None).reduce(f64::min);
     json!({
-        "read-records": sum_metric(&all, &vid, &head, "numRecordsIn") as u64,
+        "read-records": read,
         "read-records-complete": true,
-        "write-records": sum_metric(&all, &vid, &outputs, "numRecordsOut") as u64,
+        "write-records": write,
         "write-records-complete": true,
         "read-bytes": 0,
         "read-bytes-complete": false,
         "write-bytes": 0,
         "write-bytes-complete": false,
-        "accumulated-backpressured-time": max_task_metric(&all, &vid, "backPressuredTimeMsPerSecond") as u64,
-        "accumulated-idle-time": max_task_metric(&all, &vid, "idleTimeMsPerSecond") as u64,
-        "accumulated-busy-time": max_task_metric(&all, &vid, "busyTimeMsPerSecond"),
+        "accumulated-backpressured-time": bp,
+        "accumulated-idle-time": max("idleTimeMsPerSecond") as u64,
+        "accumulated-busy-time": max("busyTimeMsPerSecond"),
         "current-input-watermark": watermark.map(|w| w as i64),
     })
 }
@@ -485,31 +496,17 @@ async fn vertex_details(
         let vertex = &e.graph.vertices[v];
         let all = e.monitor.all();
         let vid_s = vertex.id.to_string();
-        let head = vertex.operators[0].operator_id.to_string();
         let subtasks: Vec<Value> = (0..vertex.parallelism)
             .map(|s| {
-                let of = |name: &str, op: Option<&str>| -> f64 {
-                    all.iter()
-                        .filter(|m| {
-                            m.name == name
-                                && m.variables.get("task_id") == Some(&vid_s)
-                                && m.variables.get("subtask_index").map(String::as_str)
-                                    == Some(&s.to_string())
-                                && op.is_none_or(|o| {
-                                    m.variables.get("operator_id").map(String::as_str) == Some(o)
-                                })
-                        })
-                        .map(|m| m.value)
-                        .sum()
-                };
+                let (read, write, bp) = io_metrics(&all, vertex, Some(&s.to_string()));
                 json!({
                     "subtask": s,
                     "status": vertex_states(&tasks, v).get(s as usize).copied().unwrap_or("CREATED"),
                     "attempt": tasks.attempt,
                     "metrics": {
-                        "read-records": of("numRecordsIn", Some(&head)) as u64,
-                        "write-records": of("numRecordsOut", vertex.operators.last().map(|o| o.operator_id.to_string()).as_deref()) as u64,
-                        "accumulated-backpressured-time": of("backPressuredTimeMsPerSecond", None) as u64,
+                        "read-records": read,
+                        "write-records": write,
+                        "accumulated-backpressured-time": bp,
                     },
                 })
             })
@@ -804,10 +801,7 @@ async fn taskmanager_log(
     State(c): State<Shared>,
     Path((id, name)): Path<(String, String)>,
 ) -> std::result::Result<Response, RestError> {
-    if !name
-        .chars()
-        .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
-    {
+    if !crate::is_safe_file_name(&name) {
         return Err(bad_request("malformed log file name"));
     }
     let r = from_taskmanager(&c, &id, format!("/logs/{name}")).await?;
@@ -818,7 +812,7 @@ async fn taskmanager_log(
         .text()
         .await
         .map_err(|e| RestError(StatusCode::BAD_GATEWAY, e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    Ok(plain_text(text))
 }
 
 async fn jobmanager_config(State(c): State<Shared>) -> Json<Value> {
@@ -857,7 +851,7 @@ async fn jobmanager_log(
     let text = tokio::fs::read_to_string(&path)
         .await
         .map_err(|e| RestError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    Ok(plain_text(text))
 }
 
 async fn jars(State(c): State<Shared>) -> Json<Value> {
@@ -938,7 +932,7 @@ async fn blob(
     State(c): State<Shared>,
     Path(sha): Path<String>,
 ) -> std::result::Result<Response, RestError> {
-    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !crate::is_sha256(&sha) {
         return Err(bad_request("a blob is named by its SHA-256"));
     }
     let path = c.work_dir.join("blobs").join(&sha);
