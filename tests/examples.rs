@@ -11,25 +11,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 fn read_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    if !dir.exists() {
-        return lines;
-    }
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(
-            !name.starts_with('.'),
-            "in-progress file left behind: {name}"
-        );
-        lines.extend(
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .lines()
-                .map(String::from),
-        );
-    }
-    lines
+    let left = common::in_progress_files(dir);
+    assert!(left.is_empty(), "in-progress files left behind: {left:?}");
+    common::committed_lines(dir)
 }
 
 #[test]

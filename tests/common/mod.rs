@@ -100,6 +100,36 @@ pub fn read_counts(dir: &Path) -> BTreeMap<String, i64> {
     counts
 }
 
+/// Every line of the committed part files in `dir` (in-progress files, whose names start with
+/// `.`, are left out); nothing if `dir` does not exist.
+pub fn committed_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.expect("entry").path();
+        if !in_progress(&path) {
+            let text = std::fs::read_to_string(&path).expect("part file");
+            lines.extend(text.lines().map(String::from));
+        }
+    }
+    lines
+}
+
+/// The in-progress part files in `dir`.
+pub fn in_progress_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.expect("entry").path())
+        .filter(|p| in_progress(p))
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+fn in_progress(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
 /// Resident memory of this process in bytes.
 pub fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");

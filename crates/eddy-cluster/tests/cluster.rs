@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::window_oracle::{self, Assigner, sorted};
-use common::{brute_force_counts, example_bin, random_text, read_counts};
+use common::{brute_force_counts, committed_lines, example_bin, random_text, read_counts};
 use serde_json::Value;
 
 fn eddy_bin() -> PathBuf {
@@ -168,11 +168,11 @@ impl TestCluster {
     }
 
     /// `eddy run -d` and the submitted job's id.
-    fn submit(&self, p: u32, program: &str, args: &[&str]) -> String {
+    fn submit(&self, p: u32, program: &str, args: &[String]) -> String {
         let p = p.to_string();
         let bin = example_bin(program);
         let mut all = vec!["run", "-d", "-p", &p, bin.to_str().unwrap(), "--"];
-        all.extend_from_slice(args);
+        all.extend(args.iter().map(String::as_str));
         let out = self.eddy(&all);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -381,53 +381,34 @@ fn window_input(dir: &Path, seed: u64, n: usize) -> (PathBuf, Vec<String>) {
     (path, expected)
 }
 
-fn window_args<'a>(
-    input: &'a str,
-    output: &'a str,
-    late: &'a str,
-    checkpoints: &'a str,
-    rate: &'a str,
-) -> Vec<&'a str> {
-    vec![
-        "--input",
-        input,
-        "--output",
-        output,
-        "--late-output",
-        late,
-        "--window",
-        "sliding:200:50",
-        "--out-of-orderness",
-        "20",
-        "--allowed-lateness",
-        "10",
-        "--watermarks",
-        "per-record",
-        "--checkpoint-interval",
-        "100",
-        "--checkpoint-dir",
-        checkpoints,
-        "--source-rate",
-        rate,
-    ]
-}
-
-fn read_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with('.') {
-            continue; // in progress, not committed
-        }
-        lines.extend(
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .lines()
-                .map(String::from),
-        );
-    }
-    lines
+/// Arguments of an `event_time_windows` run named `run` over `input`, checkpointing every
+/// 100 ms and reading `rate` records/s; returns its output directory and the arguments.
+fn window_args(dir: &Path, input: &Path, run: &str, rate: u32) -> (PathBuf, Vec<String>) {
+    let out = dir.join(run).join("out");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let args = [
+        "--input".into(),
+        path(input),
+        "--output".into(),
+        path(&out),
+        "--late-output".into(),
+        path(&dir.join(run).join("late")),
+        "--window".into(),
+        "sliding:200:50".into(),
+        "--out-of-orderness".into(),
+        "20".into(),
+        "--allowed-lateness".into(),
+        "10".into(),
+        "--watermarks".into(),
+        "per-record".into(),
+        "--checkpoint-interval".into(),
+        "100".into(),
+        "--checkpoint-dir".into(),
+        path(&dir.join(run).join("checkpoints")),
+        "--source-rate".into(),
+        rate.to_string(),
+    ];
+    (out, args.to_vec())
 }
 
 #[test]
@@ -435,14 +416,7 @@ fn a_killed_taskmanager_fails_the_job_over_with_exactly_once_output() {
     let mut cluster = TestCluster::start(2, 2);
     let d = cluster.dir.path().to_path_buf();
     let (input, expected) = window_input(&d, 11, 8_000);
-    let (out, late, ckpt) = (d.join("out"), d.join("late"), d.join("ckpt"));
-    let args = window_args(
-        input.to_str().unwrap(),
-        out.to_str().unwrap(),
-        late.to_str().unwrap(),
-        ckpt.to_str().unwrap(),
-        "1000",
-    );
+    let (out, args) = window_args(&d, &input, "run", 1000);
     let job = cluster.submit(4, "event_time_windows", &args);
     cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
     cluster.wait_until("a checkpoint completed", Duration::from_secs(60), |c| {
@@ -492,7 +466,7 @@ fn a_killed_taskmanager_fails_the_job_over_with_exactly_once_output() {
     );
     let checkpoints = cluster.get(&format!("/jobs/{job}/checkpoints")).unwrap();
     assert!(checkpoints["counts"]["restored"].as_u64().unwrap() >= 1);
-    assert_eq!(sorted(read_lines(&out)), expected);
+    assert_eq!(sorted(committed_lines(&out)), expected);
 }
 
 #[test]
@@ -502,14 +476,7 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
     let (input, expected) = window_input(&d, 12, 6_000);
 
     // Cancel.
-    let (o1, l1, c1) = (d.join("o1"), d.join("l1"), d.join("c1"));
-    let args = window_args(
-        input.to_str().unwrap(),
-        o1.to_str().unwrap(),
-        l1.to_str().unwrap(),
-        c1.to_str().unwrap(),
-        "500",
-    );
+    let (_, args) = window_args(&d, &input, "cancelled", 500);
     let job = cluster.submit(2, "event_time_windows", &args);
     cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
     let out = cluster.eddy(&["cancel", &job]);
@@ -534,14 +501,8 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
     });
 
     // Stop with a savepoint, then resume from it at another parallelism.
-    let (o2, l2, c2, sp) = (d.join("o2"), d.join("l2"), d.join("c2"), d.join("sp"));
-    let args = window_args(
-        input.to_str().unwrap(),
-        o2.to_str().unwrap(),
-        l2.to_str().unwrap(),
-        c2.to_str().unwrap(),
-        "1000",
-    );
+    let sp = d.join("sp");
+    let (o2, args) = window_args(&d, &input, "stopped", 1000);
     let job = cluster.submit(2, "event_time_windows", &args);
     cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
@@ -559,7 +520,7 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
         .trim()
         .to_string();
     assert_eq!(cluster.job_state(&job), "FINISHED");
-    let before = read_lines(&o2);
+    let before = committed_lines(&o2);
     assert!(
         before.len() < expected.len(),
         "the job was stopped before its end"
@@ -575,7 +536,7 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
         bin.to_str().unwrap(),
         "--",
     ];
-    resume.extend_from_slice(&args);
+    resume.extend(args.iter().map(String::as_str));
     let out = cluster.eddy(&resume);
     assert!(
         out.status.success(),
@@ -583,7 +544,7 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(sorted(read_lines(&o2)), expected);
+    assert_eq!(sorted(committed_lines(&o2)), expected);
 }
 
 #[test]
@@ -845,14 +806,7 @@ fn the_web_ui_shows_the_running_job_and_cancels_it() {
     let cluster = TestCluster::start(1, 2);
     let d = cluster.dir.path().to_path_buf();
     let (input, _) = window_input(&d, 13, 20_000);
-    let (out, late, ckpt) = (d.join("out"), d.join("late"), d.join("ckpt"));
-    let args = window_args(
-        input.to_str().unwrap(),
-        out.to_str().unwrap(),
-        late.to_str().unwrap(),
-        ckpt.to_str().unwrap(),
-        "500",
-    );
+    let (_, args) = window_args(&d, &input, "run", 500);
     let job = cluster.submit(2, "event_time_windows", &args);
     cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
     let vertices = cluster.get(&format!("/jobs/{job}")).unwrap()["vertices"]
