@@ -19,7 +19,7 @@ use std::io::{BufReader, BufWriter, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use eddy_core::config::{Configuration, options};
@@ -105,8 +105,6 @@ pub struct JobEntry {
     pub graph: Arc<JobGraph>,
     /// When it was submitted (ms since the epoch).
     pub start_time: i64,
-    /// When it ended (ms since the epoch).
-    pub end_time: Option<i64>,
     /// Its tasks' states and metrics, as its workers report them.
     pub monitor: deployer::JobMonitor,
 }
@@ -243,7 +241,6 @@ impl Cluster {
                 client,
                 graph,
                 start_time: eddy_core::time::now_millis(),
-                end_time: None,
                 monitor,
             },
         ));
@@ -579,19 +576,5 @@ fn heartbeat_monitor(cluster: Arc<Cluster>) {
         for id in lost {
             cluster.remove_taskmanager(&id, "it missed its heartbeats");
         }
-        // Remember when finished jobs ended.
-        let mut jobs = cluster.jobs.lock();
-        for (_, e) in jobs.iter_mut() {
-            if e.end_time.is_none() && e.client.job_status().is_terminal() {
-                e.end_time = Some(eddy_core::time::now_millis());
-            }
-        }
     }
-}
-
-/// Milliseconds since the epoch of a system time.
-pub fn millis(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

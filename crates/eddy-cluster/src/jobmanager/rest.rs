@@ -269,9 +269,9 @@ fn job_summary(id: &eddy_core::ids::JobId, e: &super::JobEntry) -> Value {
         "name": e.graph.name,
         "state": status_name(status),
         "start-time": e.start_time,
-        "end-time": e.end_time.unwrap_or(-1),
-        "duration": e.end_time.unwrap_or(now) - e.start_time,
-        "last-modification": e.end_time.unwrap_or(e.start_time),
+        "end-time": e.client.end_time().unwrap_or(-1),
+        "duration": e.client.end_time().unwrap_or(now) - e.start_time,
+        "last-modification": e.client.end_time().unwrap_or(e.start_time),
         "tasks": task_counts(tasks.states.iter().flatten()),
     })
 }
@@ -443,8 +443,8 @@ async fn job_details(State(c): State<Shared>, Path(id): Path<String>) -> Answer 
                     "parallelism": vertex.parallelism,
                     "status": vertex_status(vertex_states(&tasks, v)),
                     "start-time": e.start_time,
-                    "end-time": e.end_time.unwrap_or(-1),
-                    "duration": e.end_time.unwrap_or(now) - e.start_time,
+                    "end-time": e.client.end_time().unwrap_or(-1),
+                    "duration": e.client.end_time().unwrap_or(now) - e.start_time,
                     "tasks": task_counts(vertex_states(&tasks, v)),
                     "metrics": vertex_metrics(&e.graph, v, &e.monitor),
                 })

@@ -125,6 +125,8 @@ impl JobError {
 struct JobState {
     status: JobStatus,
     result: Option<std::result::Result<JobExecutionResult, JobError>>,
+    /// When the job ended, in ms since the epoch.
+    end_time: Option<i64>,
 }
 
 struct JobShared {
@@ -334,6 +336,11 @@ impl JobClient {
         }
     }
 
+    /// When the job ended (ms since the epoch), once it has.
+    pub fn end_time(&self) -> Option<i64> {
+        self.shared.state.lock().end_time
+    }
+
     /// The job's name.
     pub fn job_name(&self) -> &str {
         &self.shared.job_name
@@ -468,6 +475,7 @@ impl MiniCluster {
             state: Mutex::new(JobState {
                 status: JobStatus::Created,
                 result: None,
+                end_time: None,
             }),
             changed: Condvar::new(),
             control: control_tx,
@@ -545,5 +553,6 @@ fn finish_job(shared: &JobShared, result: std::result::Result<JobExecutionResult
     tracing::info!(job = %shared.job_name, job_id = %shared.job_id, status = ?status, "job ended");
     state.status = status;
     state.result = Some(result);
+    state.end_time = Some(eddy_core::time::now_millis());
     shared.changed.notify_all();
 }
