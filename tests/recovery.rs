@@ -179,7 +179,13 @@ fn checkpoints_complete_under_back_pressure() {
         "the source was back-pressured: {back_pressured}"
     );
     assert!(stats.completed >= 3, "{stats:?}");
-    assert_eq!(stats.failed, 0, "{:?}", stats.latest_failed);
+    assert_eq!(
+        stats.failed,
+        0,
+        "{:?}; failures: {:?}",
+        stats.latest_failed,
+        client.exceptions()
+    );
     for c in &stats.history {
         assert!(
             Duration::from_millis(c.end_to_end_duration_ms) < timeout,

@@ -25,6 +25,10 @@ pub struct RecordWriter<T> {
     batch_size: usize,
     signals: Arc<TaskSignals>,
     dirty: Rc<Cell<bool>>,
+    /// End-of-partition has been sent: the downstream tasks count these channels as finished
+    /// and may already be gone, so nothing more is sent (a barrier that still reaches this task
+    /// from an upstream that has not finished yet, for instance).
+    partition_ended: bool,
 }
 
 impl<T: Clone> RecordWriter<T> {
@@ -46,6 +50,7 @@ impl<T: Clone> RecordWriter<T> {
             batch_size: batch_size.max(1),
             signals,
             dirty,
+            partition_ended: false,
         }
     }
 
@@ -69,6 +74,9 @@ impl<T: Clone> RecordWriter<T> {
     }
 
     fn broadcast_event(&mut self, element: StreamElement<T>) -> Result<()> {
+        if self.partition_ended {
+            return Ok(());
+        }
         self.flush_all()?;
         for ch in &self.channels {
             ch.send(element.clone(), &self.signals)?;
@@ -150,7 +158,7 @@ impl<T: Clone> Output<T> for RecordWriter<T> {
     fn emit_latency_marker(&mut self, marker: LatencyMarker) -> Result<()> {
         // A latency marker goes to one random channel, as in Flink, without flushing records.
         let c = rand::random_range(0..self.channels.len().max(1));
-        match self.channels.get(c) {
+        match self.channels.get(c).filter(|_| !self.partition_ended) {
             Some(ch) => ch.send(StreamElement::LatencyMarker(marker), &self.signals),
             None => Ok(()),
         }
@@ -171,10 +179,43 @@ impl<T: Clone> ChainOutput<T> for RecordWriter<T> {
     }
 
     fn emit_end_of_partition(&mut self) -> Result<()> {
-        self.broadcast_event(StreamElement::EndOfPartition)
+        self.broadcast_event(StreamElement::EndOfPartition)?;
+        self.partition_ended = true;
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
         self.flush_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eddy_core::element::SnapshotKind;
+
+    use super::*;
+    use crate::exchange::{ForwardPartitioner, local_channel};
+
+    #[test]
+    fn nothing_is_sent_after_end_of_partition() {
+        let (tx, rx) = local_channel::<u32>(4);
+        let mut writer = RecordWriter::new(
+            vec![tx],
+            Box::new(ForwardPartitioner),
+            16,
+            Arc::new(TaskSignals::default()),
+            Rc::new(Cell::new(false)),
+        );
+        writer.emit_end_of_partition().unwrap();
+        // The downstream task has seen end-of-partition on every channel and exited; a
+        // barrier that still reaches this task from its own upstream must not fail it.
+        drop(rx);
+        let barrier = CheckpointBarrier {
+            id: 7,
+            timestamp: 0,
+            kind: SnapshotKind::Checkpoint,
+        };
+        writer.emit_barrier(barrier).unwrap();
+        writer.emit_watermark(Watermark(5)).unwrap();
     }
 }
