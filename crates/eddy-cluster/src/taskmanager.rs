@@ -5,7 +5,9 @@
 //! `heartbeat.interval`. For each job with tasks here it downloads the job's program once into
 //! a content-addressed cache (checked against its SHA-256) and starts it in worker mode; the
 //! worker holds the TaskManager's end of a pipe as its standard input, so it exits when the
-//! TaskManager dies. A crashing worker takes only its own job's tasks with it.
+//! TaskManager dies. A crashing worker takes only its own job's tasks with it. Its workers'
+//! task metrics are served on the TaskManager's Prometheus endpoint, as Flink's TaskManagers
+//! serve their tasks'.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Write};
@@ -49,7 +51,7 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
     std::fs::create_dir_all(work_dir.join("blobs"))
         .map_err(|e| ClusterError::io(format!("cannot create {}", work_dir.display()), e))?;
     let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
-    let prometheus_port = serve_metrics(&config, &host, slots, &workers, &id)?;
+    let prometheus_port = serve_metrics(&config, &host, slots, &workers, &id, &work_dir)?;
     println!("TaskManager {id}: {slots} slot(s), JobManager at {jm}");
     loop {
         let stream = connect(&jm);
@@ -66,17 +68,17 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
             Err(e) => tracing::warn!(error = %e, "lost the JobManager; registering again"),
         }
         // Without a JobManager, the workers' jobs cannot go on.
-        for (_, mut child) in workers.lock().drain() {
+        for ((job, attempt), mut child) in workers.lock().drain() {
             let _ = child.kill();
             let _ = child.wait();
+            let _ = std::fs::remove_file(metrics_file(&work_dir, &job, attempt));
         }
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-/// Serves this TaskManager's own metrics at `/metrics` on a port of
-/// `metrics.reporter.prom.port` (its tasks' metrics are served by the JobManager, which
-/// receives them from the workers), and its own and its workers' log files at `/logs` and
+/// Serves this TaskManager's metrics and those of its workers' tasks at `/metrics` on a port of
+/// `metrics.reporter.prom.port`, and its own and its workers' log files at `/logs` and
 /// `/logs/:name`, which the JobManager's REST API passes on. Returns the port.
 fn serve_metrics(
     config: &Configuration,
@@ -84,6 +86,7 @@ fn serve_metrics(
     slots: u32,
     workers: &Workers,
     id: &str,
+    work_dir: &Path,
 ) -> Result<Option<u16>> {
     let Some(listener) = crate::bind_port_range(host, &config.get(&options::PROMETHEUS_PORT)?)
     else {
@@ -91,6 +94,7 @@ fn serve_metrics(
     };
     let port = listener.local_addr().ok().map(|a| a.port());
     let workers = workers.clone();
+    let metrics_dir = work_dir.to_path_buf();
     let logs_id = id.to_string();
     let files_id = id.to_string();
     std::thread::Builder::new()
@@ -109,29 +113,38 @@ fn serve_metrics(
             let app = axum::Router::new().route(
                 "/metrics",
                 axum::routing::get(move || {
-                    let n = workers.lock().len();
-                    async move {
-                        let text = [
-                            ("numberOfTaskSlots", slots as f64),
-                            ("numWorkerProcesses", n as f64),
-                            ("Status_Memory_RSS", resident_memory() as f64),
-                        ]
-                        .iter()
-                        .map(|(name, v)| {
-                            format!("# TYPE flink_taskmanager_{name} gauge\nflink_taskmanager_{name} {v}\n")
-                        })
-                        .collect::<String>();
-                        crate::jobmanager::rest::metrics_text(text)
-                    }
+                    let live: Vec<(String, u32)> = workers.lock().keys().cloned().collect();
+                    let mut text = [
+                        ("numberOfTaskSlots", slots as f64),
+                        ("numWorkerProcesses", live.len() as f64),
+                        ("Status_Memory_RSS", resident_memory() as f64),
+                    ]
+                    .iter()
+                    .map(|(name, v)| {
+                        format!(
+                            "# TYPE flink_taskmanager_{name} gauge\nflink_taskmanager_{name} {v}\n"
+                        )
+                    })
+                    .collect::<String>();
+                    let files = live.iter().filter_map(|(job, attempt)| {
+                        std::fs::read_to_string(metrics_file(&metrics_dir, job, *attempt)).ok()
+                    });
+                    text.push_str(&merge_prometheus_text(files));
+                    async move { crate::jobmanager::rest::metrics_text(text) }
                 }),
             );
             let app = app
-                .route("/logs", axum::routing::get(move || async move { axum::Json(log_files(&logs_id)) }))
+                .route(
+                    "/logs",
+                    axum::routing::get(move || async move { axum::Json(log_files(&logs_id)) }),
+                )
                 .route(
                     "/logs/{name}",
-                    axum::routing::get(move |axum::extract::Path(name): axum::extract::Path<String>| async move {
-                        read_log(&files_id, &name)
-                    }),
+                    axum::routing::get(
+                        move |axum::extract::Path(name): axum::extract::Path<String>| async move {
+                            read_log(&files_id, &name)
+                        },
+                    ),
                 );
             if let Err(e) = runtime.block_on(crate::jobmanager::rest::serve_std(listener, app)) {
                 tracing::warn!(error = %e, "metrics endpoint stopped");
@@ -139,6 +152,38 @@ fn serve_metrics(
         })
         .map_err(|e| ClusterError::io("cannot start the metrics thread", e))?;
     Ok(port)
+}
+
+/// Where the worker of `job`'s attempt `attempt` writes its tasks' metrics.
+fn metrics_file(work_dir: &Path, job: &str, attempt: u32) -> PathBuf {
+    work_dir.join(format!("metrics-{job}-{attempt}.prom"))
+}
+
+/// Several workers' metrics as one Prometheus text: each metric's samples together under a
+/// single `# TYPE` line, as the format requires.
+fn merge_prometheus_text(texts: impl IntoIterator<Item = String>) -> String {
+    let mut by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for text in texts {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            by_name
+                .entry(name.to_string())
+                .or_default()
+                .push(line.to_string());
+        }
+    }
+    let mut out = String::new();
+    for (name, samples) in by_name {
+        out.push_str(&format!("# TYPE {name} gauge\n"));
+        for s in samples {
+            out.push_str(&s);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// This TaskManager's log files and its workers': `{"logs": [{"name", "size"}]}`.
@@ -223,6 +268,7 @@ fn session(
         let writer = writer.clone();
         let workers = workers.clone();
         let alive = alive.clone();
+        let work_dir = work_dir.to_path_buf();
         std::thread::Builder::new()
             .name("heartbeat".into())
             .spawn(move || {
@@ -240,6 +286,7 @@ fn session(
                         });
                     for (job_id, attempt, status) in exited {
                         tracing::info!(job_id, attempt, status, "worker exited");
+                        let _ = std::fs::remove_file(metrics_file(&work_dir, &job_id, attempt));
                         let m = TaskManagerMessage::WorkerExited {
                             job_id,
                             attempt,
@@ -275,17 +322,19 @@ fn session(
             Ok(Some(JobManagerMessage::StopWorker { job_id, attempt })) => {
                 let child = workers.lock().remove(&(job_id.clone(), attempt));
                 if let Some(mut child) = child {
+                    let metrics = metrics_file(work_dir, &job_id, attempt);
                     std::thread::spawn(move || {
                         let deadline = Instant::now() + STOP_GRACE;
-                        while Instant::now() < deadline {
-                            if matches!(child.try_wait(), Ok(Some(_))) {
-                                return;
-                            }
+                        while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_)))
+                        {
                             std::thread::sleep(Duration::from_millis(20));
                         }
-                        tracing::warn!(job_id, attempt, "worker did not exit; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
+                        if !matches!(child.try_wait(), Ok(Some(_))) {
+                            tracing::warn!(job_id, attempt, "worker did not exit; killing it");
+                            let _ = child.kill();
+                            let _ = child.wait();
+                        }
+                        let _ = std::fs::remove_file(metrics);
                     });
                 }
             }
@@ -317,6 +366,7 @@ fn start_worker(
         attempt: start.attempt,
         taskmanager_id: registration.id.clone(),
         host: registration.host.clone(),
+        metrics_file: Some(metrics_file(work_dir, &start.job_id, start.attempt)),
     };
     let spec = serde_json::to_string(&spec)
         .map_err(|e| ClusterError::Invalid(format!("cannot encode the worker spec: {e}")))?;
@@ -386,4 +436,19 @@ pub fn resident_memory() -> u64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map(|pages| pages * 4096)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn merged_worker_metrics_have_one_type_line_per_metric() {
+        let a = "# TYPE flink_x gauge\nflink_x{job_id=\"a\"} 1\n# TYPE flink_y gauge\nflink_y 2\n";
+        let b = "# TYPE flink_x gauge\nflink_x{job_id=\"b\"} 3\n";
+        let text = super::merge_prometheus_text([a.to_string(), b.to_string()]);
+        assert_eq!(
+            text,
+            "# TYPE flink_x gauge\nflink_x{job_id=\"a\"} 1\nflink_x{job_id=\"b\"} 3\n\
+             # TYPE flink_y gauge\nflink_y 2\n"
+        );
+    }
 }

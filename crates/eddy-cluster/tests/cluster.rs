@@ -38,11 +38,17 @@ struct TestCluster {
 
 impl TestCluster {
     fn start(taskmanagers: usize, slots: u32) -> Self {
+        Self::start_with(taskmanagers, slots, &[])
+    }
+
+    /// A cluster whose JobManager also gets `properties` (`key=value`).
+    fn start_with(taskmanagers: usize, slots: u32, properties: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let rest_port = free_port();
         let rpc_port = free_port();
         let prometheus_port = free_port();
         let jobmanager = Command::new(eddy_bin())
+            .args(properties.iter().flat_map(|p| ["-D", p]))
             .args([
                 "-D",
                 &format!("metrics.reporter.prom.port={prometheus_port}"),
@@ -111,6 +117,20 @@ impl TestCluster {
         let (_, mut child) = self.taskmanagers.remove(pos);
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+    }
+
+    /// Each TaskManager's Prometheus port, from the REST API, by TaskManager id.
+    fn taskmanager_prometheus_ports(&self) -> Vec<u16> {
+        self.get("/taskmanagers").unwrap()["taskmanagers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|tm| {
+                tm["prometheusPort"]
+                    .as_u64()
+                    .expect("a TaskManager metrics port") as u16
+            })
+            .collect()
     }
 
     fn rest(&self) -> String {
@@ -313,49 +333,56 @@ fn word_count_on_two_taskmanagers_equals_the_brute_force_count() {
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.text().unwrap().contains("registered with the JobManager"));
 
-    // Prometheus: the JobManager serves its own metrics and the tasks' (which the workers
-    // report); each TaskManager serves its own.
-    let text = reqwest::blocking::get(format!(
-        "http://127.0.0.1:{}/metrics",
-        cluster.prometheus_port
-    ))
-    .unwrap()
-    .text()
-    .unwrap();
+    // Records into the counter, as the workers reported them to the REST API.
+    let counter = vertices
+        .iter()
+        .find(|v| v["name"].as_str().unwrap().starts_with("Counter"))
+        .expect("the Counter vertex");
+    let total_words: i64 = brute_force_counts(&text_input(&cluster)).values().sum();
+    assert_eq!(
+        counter["metrics"]["read-records"].as_f64().unwrap() as i64,
+        total_words,
+        "records into the counter: {counter}"
+    );
+
+    // Prometheus: the JobManager serves its own metrics and its jobs'; each TaskManager its
+    // own (and its running tasks', checked in the failover test).
+    let text = prometheus(cluster.prometheus_port);
     assert!(
         text.contains("flink_jobmanager_numRegisteredTaskManagers 2"),
         "{text}"
     );
-    let words: usize = text
-        .lines()
-        .filter(|l| {
-            l.starts_with("flink_taskmanager_job_task_operator_numRecordsIn{")
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("flink_jobmanager_job_numberOfCompletedCheckpoints{")
                 && l.contains(&job)
-                && l.contains("operator_name=\"Counter\"")
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as usize)
-        .sum();
-    let total_words: i64 = brute_force_counts(&text_input(&cluster)).values().sum();
-    assert_eq!(
-        words as i64, total_words,
-        "records into the counter, from /metrics"
+        ),
+        "{text}"
     );
-    for tm in cluster.get("/taskmanagers").unwrap()["taskmanagers"]
-        .as_array()
-        .unwrap()
-    {
-        let port = tm["prometheusPort"]
-            .as_u64()
-            .expect("a TaskManager metrics port");
-        let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
-            .unwrap()
-            .text()
-            .unwrap();
+    assert!(!text.contains("flink_taskmanager_job_task"), "{text}");
+    for port in cluster.taskmanager_prometheus_ports() {
+        let text = prometheus(port);
         assert!(
             text.contains("flink_taskmanager_numberOfTaskSlots 2"),
             "{text}"
         );
     }
+}
+
+fn prometheus(port: u16) -> String {
+    reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// The sum of a task metric over the lines of a Prometheus text that carry every label in
+/// `labels`.
+fn sum_metric(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && labels.iter().all(|x| l.contains(x)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
 }
 
 fn text_input(cluster: &TestCluster) -> String {
@@ -423,6 +450,27 @@ fn a_killed_taskmanager_fails_the_job_over_with_exactly_once_output() {
         c.get(&format!("/jobs/{job}/checkpoints"))
             .is_some_and(|v| v["counts"]["completed"].as_u64().unwrap_or(0) >= 2)
     });
+
+    // Each TaskManager serves the metrics of the tasks it runs, labelled with its id.
+    cluster.wait_until(
+        "both TaskManagers serve the job's task metrics",
+        Duration::from_secs(10),
+        |c| {
+            c.get("/taskmanagers").unwrap()["taskmanagers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|tm| {
+                    let text = prometheus(tm["prometheusPort"].as_u64().unwrap() as u16);
+                    let id = format!("tm_id=\"{}\"", tm["id"].as_str().unwrap());
+                    sum_metric(
+                        &text,
+                        "flink_taskmanager_job_task_operator_numRecordsIn",
+                        &[&job, &id],
+                    ) > 0.0
+                })
+        },
+    );
 
     cluster.kill_taskmanager("tm1");
     cluster.wait_until("the job restarts", Duration::from_secs(30), |c| {
@@ -545,6 +593,77 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(sorted(committed_lines(&o2)), expected);
+}
+
+#[test]
+fn a_job_without_enough_slots_waits_can_be_cancelled_and_fails_after_the_slot_request_timeout() {
+    let mut cluster = TestCluster::start_with(1, 2, &["slot.request.timeout=15s"]);
+    let d = cluster.dir.path().to_path_buf();
+    let text = random_text(6, 2_000);
+    let input = d.join("words.txt");
+    std::fs::write(&input, &text).unwrap();
+    let args = |run: &str| {
+        vec![
+            "--input".to_string(),
+            input.to_str().unwrap().to_string(),
+            "--output".to_string(),
+            d.join(run).to_str().unwrap().to_string(),
+        ]
+    };
+    let waiting = |c: &TestCluster, n: usize| {
+        c.log("eddy-jobmanager.log")
+            .matches("waiting for slots")
+            .count()
+            >= n
+    };
+
+    // Two slots, four needed: the job waits; a cancel ends the wait at once.
+    let job = cluster.submit(4, "word_count", &args("cancelled"));
+    cluster.wait_until("the job waits for slots", Duration::from_secs(30), |c| {
+        waiting(c, 1)
+    });
+    let details = cluster.get(&format!("/jobs/{job}")).unwrap();
+    assert_eq!(details["state"], "CREATED", "{details}");
+    assert!(
+        details["vertices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["status"] == "SCHEDULED"),
+        "{details}"
+    );
+    let asked = Instant::now();
+    let out = cluster.eddy(&["cancel", &job]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cluster.job_state(&job), "CANCELED");
+    assert!(
+        asked.elapsed() < Duration::from_secs(7),
+        "the cancel waited for the slot request to time out: {:?}",
+        asked.elapsed()
+    );
+
+    // Without a cancel, the job fails after slot.request.timeout, saying why.
+    let job = cluster.submit(4, "word_count", &args("failed"));
+    cluster.wait_state(&job, "FAILED", Duration::from_secs(60));
+    let exceptions = cluster.get(&format!("/jobs/{job}/exceptions")).unwrap();
+    let cause = exceptions["root-exception"].as_str().unwrap_or_default();
+    assert!(
+        cause.contains("could not get the 4 slots") && cause.contains("slot.request.timeout"),
+        "{exceptions}"
+    );
+
+    // Slots that arrive while it waits let the job run.
+    let job = cluster.submit(4, "word_count", &args("counts"));
+    cluster.wait_until("the job waits for slots", Duration::from_secs(30), |c| {
+        waiting(c, 3)
+    });
+    cluster.add_taskmanager("tm1", 2);
+    cluster.wait_state(&job, "FINISHED", Duration::from_secs(60));
+    assert_eq!(read_counts(&d.join("counts")), brute_force_counts(&text));
 }
 
 #[test]

@@ -548,10 +548,11 @@ impl WatermarkGauge {
     }
 }
 
-/// Renders metrics in Prometheus's text format, named after Flink's scopes
-/// (`flink_taskmanager_job_task_operator_numRecordsIn`) with the scope variables as labels.
-/// Each item is a metric's variables, name and value.
+/// Renders metrics in Prometheus's text format, named after Flink's scopes under `process`
+/// (`taskmanager` or `jobmanager`: `flink_taskmanager_job_task_operator_numRecordsIn`) with the
+/// scope variables as labels. Each item is a metric's variables, name and value.
 pub fn prometheus_text<'a>(
+    process: &str,
     metrics: impl IntoIterator<Item = (&'a BTreeMap<String, String>, &'a str, f64)>,
 ) -> String {
     fn clean(s: &str) -> String {
@@ -562,13 +563,13 @@ pub fn prometheus_text<'a>(
     let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (variables, name, value) in metrics {
         let scope = if variables.contains_key("operator_id") {
-            "taskmanager_job_task_operator"
+            "_job_task_operator"
         } else if variables.contains_key("task_id") {
-            "taskmanager_job_task"
+            "_job_task"
         } else if variables.contains_key("job_id") {
-            "taskmanager_job"
+            "_job"
         } else {
-            "process"
+            ""
         };
         let labels: Vec<String> = variables
             .iter()
@@ -586,7 +587,7 @@ pub fn prometheus_text<'a>(
             "NaN".to_string()
         };
         by_name
-            .entry(format!("flink_{scope}_{}", clean(name)))
+            .entry(format!("flink_{}{scope}_{}", clean(process), clean(name)))
             .or_default()
             .push(format!("{{{}}} {value}", labels.join(",")));
     }
@@ -614,10 +615,13 @@ mod tests {
         ]
         .into();
         let task: BTreeMap<String, String> = [("task_id".to_string(), "t".to_string())].into();
-        let text = super::prometheus_text([
-            (&op, "numRecordsIn", 42.0),
-            (&task, "busyTimeMsPerSecond", f64::NAN),
-        ]);
+        let text = super::prometheus_text(
+            "taskmanager",
+            [
+                (&op, "numRecordsIn", 42.0),
+                (&task, "busyTimeMsPerSecond", f64::NAN),
+            ],
+        );
         assert!(text.contains("# TYPE flink_taskmanager_job_task_operator_numRecordsIn gauge\n"));
         assert!(text.contains(
             "flink_taskmanager_job_task_operator_numRecordsIn{job_id=\"j1\",operator_id=\"o\",operator_name=\"say \\\"hi\\\"\",task_id=\"t\"} 42\n"

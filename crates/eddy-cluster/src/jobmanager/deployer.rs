@@ -1,7 +1,9 @@
 //! Deploys a job master's tasks as worker processes on TaskManagers.
 //!
-//! For each attempt: take as many slots as the job's highest parallelism (slot sharing: slot
-//! *i* hosts subtask *i* of every vertex), waiting up to `slot.request.timeout` for them; ask
+//! For each attempt: take the slots the job needs (slot sharing: the vertices of one slot
+//! sharing group share slots, slot *i* of a group hosting subtask *i* of each of its vertices,
+//! so a job in the default group needs as many slots as its highest parallelism), waiting up to
+//! the JobManager's `slot.request.timeout` for them, or until the job is cancelled; ask
 //! each TaskManager with slots to start one worker process; wait for the workers to connect and
 //! check that each rebuilt the same JobGraph; send each its deployment. From then on the worker
 //! connections carry task events one way and task messages the other. A worker connection that
@@ -34,6 +36,44 @@ use crate::protocol::{JobManagerMessage, StartWorker};
 
 /// How long workers have to start and connect.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often a deployer that waits checks whether its job was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// Flink's slot sharing: the vertices of one slot sharing group share the group's slots, slot
+/// *i* of the group hosting subtask *i* of each of them; each group has slots of its own, as
+/// many as its highest parallelism. Takes each vertex's group and parallelism; returns the
+/// number of slots the job needs and, per vertex, the slot of each subtask.
+fn slot_placement(vertices: &[(&str, u32)]) -> (u32, Vec<Vec<u32>>) {
+    let mut groups: Vec<(&str, u32)> = Vec::new();
+    for &(group, parallelism) in vertices {
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, width)) => *width = (*width).max(parallelism),
+            None => groups.push((group, parallelism)),
+        }
+    }
+    let placement = vertices
+        .iter()
+        .map(|&(group, parallelism)| {
+            let first: u32 = groups
+                .iter()
+                .take_while(|(g, _)| *g != group)
+                .map(|(_, w)| w)
+                .sum();
+            (first..first + parallelism).collect()
+        })
+        .collect();
+    (groups.iter().map(|(_, w)| w).sum(), placement)
+}
+
+fn job_slot_placement(job: &JobGraph) -> (u32, Vec<Vec<u32>>) {
+    let vertices: Vec<(&str, u32)> = job
+        .vertices
+        .iter()
+        .map(|v| (v.slot_sharing_group.as_str(), v.parallelism))
+        .collect();
+    slot_placement(&vertices)
+}
 
 /// What a job's workers report: the state of every subtask of the current attempt, and the
 /// latest metrics of each worker, by TaskManager.
@@ -189,18 +229,25 @@ impl RemoteDeployer {
     }
 
     /// Takes `needed` slots, spread over as few TaskManagers as possible (Flink's default),
-    /// waiting up to `slot.request.timeout`.
-    fn allocate(&self, needed: u32, timeout: Duration) -> Result<Vec<(String, u32)>, RuntimeError> {
+    /// waiting up to `slot.request.timeout`, or until the job is cancelled.
+    fn allocate(
+        &self,
+        needed: u32,
+        timeout: Duration,
+        ctx: &DeployContext,
+    ) -> Result<Vec<(String, u32)>, RuntimeError> {
         let deadline = Instant::now() + timeout;
         let mut r = self.cluster.resources.lock();
+        if r.free_slots() < needed {
+            tracing::info!(job_id = %self.job_id, needed, free = r.free_slots(), "waiting for slots");
+        }
         while r.free_slots() < needed {
-            if self
-                .cluster
-                .slots_changed
-                .wait_until(&mut r, deadline)
-                .timed_out()
-                && r.free_slots() < needed
-            {
+            if ctx.is_cancelled() {
+                return Err(RuntimeError::Cancelled);
+            }
+            let wake = deadline.min(Instant::now() + CANCEL_POLL);
+            self.cluster.slots_changed.wait_until(&mut r, wake);
+            if Instant::now() >= deadline && r.free_slots() < needed {
                 return Err(RuntimeError::user(format!(
                     "could not get the {needed} slots the job needs within {timeout:?} \
                      (slot.request.timeout): {} TaskManager(s) offer {} slot(s), {} free",
@@ -287,14 +334,21 @@ impl RemoteDeployer {
         let deadline = Instant::now() + WORKER_START_TIMEOUT;
         let expected = fingerprint(job);
         while connected.iter().any(Option::is_none) {
-            let (hello, stream) = hellos
-                .recv_deadline(deadline)
-                .map_err(|_| {
-                    RuntimeError::user(format!(
+            if ctx.is_cancelled() {
+                return Err(RuntimeError::Cancelled);
+            }
+            let (hello, stream) = match hellos
+                .recv_deadline(deadline.min(Instant::now() + CANCEL_POLL))
+            {
+                Ok(h) => h,
+                Err(_) if Instant::now() < deadline => continue,
+                Err(_) => {
+                    return Err(RuntimeError::user(format!(
                         "the job's worker processes did not all connect within {WORKER_START_TIMEOUT:?}; \
                          see the TaskManagers' logs"
-                    ))
-                })?;
+                    )));
+                }
+            };
             if hello.fingerprint != expected {
                 return Err(RuntimeError::InvalidJob(format!(
                     "the program built a different JobGraph on TaskManager {} than when it was \
@@ -311,19 +365,15 @@ impl RemoteDeployer {
         }
         let connected: Vec<(String, TcpStream)> = connected.into_iter().flatten().collect();
 
-        // Slot k hosts subtask k of every vertex.
+        // The worker of every slot, then of every subtask.
         let mut slot_worker = Vec::new();
         for (w, (_, n)) in slots.iter().enumerate() {
             slot_worker.extend(std::iter::repeat_n(w as u32, *n as usize));
         }
-        let placement: Vec<Vec<u32>> = job
-            .vertices
+        let placement: Vec<Vec<u32>> = job_slot_placement(job)
+            .1
             .iter()
-            .map(|v| {
-                (0..v.parallelism as usize)
-                    .map(|s| slot_worker[s])
-                    .collect()
-            })
+            .map(|v| v.iter().map(|slot| slot_worker[*slot as usize]).collect())
             .collect();
         let addresses: Vec<String> = connected.iter().map(|(a, _)| a.clone()).collect();
         let restore = restore.map(|p| RestoreSpec {
@@ -455,14 +505,13 @@ impl TaskDeployer for RemoteDeployer {
     ) -> Result<Vec<Vec<TaskHandle>>, RuntimeError> {
         self.release();
         self.monitor.reset(job, attempt, "SCHEDULED");
-        let needed = job
-            .vertices
-            .iter()
-            .map(|v| v.parallelism)
-            .max()
-            .unwrap_or(1);
-        let timeout = job.config.get(&options::SLOT_REQUEST_TIMEOUT)?;
-        let slots = self.allocate(needed, timeout)?;
+        let (needed, _) = job_slot_placement(job);
+        let timeout = self
+            .cluster
+            .config
+            .get(&options::SLOT_REQUEST_TIMEOUT)
+            .map_err(RuntimeError::from)?;
+        let slots = self.allocate(needed, timeout, ctx)?;
         self.monitor.advance(attempt, "SCHEDULED", "DEPLOYING");
         let workers = match self.start_workers(job, attempt, &slots, restore.as_ref(), ctx) {
             Ok(w) => w,
@@ -514,5 +563,28 @@ impl RemoteDeployer {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_placement;
+
+    #[test]
+    fn one_group_needs_its_highest_parallelism_and_shares_slots() {
+        let (needed, placement) = slot_placement(&[("default", 2), ("default", 4), ("default", 1)]);
+        assert_eq!(needed, 4);
+        assert_eq!(placement, vec![vec![0, 1], vec![0, 1, 2, 3], vec![0]]);
+    }
+
+    #[test]
+    fn each_group_gets_slots_of_its_own() {
+        let (needed, placement) =
+            slot_placement(&[("default", 2), ("heavy", 3), ("default", 1), ("heavy", 2)]);
+        assert_eq!(needed, 5);
+        assert_eq!(
+            placement,
+            vec![vec![0, 1], vec![2, 3, 4], vec![0], vec![2, 3]]
+        );
     }
 }

@@ -26,7 +26,7 @@ use eddy_core::config::{Configuration, options};
 use eddy_core::graph::JobGraph;
 use eddy_core::ids::JobId;
 use eddy_runtime::executor::remote::{WorkerHello, WorkerMessage, read_message, write_message};
-use eddy_runtime::executor::{JobClient, MiniCluster, PLAN_OUTPUT_ENV};
+use eddy_runtime::executor::{JobClient, JobStatus, MiniCluster, PLAN_OUTPUT_ENV};
 use parking_lot::{Condvar, Mutex};
 use sha2::{Digest, Sha256};
 
@@ -405,8 +405,8 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
 }
 
 impl Cluster {
-    /// The JobManager's metrics and the latest metrics of every job's tasks, in Prometheus's
-    /// text format.
+    /// The JobManager's metrics and its jobs' (`flink_jobmanager_job_*`, Flink's job scope),
+    /// in Prometheus's text format. Task metrics are served by the TaskManagers running them.
     pub fn prometheus(&self) -> String {
         let (tms, total, free) = {
             let r = self.resources.lock();
@@ -417,7 +417,34 @@ impl Cluster {
             .iter()
             .filter(|(_, e)| !e.client.job_status().is_terminal())
             .count();
-        let task_metrics: Vec<_> = jobs.iter().flat_map(|(_, e)| e.monitor.all()).collect();
+        let now = eddy_core::time::now_millis();
+        let mut job_metrics: Vec<(BTreeMap<String, String>, &'static str, f64)> = Vec::new();
+        for (id, e) in jobs.iter() {
+            let labels: BTreeMap<String, String> = [
+                ("job_id".to_string(), id.to_string()),
+                ("job_name".to_string(), e.graph.name.clone()),
+            ]
+            .into();
+            let c = e.client.checkpoint_statistics();
+            let uptime = match e.client.job_status() {
+                JobStatus::Running => (now - e.start_time) as f64,
+                _ => 0.0,
+            };
+            let last_duration = c
+                .latest_completed
+                .as_ref()
+                .map_or(0.0, |l| l.end_to_end_duration_ms as f64);
+            for (name, value) in [
+                ("uptime", uptime),
+                ("totalNumberOfCheckpoints", c.triggered as f64),
+                ("numberOfCompletedCheckpoints", c.completed as f64),
+                ("numberOfFailedCheckpoints", c.failed as f64),
+                ("numberOfInProgressCheckpoints", c.in_progress as f64),
+                ("lastCheckpointDuration", last_duration),
+            ] {
+                job_metrics.push((labels.clone(), name, value));
+            }
+        }
         drop(jobs);
         let own = [
             ("numRegisteredTaskManagers", tms as f64),
@@ -430,9 +457,10 @@ impl Cluster {
             ),
         ];
         let mut text = eddy_runtime::metrics::prometheus_text(
-            task_metrics
+            "jobmanager",
+            job_metrics
                 .iter()
-                .map(|m| (&m.variables, m.name.as_str(), m.value)),
+                .map(|(labels, name, v)| (labels, *name, *v)),
         );
         for (name, value) in own {
             text.push_str(&format!(

@@ -109,6 +109,7 @@ impl JobMaster {
             first_checkpoint_id,
         )?;
         let (events_tx, events) = crossbeam_channel::unbounded();
+        let cancelled = shared.cancelled.clone();
         Ok(JobMaster {
             shared,
             job,
@@ -120,6 +121,7 @@ impl JobMaster {
                 metrics,
                 settings,
                 targets,
+                cancelled,
             },
             restart,
             cancellation_timeout,
@@ -557,7 +559,15 @@ impl JobMaster {
         }
     }
 
+    /// The job's end after `cause`: cancelled if the user asked for it (a deployer waiting for
+    /// slots gives up with [`RuntimeError::Cancelled`] then), failed otherwise.
     fn failed(&self, cause: RuntimeError) -> JobError {
+        if self.deploy_context.is_cancelled() {
+            return JobError::Cancelled {
+                job_id: self.job.job_id,
+                job_name: self.job.name.clone(),
+            };
+        }
         JobError::Failed {
             job_id: self.job.job_id,
             job_name: self.job.name.clone(),

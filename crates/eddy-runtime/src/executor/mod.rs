@@ -19,6 +19,7 @@ pub use worker::{WORKER_ENV, WorkerSpec, run_worker};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -135,6 +136,8 @@ struct JobShared {
     state: Mutex<JobState>,
     changed: Condvar,
     control: Sender<JobControl>,
+    /// Set by [`JobClient::cancel`], so a job master blocked in deployment sees it too.
+    cancelled: Arc<AtomicBool>,
     metrics: Arc<MetricRegistry>,
     checkpoints: Arc<Mutex<CheckpointingStatistics>>,
     exceptions: Mutex<Vec<JobException>>,
@@ -213,6 +216,16 @@ pub struct DeployContext {
     pub settings: CheckpointSettings,
     /// Where each checkpoint's files go.
     pub targets: SnapshotTargets,
+    /// Set once the job is cancelled: a deployer still waiting for resources gives up with
+    /// [`RuntimeError::Cancelled`].
+    pub cancelled: Arc<AtomicBool>,
+}
+
+impl DeployContext {
+    /// Whether the job has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
 }
 
 /// Where a job's tasks run: threads of this process (the mini cluster) or worker processes on
@@ -285,6 +298,7 @@ impl JobClient {
     /// Asks the job to stop. Returns at once; wait with
     /// [`JobClient::get_job_execution_result`].
     pub fn cancel(&self) {
+        self.shared.cancelled.store(true, Ordering::Relaxed);
         let _ = self.shared.control.send(JobControl::Cancel);
     }
 
@@ -479,6 +493,7 @@ impl MiniCluster {
             }),
             changed: Condvar::new(),
             control: control_tx,
+            cancelled: Arc::new(AtomicBool::new(false)),
             metrics: metrics.clone(),
             checkpoints: checkpoints.clone(),
             exceptions: Mutex::new(Vec::new()),

@@ -6,12 +6,14 @@
 //! mini cluster. The worker connects to the job master, proves it built the same graph,
 //! receives which subtasks are its own, connects to the job's other workers (one connection
 //! per pair, every channel between them multiplexed on it), and runs its tasks. Task events
-//! and metrics go to the job master; task messages come back. When its tasks have ended the
+//! and metrics go to the job master; task messages come back. Its tasks' metrics also go to a
+//! file its TaskManager serves to Prometheus. When its tasks have ended the
 //! process exits; it also exits if the job master or its TaskManager goes away.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +58,10 @@ pub struct WorkerSpec {
     pub taskmanager_id: String,
     /// The host this worker's data connections are reached at.
     pub host: String,
+    /// Where the worker keeps its tasks' metrics in Prometheus's text format, rewritten every
+    /// second, for its TaskManager's metrics endpoint to serve.
+    #[serde(default)]
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl WorkerSpec {
@@ -163,6 +169,7 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
         metrics: metrics.clone(),
         settings: CheckpointSettings::from_config(&job.config)?,
         targets: SnapshotTargets::waiting(TARGET_WAIT),
+        cancelled: Default::default(),
     };
     let started = deploy::deploy(
         &job,
@@ -238,11 +245,14 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
     // Task events to the job master, and metrics every second and before the last event.
     let send_metrics = || {
         metrics.update_views();
-        let snapshot = metrics
+        let snapshot: Vec<WireMetric> = metrics
             .snapshot()
             .into_iter()
             .filter_map(WireMetric::from_snapshot)
             .collect();
+        if let Some(path) = &spec.metrics_file {
+            write_metrics_file(path, &snapshot, spec);
+        }
         send(&writer, &WorkerMessage::Metrics(snapshot))
     };
     let mut next_metrics = std::time::Instant::now();
@@ -274,6 +284,32 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
     let _ = writer.lock().flush();
     tracing::info!(job_id = %job.job_id, "worker done");
     Ok(())
+}
+
+/// Replaces `path` with `metrics` in Prometheus's text format, labelled with the TaskManager
+/// and host as Flink labels task metrics. Written beside and renamed, so a reader never sees
+/// half a file; a failure costs only this second's figures.
+fn write_metrics_file(path: &Path, metrics: &[WireMetric], spec: &WorkerSpec) {
+    let labelled: Vec<BTreeMap<String, String>> = metrics
+        .iter()
+        .map(|m| {
+            let mut v = m.variables.clone();
+            v.insert("tm_id".into(), spec.taskmanager_id.clone());
+            v.insert("host".into(), spec.host.clone());
+            v
+        })
+        .collect();
+    let text = crate::metrics::prometheus_text(
+        "taskmanager",
+        labelled
+            .iter()
+            .zip(metrics)
+            .map(|(v, m)| (v, m.name.as_str(), m.value)),
+    );
+    let partial = path.with_extension("partial");
+    if let Err(e) = std::fs::write(&partial, text).and_then(|()| std::fs::rename(&partial, path)) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics file");
+    }
 }
 
 /// Opens one data connection to every other worker: a worker dials those with a higher index
