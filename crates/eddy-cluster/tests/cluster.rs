@@ -518,6 +518,66 @@ fn a_killed_taskmanager_fails_the_job_over_with_exactly_once_output() {
 }
 
 #[test]
+fn a_crashed_worker_fails_only_its_own_job() {
+    // One TaskManager runs both jobs' workers.
+    let cluster = TestCluster::start(1, 4);
+    let d = cluster.dir.path().to_path_buf();
+    let (input_a, expected_a) = window_input(&d, 21, 6_000);
+    let (input_b, expected_b) = window_input(&d, 22, 6_000);
+    let (out_a, args_a) = window_args(&d, &input_a, "a", 1000);
+    let (out_b, args_b) = window_args(&d, &input_b, "b", 1000);
+    let a = cluster.submit(2, "event_time_windows", &args_a);
+    let b = cluster.submit(2, "event_time_windows", &args_b);
+    cluster.wait_state(&a, "RUNNING", Duration::from_secs(60));
+    cluster.wait_state(&b, "RUNNING", Duration::from_secs(60));
+    cluster.wait_until(
+        "job a completed a checkpoint",
+        Duration::from_secs(60),
+        |c| {
+            c.get(&format!("/jobs/{a}/checkpoints"))
+                .is_some_and(|v| v["counts"]["completed"].as_u64().unwrap_or(0) >= 1)
+        },
+    );
+
+    // The TaskManager logs each worker's pid.
+    let log = cluster.log("eddy-taskmanager-tm0.log");
+    let pid = log
+        .lines()
+        .find(|l| l.contains("worker started") && l.contains(&a))
+        .and_then(|l| l.split("pid=").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no worker of job {a} in the TaskManager's log:\n{log}"))
+        .to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    cluster.wait_state(&a, "FINISHED", Duration::from_secs(120));
+    cluster.wait_state(&b, "FINISHED", Duration::from_secs(120));
+    let exceptions = cluster.get(&format!("/jobs/{a}/exceptions")).unwrap();
+    assert!(
+        exceptions["root-exception"]
+            .as_str()
+            .is_some_and(|e| e.contains("worker process on TaskManager tm0 was lost")),
+        "{exceptions}"
+    );
+    let checkpoints = cluster.get(&format!("/jobs/{a}/checkpoints")).unwrap();
+    assert!(checkpoints["counts"]["restored"].as_u64().unwrap() >= 1);
+    assert_eq!(sorted(committed_lines(&out_a)), expected_a);
+
+    // The other job never noticed.
+    let exceptions = cluster.get(&format!("/jobs/{b}/exceptions")).unwrap();
+    assert!(exceptions["root-exception"].is_null(), "{exceptions}");
+    let checkpoints = cluster.get(&format!("/jobs/{b}/checkpoints")).unwrap();
+    assert_eq!(checkpoints["counts"]["restored"], 0, "{checkpoints}");
+    assert_eq!(sorted(committed_lines(&out_b)), expected_b);
+}
+
+#[test]
 fn cancel_and_stop_with_a_savepoint_then_resume() {
     let cluster = TestCluster::start(2, 2);
     let d = cluster.dir.path().to_path_buf();

@@ -505,7 +505,7 @@ impl<T> PostgresWriter<T> {
             );
             match written {
                 Ok(()) => break,
-                Err(e) if self.client.is_closed() && self.transaction.is_none() => {
+                Err(e) if connection_lost(&self.client, &e) && self.transaction.is_none() => {
                     attempt += 1;
                     if attempt > self.sink.max_retries {
                         return Err(PostgresConnectorError::ConnectionLost {
@@ -584,6 +584,18 @@ pub struct PostgresCommitter {
     client: Option<Client>,
 }
 
+/// Whether `e` means the connection is gone: the client saw it close, or the server said it is
+/// closing it (a terminated backend, a shutdown: SQLSTATE class 57P) or the connection failed
+/// (class 08) — the server's last message may arrive before the client notices the close.
+fn connection_lost(client: &Client, e: &postgres::Error) -> bool {
+    client.is_closed()
+        || e.is_closed()
+        || e.code().is_some_and(|c| {
+            let code = c.code();
+            code.starts_with("08") || code.starts_with("57P")
+        })
+}
+
 impl Committer<PreparedTransaction> for PostgresCommitter {
     fn commit(&mut self, committables: Vec<PreparedTransaction>) -> Result<()> {
         for c in committables {
@@ -600,7 +612,7 @@ impl Committer<PreparedTransaction> for PostgresCommitter {
                         tracing::info!("prepared transaction '{}' was committed before", c.gid);
                         break;
                     }
-                    Err(e) if client.is_closed() && attempt < self.max_retries => {
+                    Err(e) if connection_lost(client, &e) && attempt < self.max_retries => {
                         attempt += 1;
                         tracing::warn!("committing '{}': {e}; reconnecting", c.gid);
                         std::thread::sleep(Duration::from_millis(100 << attempt.min(6)));
