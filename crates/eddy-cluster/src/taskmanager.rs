@@ -9,7 +9,7 @@
 //! task metrics are served on the TaskManager's Prometheus endpoint, as Flink's TaskManagers
 //! serve their tasks'.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, BufWriter, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy_core::config::{Configuration, options};
-use eddy_runtime::executor::remote::{read_message, write_message};
+use eddy_runtime::executor::remote::{WireMetric, read_message, write_message};
 use eddy_runtime::executor::{WORKER_ENV, WorkerSpec};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -95,6 +95,8 @@ fn serve_metrics(
     let port = listener.local_addr().ok().map(|a| a.port());
     let workers = workers.clone();
     let metrics_dir = work_dir.to_path_buf();
+    let metrics_id = id.to_string();
+    let metrics_host = host.to_string();
     let logs_id = id.to_string();
     let files_id = id.to_string();
     std::thread::Builder::new()
@@ -114,22 +116,16 @@ fn serve_metrics(
                 "/metrics",
                 axum::routing::get(move || {
                     let live: Vec<(String, u32)> = workers.lock().keys().cloned().collect();
-                    let mut text = [
-                        ("numberOfTaskSlots", slots as f64),
-                        ("numWorkerProcesses", live.len() as f64),
-                        ("Status_Memory_RSS", resident_memory() as f64),
-                    ]
-                    .iter()
-                    .map(|(name, v)| {
-                        format!(
-                            "# TYPE flink_taskmanager_{name} gauge\nflink_taskmanager_{name} {v}\n"
-                        )
-                    })
-                    .collect::<String>();
-                    let files = live.iter().filter_map(|(job, attempt)| {
-                        std::fs::read_to_string(metrics_file(&metrics_dir, job, *attempt)).ok()
-                    });
-                    text.push_str(&merge_prometheus_text(files));
+                    let tasks: Vec<WireMetric> = live
+                        .iter()
+                        .filter_map(|(job, attempt)| {
+                            let json =
+                                std::fs::read(metrics_file(&metrics_dir, job, *attempt)).ok()?;
+                            serde_json::from_slice::<Vec<WireMetric>>(&json).ok()
+                        })
+                        .flatten()
+                        .collect();
+                    let text = metrics_text(&metrics_id, &metrics_host, slots, live.len(), tasks);
                     async move { crate::jobmanager::rest::metrics_text(text) }
                 }),
             );
@@ -159,31 +155,32 @@ fn metrics_file(work_dir: &Path, job: &str, attempt: u32) -> PathBuf {
     work_dir.join(format!("metrics-{job}-{attempt}.prom"))
 }
 
-/// Several workers' metrics as one Prometheus text: each metric's samples together under a
-/// single `# TYPE` line, as the format requires.
-fn merge_prometheus_text(texts: impl IntoIterator<Item = String>) -> String {
-    let mut by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for text in texts {
-        for line in text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-        {
-            let name = line.split(['{', ' ']).next().unwrap_or_default();
-            by_name
-                .entry(name.to_string())
-                .or_default()
-                .push(line.to_string());
-        }
+/// This TaskManager's gauges and its workers' task metrics in Prometheus's text format, the
+/// task metrics labelled with the TaskManager's id and host as Flink labels them.
+fn metrics_text(
+    id: &str,
+    host: &str,
+    slots: u32,
+    workers: usize,
+    tasks: Vec<WireMetric>,
+) -> String {
+    let own = BTreeMap::new();
+    let mut metrics: Vec<(BTreeMap<String, String>, String, f64)> = vec![
+        (own.clone(), "numberOfTaskSlots".into(), slots as f64),
+        (own.clone(), "numWorkerProcesses".into(), workers as f64),
+        (own, "Status_Memory_RSS".into(), resident_memory() as f64),
+    ];
+    for mut m in tasks {
+        m.variables.insert("tm_id".into(), id.to_string());
+        m.variables.insert("host".into(), host.to_string());
+        metrics.push((m.variables, m.name, m.value));
     }
-    let mut out = String::new();
-    for (name, samples) in by_name {
-        out.push_str(&format!("# TYPE {name} gauge\n"));
-        for s in samples {
-            out.push_str(&s);
-            out.push('\n');
-        }
-    }
-    out
+    eddy_runtime::metrics::prometheus_text(
+        "taskmanager",
+        metrics
+            .iter()
+            .map(|(v, name, value)| (v, name.as_str(), *value)),
+    )
 }
 
 /// This TaskManager's log files and its workers': `{"logs": [{"name", "size"}]}`.
@@ -440,15 +437,31 @@ pub fn resident_memory() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use eddy_runtime::executor::remote::WireMetric;
+
     #[test]
-    fn merged_worker_metrics_have_one_type_line_per_metric() {
-        let a = "# TYPE flink_x gauge\nflink_x{job_id=\"a\"} 1\n# TYPE flink_y gauge\nflink_y 2\n";
-        let b = "# TYPE flink_x gauge\nflink_x{job_id=\"b\"} 3\n";
-        let text = super::merge_prometheus_text([a.to_string(), b.to_string()]);
-        assert_eq!(
-            text,
-            "# TYPE flink_x gauge\nflink_x{job_id=\"a\"} 1\nflink_x{job_id=\"b\"} 3\n\
-             # TYPE flink_y gauge\nflink_y 2\n"
+    fn workers_metrics_have_one_type_line_per_metric_and_the_taskmanager_labels() {
+        let metric = |job: &str, value| WireMetric {
+            variables: [
+                ("job_id".to_string(), job.to_string()),
+                ("task_id".to_string(), "t".to_string()),
+            ]
+            .into(),
+            name: "numRecordsIn".into(),
+            value,
+        };
+        let text = super::metrics_text("tm0", "h", 2, 2, vec![metric("a", 1.0), metric("b", 3.0)]);
+        assert!(
+            text.contains("flink_taskmanager_numberOfTaskSlots 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# TYPE flink_taskmanager_job_task_numRecordsIn gauge\n\
+                 flink_taskmanager_job_task_numRecordsIn{host=\"h\",job_id=\"a\",task_id=\"t\",tm_id=\"tm0\"} 1\n\
+                 flink_taskmanager_job_task_numRecordsIn{host=\"h\",job_id=\"b\",task_id=\"t\",tm_id=\"tm0\"} 3\n"
+            ),
+            "{text}"
         );
     }
 }

@@ -18,6 +18,15 @@ fn eddy_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_eddy"))
 }
 
+/// Sends `signal` (`KILL`, `STOP`, `CONT`) to process `pid`.
+fn signal(pid: &str, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}").as_str(), pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -187,25 +196,41 @@ impl TestCluster {
             .unwrap()
     }
 
+    /// `eddy <args>`, which must succeed; its standard output.
+    fn eddy_ok(&self, args: &[&str]) -> String {
+        let out = self.eddy(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "eddy {args:?} failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     /// `eddy run -d` and the submitted job's id.
     fn submit(&self, p: u32, program: &str, args: &[String]) -> String {
         let p = p.to_string();
         let bin = example_bin(program);
         let mut all = vec!["run", "-d", "-p", &p, bin.to_str().unwrap(), "--"];
         all.extend(args.iter().map(String::as_str));
-        let out = self.eddy(&all);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "eddy run failed: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        self.eddy_ok(&all)
             .lines()
             .find_map(|l| l.strip_prefix("Job has been submitted with JobID "))
             .expect("job id")
             .trim()
             .to_string()
+    }
+
+    fn wait_checkpoints(&self, job: &str, completed: u64) {
+        self.wait_until(
+            &format!("job {job} completed {completed} checkpoint(s)"),
+            Duration::from_secs(60),
+            |c| {
+                c.get(&format!("/jobs/{job}/checkpoints"))
+                    .is_some_and(|v| v["counts"]["completed"].as_u64().unwrap_or(0) >= completed)
+            },
+        );
     }
 
     fn wait_state(&self, job: &str, state: &str, timeout: Duration) {
@@ -245,7 +270,7 @@ fn word_count_on_two_taskmanagers_equals_the_brute_force_count() {
     std::fs::write(&input, &text).unwrap();
     let output = cluster.dir.path().join("counts");
     let bin = example_bin("word_count");
-    let out = cluster.eddy(&[
+    let stdout = cluster.eddy_ok(&[
         "run",
         "-p",
         "4",
@@ -256,12 +281,6 @@ fn word_count_on_two_taskmanagers_equals_the_brute_force_count() {
         "--output",
         output.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("FINISHED"), "{stdout}");
     assert_eq!(read_counts(&output), brute_force_counts(&text));
 
@@ -299,8 +318,7 @@ fn word_count_on_two_taskmanagers_equals_the_brute_force_count() {
         vertices.len()
     );
     assert_eq!(cluster.get("/overview").unwrap()["slots-available"], 4);
-    let list = cluster.eddy(&["list"]);
-    assert!(String::from_utf8_lossy(&list.stdout).contains(&job));
+    assert!(cluster.eddy_ok(&["list"]).contains(&job));
 
     // Logs: one file per process, served through the REST API.
     let logs = cluster.get("/jobmanager/logs").unwrap();
@@ -446,10 +464,7 @@ fn a_killed_taskmanager_fails_the_job_over_with_exactly_once_output() {
     let (out, args) = window_args(&d, &input, "run", 1000);
     let job = cluster.submit(4, "event_time_windows", &args);
     cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
-    cluster.wait_until("a checkpoint completed", Duration::from_secs(60), |c| {
-        c.get(&format!("/jobs/{job}/checkpoints"))
-            .is_some_and(|v| v["counts"]["completed"].as_u64().unwrap_or(0) >= 2)
-    });
+    cluster.wait_checkpoints(&job, 2);
 
     // Each TaskManager serves the metrics of the tasks it runs, labelled with its id.
     cluster.wait_until(
@@ -530,14 +545,7 @@ fn a_crashed_worker_fails_only_its_own_job() {
     let b = cluster.submit(2, "event_time_windows", &args_b);
     cluster.wait_state(&a, "RUNNING", Duration::from_secs(60));
     cluster.wait_state(&b, "RUNNING", Duration::from_secs(60));
-    cluster.wait_until(
-        "job a completed a checkpoint",
-        Duration::from_secs(60),
-        |c| {
-            c.get(&format!("/jobs/{a}/checkpoints"))
-                .is_some_and(|v| v["counts"]["completed"].as_u64().unwrap_or(0) >= 1)
-        },
-    );
+    cluster.wait_checkpoints(&a, 1);
 
     // The TaskManager logs each worker's pid.
     let log = cluster.log("eddy-taskmanager-tm0.log");
@@ -548,13 +556,7 @@ fn a_crashed_worker_fails_only_its_own_job() {
         .and_then(|p| p.split_whitespace().next())
         .unwrap_or_else(|| panic!("no worker of job {a} in the TaskManager's log:\n{log}"))
         .to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&pid, "KILL");
 
     cluster.wait_state(&a, "FINISHED", Duration::from_secs(120));
     cluster.wait_state(&b, "FINISHED", Duration::from_secs(120));
@@ -587,12 +589,7 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
     let (_, args) = window_args(&d, &input, "cancelled", 500);
     let job = cluster.submit(2, "event_time_windows", &args);
     cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
-    let out = cluster.eddy(&["cancel", &job]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.eddy_ok(&["cancel", &job]);
     assert_eq!(cluster.job_state(&job), "CANCELED");
     let details = cluster.get(&format!("/jobs/{job}")).unwrap();
     assert!(
@@ -614,13 +611,7 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
     let job = cluster.submit(2, "event_time_windows", &args);
     cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
-    let out = cluster.eddy(&["stop", "--savepointPath", sp.to_str().unwrap(), &job]);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = cluster.eddy_ok(&["stop", "--savepointPath", sp.to_str().unwrap(), &job]);
     let savepoint = stdout
         .lines()
         .find_map(|l| l.strip_prefix("Savepoint completed. Path: "))
@@ -645,13 +636,7 @@ fn cancel_and_stop_with_a_savepoint_then_resume() {
         "--",
     ];
     resume.extend(args.iter().map(String::as_str));
-    let out = cluster.eddy(&resume);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.eddy_ok(&resume);
     assert_eq!(sorted(committed_lines(&o2)), expected);
 }
 
@@ -693,12 +678,7 @@ fn a_job_without_enough_slots_waits_can_be_cancelled_and_fails_after_the_slot_re
         "{details}"
     );
     let asked = Instant::now();
-    let out = cluster.eddy(&["cancel", &job]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.eddy_ok(&["cancel", &job]);
     assert_eq!(cluster.job_state(&job), "CANCELED");
     assert!(
         asked.elapsed() < Duration::from_secs(7),
@@ -811,13 +791,7 @@ fn a_taskmanager_that_stops_heartbeating_is_declared_lost_and_registers_again() 
     let cluster = TestCluster::start(2, 2);
     let pid = cluster.taskmanagers[1].1.id().to_string();
     // Frozen, the TaskManager keeps its connection open but sends no heartbeats.
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&pid, "STOP");
     cluster.wait_until(
         "the frozen TaskManager is declared lost",
         Duration::from_secs(20),
@@ -833,13 +807,7 @@ fn a_taskmanager_that_stops_heartbeating_is_declared_lost_and_registers_again() 
         "{}",
         cluster.log("eddy-jobmanager.log")
     );
-    assert!(
-        Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&pid, "CONT");
     cluster.wait_until(
         "the TaskManager registers again",
         Duration::from_secs(20),

@@ -589,7 +589,11 @@ pub fn prometheus_text<'a>(
         by_name
             .entry(format!("flink_{}{scope}_{}", clean(process), clean(name)))
             .or_default()
-            .push(format!("{{{}}} {value}", labels.join(",")));
+            .push(if labels.is_empty() {
+                format!(" {value}")
+            } else {
+                format!("{{{}}} {value}", labels.join(","))
+            });
     }
     let mut out = String::new();
     for (name, samples) in by_name {
@@ -627,6 +631,12 @@ mod tests {
             "flink_taskmanager_job_task_operator_numRecordsIn{job_id=\"j1\",operator_id=\"o\",operator_name=\"say \\\"hi\\\"\",task_id=\"t\"} 42\n"
         ), "{text}");
         assert!(text.contains("flink_taskmanager_job_task_busyTimeMsPerSecond{task_id=\"t\"} NaN"));
+        let none = BTreeMap::new();
+        let text = super::prometheus_text("jobmanager", [(&none, "numRunningJobs", 1.0)]);
+        assert_eq!(
+            text,
+            "# TYPE flink_jobmanager_numRunningJobs gauge\nflink_jobmanager_numRunningJobs 1\n"
+        );
     }
 
     use super::*;

@@ -418,7 +418,18 @@ impl Cluster {
             .filter(|(_, e)| !e.client.job_status().is_terminal())
             .count();
         let now = eddy_core::time::now_millis();
-        let mut job_metrics: Vec<(BTreeMap<String, String>, &'static str, f64)> = Vec::new();
+        let own = BTreeMap::new();
+        let mut metrics: Vec<(BTreeMap<String, String>, &'static str, f64)> = vec![
+            (own.clone(), "numRegisteredTaskManagers", tms as f64),
+            (own.clone(), "taskSlotsTotal", total as f64),
+            (own.clone(), "taskSlotsAvailable", free as f64),
+            (own.clone(), "numRunningJobs", running as f64),
+            (
+                own,
+                "Status_Memory_RSS",
+                crate::taskmanager::resident_memory() as f64,
+            ),
+        ];
         for (id, e) in jobs.iter() {
             let labels: BTreeMap<String, String> = [
                 ("job_id".to_string(), id.to_string()),
@@ -442,32 +453,14 @@ impl Cluster {
                 ("numberOfInProgressCheckpoints", c.in_progress as f64),
                 ("lastCheckpointDuration", last_duration),
             ] {
-                job_metrics.push((labels.clone(), name, value));
+                metrics.push((labels.clone(), name, value));
             }
         }
         drop(jobs);
-        let own = [
-            ("numRegisteredTaskManagers", tms as f64),
-            ("taskSlotsTotal", total as f64),
-            ("taskSlotsAvailable", free as f64),
-            ("numRunningJobs", running as f64),
-            (
-                "Status_Memory_RSS",
-                crate::taskmanager::resident_memory() as f64,
-            ),
-        ];
-        let mut text = eddy_runtime::metrics::prometheus_text(
+        eddy_runtime::metrics::prometheus_text(
             "jobmanager",
-            job_metrics
-                .iter()
-                .map(|(labels, name, v)| (labels, *name, *v)),
-        );
-        for (name, value) in own {
-            text.push_str(&format!(
-                "# TYPE flink_jobmanager_{name} gauge\nflink_jobmanager_{name} {value}\n"
-            ));
-        }
-        text
+            metrics.iter().map(|(labels, name, v)| (labels, *name, *v)),
+        )
     }
 }
 

@@ -58,8 +58,8 @@ pub struct WorkerSpec {
     pub taskmanager_id: String,
     /// The host this worker's data connections are reached at.
     pub host: String,
-    /// Where the worker keeps its tasks' metrics in Prometheus's text format, rewritten every
-    /// second, for its TaskManager's metrics endpoint to serve.
+    /// Where the worker keeps its tasks' metrics (JSON, rewritten every second) for its
+    /// TaskManager's metrics endpoint to serve.
     #[serde(default)]
     pub metrics_file: Option<PathBuf>,
 }
@@ -251,7 +251,7 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
             .filter_map(WireMetric::from_snapshot)
             .collect();
         if let Some(path) = &spec.metrics_file {
-            write_metrics_file(path, &snapshot, spec);
+            write_metrics_file(path, &snapshot);
         }
         send(&writer, &WorkerMessage::Metrics(snapshot))
     };
@@ -286,28 +286,15 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
     Ok(())
 }
 
-/// Replaces `path` with `metrics` in Prometheus's text format, labelled with the TaskManager
-/// and host as Flink labels task metrics. Written beside and renamed, so a reader never sees
-/// half a file; a failure costs only this second's figures.
-fn write_metrics_file(path: &Path, metrics: &[WireMetric], spec: &WorkerSpec) {
-    let labelled: Vec<BTreeMap<String, String>> = metrics
-        .iter()
-        .map(|m| {
-            let mut v = m.variables.clone();
-            v.insert("tm_id".into(), spec.taskmanager_id.clone());
-            v.insert("host".into(), spec.host.clone());
-            v
-        })
-        .collect();
-    let text = crate::metrics::prometheus_text(
-        "taskmanager",
-        labelled
-            .iter()
-            .zip(metrics)
-            .map(|(v, m)| (v, m.name.as_str(), m.value)),
-    );
+/// Replaces `path` with `metrics` as JSON, for the TaskManager to serve. Written beside and
+/// renamed, so a reader never sees half a file; a failure costs only this second's figures.
+fn write_metrics_file(path: &Path, metrics: &[WireMetric]) {
     let partial = path.with_extension("partial");
-    if let Err(e) = std::fs::write(&partial, text).and_then(|()| std::fs::rename(&partial, path)) {
+    let written = serde_json::to_vec(metrics)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&partial, json))
+        .and_then(|()| std::fs::rename(&partial, path));
+    if let Err(e) = written {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics file");
     }
 }
