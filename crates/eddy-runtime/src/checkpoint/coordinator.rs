@@ -481,12 +481,15 @@ impl CheckpointCoordinator {
         self.maybe_complete(id, tasks)
     }
 
-    /// A subtask declined checkpoint `id`.
+    /// A subtask declined checkpoint `id`. A decline because the task is ending (`task_ending`)
+    /// aborts the checkpoint without counting against `tolerable-failed-checkpoints`, as Flink
+    /// does for a task failure: the task's own end reports the cause.
     pub fn on_decline(
         &mut self,
         id: u64,
         task: TaskKey,
         reason: &str,
+        task_ending: bool,
         tasks: &dyn TaskMessenger,
     ) -> Result<()> {
         if !self.pending.contains_key(&id) {
@@ -494,7 +497,7 @@ impl CheckpointCoordinator {
         }
         let name = &self.job.vertices[task.0].name;
         let reason = format!("task '{name}' ({}) declined it: {reason}", task.1 + 1);
-        self.abort(id, &reason, tasks, true)
+        self.abort(id, &reason, tasks, !task_ending)
     }
 
     /// A source subtask's input ended. Once every source has, a checkpoint is taken at once,

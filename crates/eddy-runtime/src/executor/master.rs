@@ -279,6 +279,7 @@ impl JobMaster {
                 subtask,
                 checkpoint_id,
                 reason,
+                task_ending,
             } if attempt == self.attempt => {
                 let messenger = Messenger {
                     handles: &self.handles,
@@ -287,6 +288,7 @@ impl JobMaster {
                     checkpoint_id,
                     (vertex, subtask),
                     &reason,
+                    task_ending,
                     &messenger,
                 );
                 self.after_coordinator(r);

@@ -196,13 +196,16 @@ pub enum TaskEvent {
         states: Vec<(OperatorId, SubtaskSnapshot)>,
         stats: SubtaskCheckpointStats,
     },
-    /// The task could not take its part of a checkpoint.
+    /// The task could not take its part of a checkpoint. `task_ending`: because the task is
+    /// being cancelled or failing, whose own end reports why; such a decline aborts the
+    /// checkpoint without counting as a checkpoint failure.
     Decline {
         attempt: u32,
         vertex: usize,
         subtask: u32,
         checkpoint_id: u64,
         reason: String,
+        task_ending: bool,
     },
 }
 

@@ -132,6 +132,7 @@ pub enum WireTaskEvent {
         subtask: u32,
         checkpoint_id: u64,
         reason: String,
+        task_ending: bool,
     },
 }
 
@@ -182,12 +183,14 @@ impl From<TaskEvent> for WireTaskEvent {
                 subtask,
                 checkpoint_id,
                 reason,
+                task_ending,
             } => WireTaskEvent::Decline {
                 attempt,
                 vertex: vertex as u32,
                 subtask,
                 checkpoint_id,
                 reason,
+                task_ending,
             },
         }
     }
@@ -240,12 +243,14 @@ impl From<WireTaskEvent> for TaskEvent {
                 subtask,
                 checkpoint_id,
                 reason,
+                task_ending,
             } => TaskEvent::Decline {
                 attempt,
                 vertex: vertex as usize,
                 subtask,
                 checkpoint_id,
                 reason,
+                task_ending,
             },
         }
     }

@@ -154,13 +154,14 @@ impl TaskReporter {
         });
     }
 
-    fn decline(&self, checkpoint_id: u64, reason: String) {
+    fn decline(&self, checkpoint_id: u64, reason: String, task_ending: bool) {
         self.send(TaskEvent::Decline {
             attempt: self.attempt,
             vertex: self.vertex,
             subtask: self.subtask,
             checkpoint_id,
             reason,
+            task_ending,
         });
     }
 }
@@ -262,7 +263,7 @@ impl TaskCheckpointing {
 
     /// Declines checkpoint `id` (an alignment that was overtaken by a newer checkpoint).
     pub(crate) fn decline(&self, id: u64, reason: &str) {
-        self.reporter.decline(id, reason.to_string());
+        self.reporter.decline(id, reason.to_string(), false);
     }
 
     /// A checkpoint completed.
@@ -307,7 +308,7 @@ impl TaskCheckpointing {
         let Some(location) = self.targets.get(id) else {
             // The coordinator already gave up on this checkpoint.
             self.reporter
-                .decline(id, "the checkpoint is no longer in progress".into());
+                .decline(id, "the checkpoint is no longer in progress".into(), false);
             return Ok(());
         };
         let reporter = self.reporter.clone();
@@ -342,7 +343,7 @@ impl TaskCheckpointing {
                     } else {
                         tracing::warn!(checkpoint = id, error = %e, "writing a snapshot failed");
                     }
-                    reporter.decline(id, e.to_string());
+                    reporter.decline(id, e.to_string(), e.is_secondary());
                 }
             }
         });
