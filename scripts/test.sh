@@ -19,22 +19,19 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
-# The Kafka tests start their own broker: tansu 0.6.0 (a Kafka-compatible broker; newer
-# releases need a newer Rust), installed once into a cache outside the clone.
-TOOLS="$HOME/.cache/eddy-tools"
-if [ ! -x "$TOOLS/bin/tansu" ]; then
-    step "installing tansu (a Kafka-compatible broker) into $TOOLS"
-    cargo install tansu --version 0.6.0 --features dynostore --locked --root "$TOOLS"
-fi
-export EDDY_TANSU="$TOOLS/bin/tansu"
+# The servers the tests talk to: Postgres on 127.0.0.1:5432 (installed from Debian's packages
+# and started when nothing listens there) and Apache Kafka's jars from Maven Central (each
+# Kafka test starts its own brokers from them). See scripts/services.sh.
+step "test servers (Postgres, Apache Kafka)"
+source scripts/services.sh
+ensure_postgres
+ensure_kafka
+TOOLS="$EDDY_TOOLS"
 
 # The web UI test drives a headless Chromium through chromedriver (Debian's packages).
 if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
     step "installing chromium and chromium-driver (for the web UI test)"
-    SUDO=""
-    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium chromium-driver
+    _apt_install chromium chromium-driver
 fi
 
 step "cargo test (unit, integration, examples, doc tests; Kafka and Postgres against real servers)"

@@ -1,21 +1,19 @@
-//! Connector throughput against real servers: a tansu broker started here on a free port
-//! (`EDDY_TANSU`, or the one the test script installs) and the machine's Postgres
-//! (`EDDY_POSTGRES_URL`, default 127.0.0.1:5432).
+//! Connector throughput against real servers: an Apache Kafka broker started here on a free
+//! port (from the jars `scripts/services.sh kafka` fetches) and the machine's Postgres
+//! (`EDDY_POSTGRES_URL`, default 127.0.0.1:5432, which `scripts/services.sh postgres` starts).
 //!
 //! ```text
 //! cargo bench -p eddy-kafka --bench connectors [-- --records 200000]
 //! ```
 //!
-//! Prints records/s (and per subtask) for Kafka → map → Kafka at-least-once, and rows/s for
+//! Prints records/s (and per subtask) for Kafka → map → Kafka at-least-once and exactly-once
+//! (checkpoints every second), and rows/s for
 //! Kafka → Postgres with COPY, multi-row INSERT and upsert. Broker, database and job share
 //! the machine's cores.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use eddy::prelude::*;
 use eddy_kafka::{
     DeliveryGuarantee as KafkaGuarantee, JsonDeserializer, KafkaRecordSerializer, KafkaSink,
@@ -34,45 +32,11 @@ struct Event {
     amount: f64,
 }
 
-struct Broker(Child, String);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_broker() -> Result<Broker> {
-    let bin = std::env::var("EDDY_TANSU")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/eddy-tools/bin/tansu")
-        });
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(&bin)
-        .args(["broker", "--storage-engine", "memory://tansu/", "--silent"])
-        .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {} (scripts/test.sh installs it)", bin.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "tansu did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(Broker(child, format!("127.0.0.1:{port}")))
-}
-
 fn produce(brokers: &str, topic: &str, n: u64) -> Result<()> {
     eddy_kafka::admin::create_topics(brokers, &[(topic, 2)])?;
-    // One record per batch: tansu 0.6.0 reports wrong end offsets for larger batches.
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("batch.num.messages", "1")
+        .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
     for i in 0..n {
@@ -107,8 +71,13 @@ fn env(parallelism: u32) -> StreamExecutionEnvironment {
     env
 }
 
-fn kafka_to_kafka(brokers: &str, n: u64, parallelism: u32) -> Result<f64> {
-    let out = format!("bench-out-{parallelism}");
+fn kafka_to_kafka(
+    brokers: &str,
+    n: u64,
+    parallelism: u32,
+    guarantee: KafkaGuarantee,
+) -> Result<f64> {
+    let out = format!("bench-out-{parallelism}-{guarantee:?}");
     eddy_kafka::admin::create_topics(brokers, &[(&out, 2)])?;
     let env = env(parallelism);
     env.from_source(
@@ -120,8 +89,9 @@ fn kafka_to_kafka(brokers: &str, n: u64, parallelism: u32) -> Result<f64> {
     .sink_to(
         KafkaSink::builder()
             .set_bootstrap_servers(brokers)
-            .set_record_serializer(KafkaRecordSerializer::string(out))
-            .set_delivery_guarantee(KafkaGuarantee::AtLeastOnce)
+            .set_record_serializer(KafkaRecordSerializer::string(&out))
+            .set_delivery_guarantee(guarantee)
+            .set_transactional_id_prefix(out.clone())
             .build()?,
     );
     let start = Instant::now();
@@ -175,8 +145,8 @@ fn main() -> Result<()> {
         .position(|a| a == "--records")
         .and_then(|i| args.get(i + 1))
         .map_or(Ok(200_000), |v| v.parse())?;
-    let broker = start_broker()?;
-    let brokers = broker.1.clone();
+    let broker = eddy_kafka::testing::KafkaCluster::start(1)?;
+    let brokers = broker.bootstrap_servers().to_owned();
     let start = Instant::now();
     produce(&brokers, "bench-in", n)?;
     println!(
@@ -185,16 +155,18 @@ fn main() -> Result<()> {
     );
     println!("| pipeline | parallelism | records/s | records/s per subtask |");
     println!("|---|---|---|---|");
-    for p in [1, 2] {
-        let rate = kafka_to_kafka(&brokers, n, p)?;
-        println!(
-            "| Kafka → map → Kafka, at-least-once | {p} | {rate:.0} | {:.0} |",
-            rate / f64::from(p)
-        );
+    for (name, guarantee) in [
+        ("at-least-once", KafkaGuarantee::AtLeastOnce),
+        ("exactly-once", KafkaGuarantee::ExactlyOnce),
+    ] {
+        for p in [1, 2] {
+            let rate = kafka_to_kafka(&brokers, n, p, guarantee)?;
+            println!(
+                "| Kafka → map → Kafka, {name} | {p} | {rate:.0} | {:.0} |",
+                rate / f64::from(p)
+            );
+        }
     }
-    println!(
-        "| Kafka → map → Kafka, exactly-once | - | not measurable: tansu has no transactions | - |"
-    );
     for (name, mode) in [
         ("COPY", WriteMode::Copy),
         ("multi-row INSERT", WriteMode::Insert),

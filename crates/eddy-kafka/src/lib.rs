@@ -21,6 +21,8 @@ pub mod producer;
 mod record;
 mod sink;
 mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::KafkaConnectorError;
 pub use record::{

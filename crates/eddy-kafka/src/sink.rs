@@ -169,8 +169,9 @@ impl ProducerContext for DeliveryErrors {
     }
 }
 
-/// A transaction step's error; a broker without transactions is named as such. (tansu, for
-/// one, grants transactional producer ids but has no `EndTxn`: the first commit tells.)
+/// A transaction step's error; a broker without transactions is named as such. (Some
+/// Kafka-compatible brokers grant transactional producer ids but have no `EndTxn`: the first
+/// commit tells.)
 fn transaction_error(brokers: &str, context: &str, e: KafkaError) -> RuntimeError {
     let unsupported = matches!(
         e.rdkafka_error_code(),

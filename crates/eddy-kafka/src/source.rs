@@ -256,7 +256,10 @@ impl<T> SourceConfig<T> {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("allow.auto.create.topics", "false");
+            .set("allow.auto.create.topics", "false")
+            // Records of open or aborted transactions are never read (as in Flink); a
+            // `set_property("isolation.level", "read_uncommitted")` reads them.
+            .set("isolation.level", "read_committed");
         // librdkafka wants a group even for assigned partitions; offsets are committed only
         // to a group the user named.
         c.set(

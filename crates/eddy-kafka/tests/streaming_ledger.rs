@@ -1,4 +1,4 @@
-//! The `streaming_ledger` example end to end against a real broker (tansu): setup, both
+//! The `streaming_ledger` example end to end against real Apache Kafka: setup, both
 //! producers, the job at parallelism 1 and 2, and its outputs compared with an oracle that
 //! replays each account's transactions in the order its partition holds them.
 
@@ -23,8 +23,6 @@ fn ledger(broker: &Broker, args: &[&str]) {
     let out = Command::new(example())
         .args(args)
         .args(["--bootstrap-servers", &broker.bootstrap])
-        // One record per batch: tansu's end offsets are right only then (ARCHITECTURE.md).
-        .args(["--property", "batch.num.messages=1"])
         .output()
         .expect("run the streaming_ledger example");
     assert!(

@@ -1,11 +1,10 @@
-//! A real Kafka-compatible broker for tests: tansu, started on a free port with in-memory
-//! storage, and helpers to produce and read topics.
+//! Real Apache Kafka for tests (`eddy_kafka::testing`), and helpers to produce and read
+//! topics.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use eddy_kafka::testing::KafkaCluster;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -13,57 +12,23 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// The tansu binary: `EDDY_TANSU`, the one the test script installs, or `tansu` on the path.
-fn tansu() -> PathBuf {
-    if let Ok(p) = std::env::var("EDDY_TANSU") {
-        return PathBuf::from(p);
-    }
-    let installed = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-        .join(".cache/eddy-tools/bin/tansu");
-    if installed.exists() {
-        return installed;
-    }
-    PathBuf::from("tansu")
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A broker of its own for one test; killed on drop.
+/// Real Apache Kafka for one test: a single broker, or a cluster; stopped on drop.
 pub struct Broker {
-    child: Child,
+    pub cluster: KafkaCluster,
     pub bootstrap: String,
 }
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu())
-            .args(["broker", "--storage-engine", "memory://tansu/", "--silent"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start tansu ({}): {e}; scripts/test.sh installs it (cargo install tansu@0.6.0 --features dynostore)",
-                    tansu().display()
-                )
-            });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Broker::cluster(1)
+    }
+
+    /// `n` brokers; with three, topics default to replication 3 and `min.insync.replicas` 2.
+    pub fn cluster(n: usize) -> Broker {
+        let cluster = KafkaCluster::start(n).unwrap_or_else(|e| panic!("{e}"));
         Broker {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: cluster.bootstrap_servers().to_owned(),
+            cluster,
         }
     }
 
@@ -76,9 +41,6 @@ impl Broker {
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("linger.ms", "5")
-            // One record per batch: tansu 0.6.0 misreads fetches and list-offsets requests
-            // that fall inside a batch (see ARCHITECTURE.md, "Kafka").
-            .set("batch.num.messages", "1")
             .create()
             .unwrap();
         for (p, k, v, ts) in records {
@@ -99,6 +61,7 @@ impl Broker {
             .set("bootstrap.servers", &self.bootstrap)
             .set("enable.auto.commit", "false")
             .set("group.id", "eddy-test-reader")
+            .set("isolation.level", "read_committed")
             .create()
             .unwrap();
         let mut tpl = TopicPartitionList::new();
@@ -151,11 +114,4 @@ pub struct Read {
     pub key: Option<String>,
     pub value: String,
     pub headers: Vec<(String, String)>,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -1,0 +1,128 @@
+# Installs (once) and starts the servers the tests and benchmarks talk to. Sourced by
+# scripts/test.sh; `scripts/services.sh postgres|kafka|all` runs it by hand, and
+# `scripts/services.sh kafka-broker` runs a broker for the examples. Everything it
+# installs goes to $EDDY_TOOLS (default $HOME/.cache/eddy-tools) or comes from Debian's packages;
+# every step is idempotent.
+
+EDDY_TOOLS="${EDDY_TOOLS:-$HOME/.cache/eddy-tools}"
+_services_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+_sudo() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+_apt_install() {
+    echo "installing $* from Debian's packages"
+    _sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive _sudo apt-get install -y -q "$@"
+}
+
+_listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# The newest installed Postgres server's bin directory, or nothing.
+_postgres_bin() {
+    local bin
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    if [ -n "$bin" ] && [ -x "$bin/postgres" ]; then echo "$bin"; fi
+}
+
+# Postgres on 127.0.0.1:5432, user `postgres` without a password (what the tests connect to
+# unless EDDY_POSTGRES_URL names another server). When nothing listens there, installs the
+# server from Debian's packages if needed and starts a data directory of its own (trust
+# authentication on loopback only, prepared transactions enabled).
+ensure_postgres() {
+    local bin
+    bin="$(_postgres_bin)"
+    if [ -z "$bin" ]; then
+        _apt_install postgresql
+        bin="$(_postgres_bin)"
+    fi
+    [ -n "$bin" ] || { echo "no Postgres server binaries after installing postgresql" >&2; return 1; }
+    export EDDY_POSTGRES_BIN="${EDDY_POSTGRES_BIN:-$bin}"
+    if [ -n "${EDDY_POSTGRES_URL:-}" ]; then return 0; fi
+    if ! _listening 127.0.0.1 5432; then
+        local data run=()
+        if [ "$(id -u)" = 0 ]; then
+            # The server refuses to run as root: run it as the package's `postgres` user, in
+            # a directory that user owns.
+            data=/var/lib/postgresql/eddy-test
+            run=(runuser -u postgres --)
+            mkdir -p "$data" && chown postgres: "$data"
+        else
+            data="$EDDY_TOOLS/postgres"
+            mkdir -p "$data"
+        fi
+        if [ ! -f "$data/PG_VERSION" ]; then
+            echo "creating a Postgres data directory in $data"
+            "${run[@]}" "$bin/initdb" -A trust -U postgres -D "$data" >/dev/null
+        fi
+        echo "starting Postgres on 127.0.0.1:5432 ($data)"
+        "${run[@]}" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+            -o "-p 5432 -k /tmp -c listen_addresses=127.0.0.1 -c max_prepared_transactions=64 -c fsync=off" \
+            start >/dev/null
+    fi
+    if ! "$bin/psql" -X -q -d "postgres://postgres@127.0.0.1:5432/postgres" -c 'SELECT 1' >/dev/null; then
+        echo "a server listens on 127.0.0.1:5432 but user postgres cannot connect without a password; set EDDY_POSTGRES_URL to a URL that can" >&2
+        return 1
+    fi
+}
+
+# Apache Kafka's broker jars (the version pinned in scripts/kafka/pom.xml) from Maven Central,
+# into $EDDY_TOOLS/kafka-VERSION/libs; exports EDDY_KAFKA_LIBS. The tests start brokers from it.
+ensure_kafka() {
+    local version home
+    version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$_services_dir/kafka/pom.xml")"
+    home="$EDDY_TOOLS/kafka-$version"
+    if [ ! -f "$home/.complete" ]; then
+        command -v java >/dev/null || _apt_install openjdk-17-jre-headless
+        command -v mvn >/dev/null || _apt_install maven
+        echo "fetching Apache Kafka $version into $home"
+        rm -rf "$home"
+        mvn -q -B -f "$_services_dir/kafka/pom.xml" dependency:copy-dependencies \
+            -DoutputDirectory="$home/libs"
+        touch "$home/.complete"
+    fi
+    export EDDY_KAFKA_LIBS="$home/libs"
+}
+
+# A single Kafka broker (KRaft, broker and controller in one) on 127.0.0.1:PORT (default 9092)
+# with its log in DIR (default $EDDY_TOOLS/kafka-broker), in the foreground: the broker the
+# README's Kafka examples talk to. The tests start their own (eddy_kafka::testing).
+kafka_broker() {
+    local port="${1:-9092}" dir="${2:-$EDDY_TOOLS/kafka-broker}" controller
+    controller=$((port + 1))
+    ensure_kafka
+    mkdir -p "$dir"
+    cat >"$dir/server.properties" <<PROPERTIES
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPERTIES
+    if [ ! -f "$dir/data/meta.properties" ]; then
+        java -cp "$EDDY_KAFKA_LIBS/*" kafka.tools.StorageTool format \
+            -t "$(java -cp "$EDDY_KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid)" \
+            -c "$dir/server.properties"
+    fi
+    echo "Kafka on 127.0.0.1:$port (log in $dir/data)"
+    exec java -Xmx1g -cp "$EDDY_KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    set -euo pipefail
+    case "${1:-all}" in
+        postgres) ensure_postgres ;;
+        kafka) ensure_kafka; echo "EDDY_KAFKA_LIBS=$EDDY_KAFKA_LIBS" ;;
+        kafka-broker) shift; kafka_broker "$@" ;;
+        all) ensure_postgres; ensure_kafka ;;
+        *) echo "usage: $0 [postgres|kafka|all] | kafka-broker [PORT [DIR]]" >&2; exit 2 ;;
+    esac
+fi
