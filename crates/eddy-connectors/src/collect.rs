@@ -92,7 +92,11 @@ where
     type Writer = CollectWriter<T>;
     type Committer = CollectCommitter<T>;
 
-    fn create_writer(&self, ctx: &SinkWriterContext) -> Result<CollectWriter<T>> {
+    fn create_writer(
+        &self,
+        ctx: &SinkWriterContext,
+        _restored: &[CollectBatch<T>],
+    ) -> Result<CollectWriter<T>> {
         Ok(CollectWriter {
             handle: self.handle.clone(),
             buffered: ctx.checkpointing.then(Vec::new),

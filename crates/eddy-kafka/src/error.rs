@@ -35,6 +35,26 @@ pub enum KafkaConnectorError {
         /// Why it can't be read.
         reason: String,
     },
+    /// A request over the Kafka protocol (finding a transaction's coordinator, describing or
+    /// committing a transaction) failed.
+    #[error("kafka {context}: {reason}")]
+    Protocol {
+        /// What was being done.
+        context: String,
+        /// What the broker or the connection said.
+        reason: String,
+    },
+    /// A transaction that a completed checkpoint holds can no longer be committed: the broker
+    /// aborted it, so the records it held are lost.
+    #[error(
+        "kafka transaction '{transactional_id}' of a completed checkpoint cannot be committed ({reason}): the broker aborted it, most likely because transaction.timeout.ms passed before the job came back; its records are lost"
+    )]
+    TransactionLost {
+        /// The transactional id.
+        transactional_id: String,
+        /// The broker's answer.
+        reason: String,
+    },
     /// The broker does not support Kafka transactions, which exactly-once delivery needs.
     #[error(
         "exactly-once delivery needs Kafka transactions, which the broker at {brokers} does not support ({reason}); use DeliveryGuarantee::AtLeastOnce, or a broker with transactions"
@@ -64,13 +84,56 @@ impl From<KafkaConnectorError> for RuntimeError {
         match e {
             KafkaConnectorError::Config(_)
             | KafkaConnectorError::BadRecord { .. }
-            | KafkaConnectorError::TransactionsUnsupported { .. } => RuntimeError::user(e),
+            | KafkaConnectorError::TransactionsUnsupported { .. }
+            | KafkaConnectorError::TransactionLost { .. } => RuntimeError::user(e),
+            KafkaConnectorError::Protocol { .. } => {
+                RuntimeError::io("kafka", std::io::Error::other(e.to_string()))
+            }
             KafkaConnectorError::Client { context, source } => {
                 RuntimeError::io(format!("kafka {context}"), std::io::Error::other(source))
             }
             KafkaConnectorError::Delivery(what) => {
                 RuntimeError::io("kafka sink", std::io::Error::other(what))
             }
+        }
+    }
+}
+
+/// How long requests failing with an error that passes by itself are retried.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether `e` passes by itself: a coordinator or leader moving or loading (as right after a
+/// broker starts or dies), or a request timing out.
+fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            Code::NotCoordinator
+                | Code::CoordinatorLoadInProgress
+                | Code::CoordinatorNotAvailable
+                | Code::LeaderNotAvailable
+                | Code::NotLeaderForPartition
+                | Code::RequestTimedOut
+                | Code::OperationTimedOut
+        )
+    )
+}
+
+/// Runs `op` again while it fails with a transient error, for up to [`RETRY_FOR`].
+pub(crate) fn retrying<T>(
+    mut op: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+) -> rdkafka::error::KafkaResult<T> {
+    let deadline = std::time::Instant::now() + RETRY_FOR;
+    let mut backoff = std::time::Duration::from_millis(50);
+    loop {
+        match op() {
+            Err(e) if is_transient(&e) && std::time::Instant::now() < deadline => {
+                tracing::debug!("kafka: {e}; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+            }
+            result => return result,
         }
     }
 }

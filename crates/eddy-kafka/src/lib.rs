@@ -23,6 +23,7 @@ mod sink;
 mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod transactions;
 
 pub use error::KafkaConnectorError;
 pub use record::{
@@ -36,3 +37,4 @@ pub use source::{
     BadRecordPolicy, KafkaPartitionSplit, KafkaSource, KafkaSourceBuilder, KafkaSourceReader,
     OffsetsInitializer,
 };
+pub use transactions::ProducerIdentity;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::KafkaConnectorError;
 use crate::record::KafkaRecordSerializer;
+use crate::transactions::{CommitOutcome, ProducerIdentity, TransactionClient};
 
 /// How long a flush, or a transaction step, may take.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -188,11 +189,20 @@ fn transaction_error(brokers: &str, context: &str, e: KafkaError) -> RuntimeErro
     }
 }
 
-/// A prepared transaction: what the committer commits.
+/// A prepared transaction: what the committer commits, kept in the checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KafkaCommittable {
     /// The transaction's transactional id.
     pub transactional_id: String,
+    /// Its producer's id and epoch, with which a restored job commits it when the producer
+    /// died with its process; `None` when the transaction holds no records (nothing to commit:
+    /// the committable only records which subtask of how many wrote it).
+    pub producer: Option<ProducerIdentity>,
+    /// The subtask that wrote it.
+    pub subtask: u32,
+    /// The sink's parallelism then: a restore at a lower parallelism aborts what the subtasks
+    /// that are gone left open.
+    pub parallelism: u32,
 }
 
 impl<T: 'static> SinkInner<T> {
@@ -227,6 +237,30 @@ impl<T: 'static> SinkInner<T> {
             .begin_transaction()
             .map_err(|e| self.transaction_error(e))?;
         Ok(producer)
+    }
+
+    /// The transactional ids a new writer must not initialize: those of `restored` that hold
+    /// records, and those this process prepared and has not committed yet.
+    fn held_ids(&self, restored: &[KafkaCommittable]) -> Vec<String> {
+        let mut held: Vec<String> = self.prepared.lock().keys().cloned().collect();
+        held.extend(
+            restored
+                .iter()
+                .filter(|c| c.producer.is_some())
+                .map(|c| c.transactional_id.clone()),
+        );
+        held
+    }
+
+    /// Aborts whatever transaction is open under each of `ids`, by initializing them.
+    fn abort_lingering<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Result<()> {
+        for id in ids {
+            let aborter = self.transactional_producer(id, &DeliveryErrors::default())?;
+            aborter
+                .abort_transaction(FLUSH_TIMEOUT)
+                .map_err(|e| self.transaction_error(e))?;
+        }
+        Ok(())
     }
 
     fn transaction_error(&self, e: KafkaError) -> RuntimeError {
@@ -280,34 +314,32 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
     type Writer = KafkaWriter<T>;
     type Committer = KafkaCommitter;
 
-    fn create_writer(&self, ctx: &SinkWriterContext) -> Result<KafkaWriter<T>> {
+    fn create_writer(
+        &self,
+        ctx: &SinkWriterContext,
+        restored: &[KafkaCommittable],
+    ) -> Result<KafkaWriter<T>> {
         let sink = &self.inner;
         let errors = DeliveryErrors::default();
         let subtask = ctx.task_info.subtask_index;
+        let parallelism = ctx.task_info.parallelism;
         let (producer, transaction) = match (&sink.guarantee, &sink.transactional_id_prefix) {
             (DeliveryGuarantee::ExactlyOnce, Some(prefix)) => {
                 sink.check_transaction_timeout(&ctx.config)?;
                 let prefix = format!("{prefix}-{subtask}");
-                // Initializing a transactional id aborts the transaction an earlier producer
-                // left open under it: do so for the whole pool, except for transactions this
-                // process prepared and still has to commit (an in-process restart).
-                let held: Vec<String> = sink.prepared.lock().keys().cloned().collect();
-                let mut free = Vec::new();
-                for slot in 0..TRANSACTIONAL_ID_POOL {
-                    let id = Transaction::id(&prefix, slot);
-                    if !held.contains(&id) {
-                        free.push((slot, id));
-                    }
-                }
+                // Transactions of the restored checkpoint (subtask 0 commits them) and those
+                // this process prepared and still has to commit (an in-process restart) are
+                // held; every other id of the pool may hold a transaction an earlier attempt
+                // left open, which initializing the id aborts.
+                let held = sink.held_ids(restored);
+                let free: Vec<(u32, String)> = (0..TRANSACTIONAL_ID_POOL)
+                    .map(|slot| (slot, Transaction::id(&prefix, slot)))
+                    .filter(|(_, id)| !held.contains(id))
+                    .collect();
                 let Some(((slot, id), lingering)) = free.split_first() else {
                     return Err(sink.pool_exhausted(&prefix));
                 };
-                for (_, id) in lingering {
-                    let aborter = sink.transactional_producer(id, &DeliveryErrors::default())?;
-                    aborter
-                        .abort_transaction(FLUSH_TIMEOUT)
-                        .map_err(|e| sink.transaction_error(e))?;
-                }
+                sink.abort_lingering(lingering.iter().map(|(_, id)| id.as_str()))?;
                 let producer = sink.transactional_producer(id, &errors)?;
                 (
                     producer,
@@ -315,6 +347,9 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
                         prefix,
                         id: id.clone(),
                         slot: *slot,
+                        records: 0,
+                        held,
+                        client: TransactionClient::new(&sink.brokers),
                     }),
                 )
             }
@@ -331,6 +366,8 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
             errors,
             transaction,
             partitions,
+            subtask,
+            parallelism,
         })
     }
 
@@ -338,17 +375,20 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
         Ok(KafkaCommitter {
             prepared: Box::new(self.inner.clone()),
             brokers: self.inner.brokers.clone(),
+            client: TransactionClient::new(&self.inner.brokers),
         })
     }
 
     fn abort_leftovers(
         &self,
-        _ctx: &SinkWriterContext,
+        ctx: &SinkWriterContext,
         restored: &[KafkaCommittable],
     ) -> Result<()> {
-        // Transactions an earlier attempt prepared that no restored checkpoint refers to.
+        let sink = &self.inner;
+        // Transactions an earlier attempt in this process prepared that no restored
+        // checkpoint refers to.
         let leftovers: Vec<_> = {
-            let mut prepared = self.inner.prepared.lock();
+            let mut prepared = sink.prepared.lock();
             let ids: Vec<_> = prepared
                 .keys()
                 .filter(|id| !restored.iter().any(|c| &c.transactional_id == *id))
@@ -362,6 +402,21 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
             producer.abort_transaction(FLUSH_TIMEOUT).map_err(|e| {
                 KafkaConnectorError::client(format!("aborting transaction '{id}'"), e)
             })?;
+        }
+        // Subtasks that a restore at a lower parallelism removed have no writer to abort what
+        // they left open: abort their whole pools here (their restored transactions were
+        // committed just before).
+        if let Some(prefix) = &sink.transactional_id_prefix {
+            let before = restored.iter().map(|c| c.parallelism).max().unwrap_or(0);
+            let held = sink.held_ids(restored);
+            let gone: Vec<String> = (ctx.task_info.parallelism..before)
+                .flat_map(|s| {
+                    (0..TRANSACTIONAL_ID_POOL)
+                        .map(move |slot| Transaction::id(&format!("{prefix}-{s}"), slot))
+                })
+                .filter(|id| !held.contains(id))
+                .collect();
+            sink.abort_lingering(gone.iter().map(String::as_str))?;
         }
         Ok(())
     }
@@ -388,6 +443,12 @@ struct Transaction {
     id: String,
     /// The pool slot of the open transaction.
     slot: u32,
+    /// Records written into the open transaction.
+    records: u64,
+    /// Ids of the restored checkpoint this writer must not initialize (subtask 0 commits them).
+    held: Vec<String>,
+    /// Asks the coordinator for a prepared transaction's producer id and epoch.
+    client: TransactionClient,
 }
 
 impl Transaction {
@@ -403,6 +464,8 @@ pub struct KafkaWriter<T> {
     errors: DeliveryErrors,
     transaction: Option<Transaction>,
     partitions: i32,
+    subtask: u32,
+    parallelism: u32,
 }
 
 impl<T> KafkaWriter<T> {
@@ -436,6 +499,9 @@ impl<T: 'static> SinkWriter<T> for KafkaWriter<T> {
         }
         if let Some(ts) = timestamp {
             out = out.timestamp(ts);
+        }
+        if let Some(txn) = self.transaction.as_mut() {
+            txn.records += 1;
         }
         loop {
             match self.producer.send(out) {
@@ -481,9 +547,33 @@ impl<T: 'static> CommittingSinkWriter<T> for KafkaWriter<T> {
             return Ok(Vec::new());
         }
         self.flush_producer()?;
+        let (subtask, parallelism) = (self.subtask, self.parallelism);
         let Some(txn) = self.transaction.as_mut() else {
             return Ok(Vec::new());
         };
+        let committable = |transactional_id: String, producer| KafkaCommittable {
+            transactional_id,
+            producer,
+            subtask,
+            parallelism,
+        };
+        if txn.records == 0 {
+            // Nothing to commit: the transaction stays open for the next checkpoint.
+            return Ok(vec![committable(txn.id.clone(), None)]);
+        }
+        // The producer's id and epoch go into the checkpoint, so that a restored job can
+        // commit the transaction if this process dies before it does.
+        let described = txn.client.describe(&txn.id)?;
+        if described.state != "Ongoing" {
+            return Err(KafkaConnectorError::Protocol {
+                context: format!("preparing transaction '{}'", txn.id),
+                reason: format!(
+                    "the coordinator reports it {} after {} records were flushed",
+                    described.state, txn.records
+                ),
+            }
+            .into());
+        }
         // The open transaction is prepared; the next records go into a new one, on a producer
         // of its own under the next free id of the pool, while the committer waits for the
         // checkpoint to complete.
@@ -492,10 +582,11 @@ impl<T: 'static> CommittingSinkWriter<T> for KafkaWriter<T> {
             (1..=TRANSACTIONAL_ID_POOL)
                 .map(|i| (txn.slot + i) % TRANSACTIONAL_ID_POOL)
                 .map(|slot| (slot, Transaction::id(&txn.prefix, slot)))
-                .find(|(_, id)| !prepared.contains_key(id))
+                .find(|(_, id)| !prepared.contains_key(id) && !txn.held.contains(id))
                 .ok_or_else(|| self.sink.pool_exhausted(&txn.prefix))?
         };
         txn.slot = slot;
+        txn.records = 0;
         let errors = DeliveryErrors::default();
         let next = self.sink.transactional_producer(&id, &errors)?;
         let prepared_id = std::mem::replace(&mut txn.id, id);
@@ -505,9 +596,7 @@ impl<T: 'static> CommittingSinkWriter<T> for KafkaWriter<T> {
             .prepared
             .lock()
             .insert(prepared_id.clone(), prepared);
-        Ok(vec![KafkaCommittable {
-            transactional_id: prepared_id,
-        }])
+        Ok(vec![committable(prepared_id, Some(described.producer))])
     }
 }
 
@@ -515,6 +604,7 @@ impl<T: 'static> CommittingSinkWriter<T> for KafkaWriter<T> {
 pub struct KafkaCommitter {
     prepared: Box<dyn PreparedTransactions>,
     brokers: String,
+    client: TransactionClient,
 }
 
 /// The prepared transactions of a sink, whatever its record type.
@@ -531,19 +621,34 @@ impl<T: 'static> PreparedTransactions for Arc<SinkInner<T>> {
 impl Committer<KafkaCommittable> for KafkaCommitter {
     fn commit(&mut self, committables: Vec<KafkaCommittable>) -> Result<()> {
         for c in committables {
-            let Some(producer) = self.prepared.take(&c.transactional_id) else {
-                // Committed before, or its producer died with the process: librdkafka can't
-                // resume a transaction of another producer (see ARCHITECTURE.md).
-                tracing::warn!(
-                    "kafka transaction '{}' of a restored checkpoint is not open in this process: if the process that prepared it ended before committing it, its records are lost (librdkafka cannot resume another producer's transaction)",
-                    c.transactional_id
-                );
+            let Some(identity) = c.producer else {
                 continue;
             };
-            producer.commit_transaction(FLUSH_TIMEOUT).map_err(|e| {
-                let context = format!("committing transaction '{}'", c.transactional_id);
-                transaction_error(&self.brokers, &context, e)
-            })?;
+            let id = &c.transactional_id;
+            if let Some(producer) = self.prepared.take(id) {
+                producer.commit_transaction(FLUSH_TIMEOUT).map_err(|e| {
+                    let context = format!("committing transaction '{id}'");
+                    transaction_error(&self.brokers, &context, e)
+                })?;
+                continue;
+            }
+            // Its producer died with the process that prepared it: finish the transaction
+            // over the protocol under the producer's id and epoch.
+            match self.client.commit(id, identity)? {
+                CommitOutcome::Committed => {}
+                CommitOutcome::Fenced(reason) => tracing::warn!(
+                    "kafka transaction '{id}' (producer {} epoch {}) was committed or aborted before: its transactional id has been initialized again since ({reason})",
+                    identity.producer_id,
+                    identity.producer_epoch
+                ),
+                CommitOutcome::Lost(reason) => {
+                    return Err(KafkaConnectorError::TransactionLost {
+                        transactional_id: id.clone(),
+                        reason,
+                    }
+                    .into());
+                }
+            }
         }
         Ok(())
     }

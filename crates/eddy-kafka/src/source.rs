@@ -18,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::error::KafkaConnectorError;
+use crate::error::{KafkaConnectorError, retrying};
 use crate::record::{ConsumerRecord, KafkaRecordDeserializer};
 
 /// How long a metadata or offset request to the broker may take.
@@ -332,8 +332,7 @@ impl<T> SourceConfig<T> {
     ) -> Result<i64, KafkaConnectorError> {
         let context = |what: &str| format!("{what} of topic '{topic}' partition {partition}");
         let watermarks = || {
-            consumer
-                .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+            retrying(|| consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT))
                 .map_err(|e| KafkaConnectorError::client(context("fetching the offsets"), e))
         };
         match init {
@@ -343,9 +342,10 @@ impl<T> SourceConfig<T> {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(topic, partition, Offset::Offset(*ts))
                     .map_err(|e| KafkaConnectorError::client(context("looking up a time"), e))?;
-                let found = consumer
-                    .offsets_for_times(tpl, REQUEST_TIMEOUT)
-                    .map_err(|e| KafkaConnectorError::client(context("looking up a time"), e))?;
+                let found = retrying(|| consumer.offsets_for_times(tpl.clone(), REQUEST_TIMEOUT))
+                    .map_err(|e| {
+                    KafkaConnectorError::client(context("looking up a time"), e)
+                })?;
                 match found.find_partition(topic, partition).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => Ok(o),
                     _ => Ok(watermarks()?.1),
@@ -354,11 +354,12 @@ impl<T> SourceConfig<T> {
             OffsetsInitializer::Committed { or_earliest } => {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition(topic, partition);
-                let committed = consumer
-                    .committed_offsets(tpl, REQUEST_TIMEOUT)
-                    .map_err(|e| {
-                        KafkaConnectorError::client(context("fetching the committed offset"), e)
-                    })?;
+                let committed =
+                    retrying(|| consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT)).map_err(
+                        |e| {
+                            KafkaConnectorError::client(context("fetching the committed offset"), e)
+                        },
+                    )?;
                 match committed
                     .find_partition(topic, partition)
                     .map(|e| e.offset())

@@ -721,3 +721,34 @@ fn an_idle_partition_does_not_hold_back_event_time() {
     assert!(out.contains(&("busy".to_string(), 0, 9)), "{out:?}");
     assert!(out.contains(&("busy".to_string(), 10_000, 10)), "{out:?}");
 }
+
+#[test]
+fn an_unreachable_broker_at_start_is_named_and_restarts_stay_bounded() {
+    let nowhere = format!("127.0.0.1:{}", eddy_kafka::testing::free_port().unwrap());
+    let env = StreamExecutionEnvironment::with_configuration(conf(&[
+        ("restart-strategy.fixed-delay.attempts", "1"),
+        ("restart-strategy.fixed-delay.delay", "100 ms"),
+    ]));
+    let _ = env
+        .from_source(
+            KafkaSource::builder()
+                .set_bootstrap_servers(&nowhere)
+                .set_topics(["events"])
+                .set_deserializer(string_deserializer())
+                .build()
+                .unwrap(),
+            WatermarkStrategy::no_watermarks(),
+            "kafka",
+        )
+        .collect_async();
+    let started = Instant::now();
+    let client = env.execute_async("unreachable").unwrap();
+    let err = client.get_job_execution_result().unwrap_err().to_string();
+    assert!(err.contains(&nowhere), "the error names the brokers: {err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "it gave up in bounded time"
+    );
+    // The first attempt and the one restart the strategy allows both failed.
+    assert_eq!(client.exceptions().len(), 2, "{:?}", client.exceptions());
+}

@@ -367,7 +367,11 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for PostgresSink<T> {
     type Writer = PostgresWriter<T>;
     type Committer = PostgresCommitter;
 
-    fn create_writer(&self, ctx: &SinkWriterContext) -> Result<PostgresWriter<T>> {
+    fn create_writer(
+        &self,
+        ctx: &SinkWriterContext,
+        _restored: &[PreparedTransaction],
+    ) -> Result<PostgresWriter<T>> {
         let sink = self.inner.clone();
         let mut client = sink.connect_with_retries("opening the sink")?;
         let types = sink.column_types(&mut client)?;

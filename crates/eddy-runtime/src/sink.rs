@@ -176,8 +176,14 @@ pub trait TwoPhaseCommittingSink<T>: Send + Sync + 'static {
     /// The committer type.
     type Committer: Committer<<Self::Writer as CommittingSinkWriter<T>>::Committable>;
 
-    /// A writer for one subtask.
-    fn create_writer(&self, ctx: &SinkWriterContext) -> Result<Self::Writer>;
+    /// A writer for one subtask. After a restore, `restored` holds every committable of the
+    /// restored checkpoint, which subtask 0's committer commits while writers start: a sink
+    /// whose writers reuse transaction names must leave these alone.
+    fn create_writer(
+        &self,
+        ctx: &SinkWriterContext,
+        restored: &[<Self::Writer as CommittingSinkWriter<T>>::Committable],
+    ) -> Result<Self::Writer>;
 
     /// A committer for one subtask.
     fn create_committer(&self, ctx: &SinkWriterContext) -> Result<Self::Committer>;
@@ -272,17 +278,21 @@ impl<T, S: TwoPhaseCommittingSink<T>> OneInputOperator<T, ()> for CommittingSink
             .operator_state()
             .get_union_list_state(&ListStateDescriptor::new(COMMITTABLES_STATE))?;
         let mut committer = self.sink.create_committer(&wctx)?;
+        // Every subtask restores every committable (union state); subtask 0 commits them
+        // again and aborts whatever else the failed attempt left.
+        let restored: Vec<_> = if ctx.state.is_restored() {
+            state.get().into_iter().map(|(_, c)| c).collect()
+        } else {
+            Vec::new()
+        };
         if ctx.state.is_restored() && ctx.task_info.subtask_index == 0 {
-            // Every subtask restores every committable (union state); subtask 0 commits them
-            // again and aborts whatever else the failed attempt left.
-            let restored: Vec<_> = state.get().into_iter().map(|(_, c)| c).collect();
             committer.commit(restored.clone())?;
             self.sink.abort_leftovers(&wctx, &restored)?;
         }
         state.clear();
         self.state = Some(state);
         self.committer = Some(committer);
-        self.writer = Some(self.sink.create_writer(&wctx)?);
+        self.writer = Some(self.sink.create_writer(&wctx, &restored)?);
         Ok(())
     }
 

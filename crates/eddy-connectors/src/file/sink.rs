@@ -151,7 +151,11 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommittingSink<T> for FileSink<T, E> {
         Ok(())
     }
 
-    fn create_writer(&self, ctx: &SinkWriterContext) -> Result<FileSinkWriter<T, E>> {
+    fn create_writer(
+        &self,
+        ctx: &SinkWriterContext,
+        _restored: &[PendingPart],
+    ) -> Result<FileSinkWriter<T, E>> {
         std::fs::create_dir_all(&self.base_path).map_err(|e| {
             RuntimeError::io(
                 format!(
