@@ -35,7 +35,7 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
 fi
 
 step "cargo test (unit, integration, examples, doc tests; Kafka and Postgres against real servers)"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 # Checkpoints on S3 (the `s3` feature) against a real S3-compatible server, s3s-fs.
 if [ ! -x "$TOOLS/bin/s3s-fs" ]; then

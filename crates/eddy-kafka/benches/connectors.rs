@@ -1,19 +1,23 @@
-//! Connector throughput against real servers: an Apache Kafka broker started here on a free
-//! port (from the jars `scripts/services.sh kafka` fetches) and the machine's Postgres
-//! (`EDDY_POSTGRES_URL`, default 127.0.0.1:5432, which `scripts/services.sh postgres` starts).
+//! Connector throughput against real servers: an Apache Kafka broker (started here on a free
+//! port from the jars `scripts/services.sh kafka` fetches, or the one `--bootstrap-servers`
+//! names) and the machine's Postgres (`EDDY_POSTGRES_URL`, default 127.0.0.1:5432, which
+//! `scripts/services.sh postgres` starts).
 //!
 //! ```text
 //! cargo bench -p eddy-kafka --bench connectors [-- --records 200000]
 //! ```
 //!
 //! Prints records/s (and per subtask) for Kafka → map → Kafka at-least-once and exactly-once
-//! (checkpoints every second), and rows/s for
-//! Kafka → Postgres with COPY, multi-row INSERT and upsert. Broker, database and job share
-//! the machine's cores.
+//! (checkpoints every second), and for Kafka → Postgres with COPY, multi-row INSERT, upsert
+//! and two-phase commit. Broker, database and job share the machine's cores.
+//!
+//! `--produce` only writes the input; `--pipeline NAME` runs one pipeline over input already
+//! there and prints `{"seconds": ...}`, which is how `bench/kafka.py` runs it beside Flink.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use clap::{Parser, ValueEnum};
 use eddy::prelude::*;
 use eddy_kafka::{
     DeliveryGuarantee as KafkaGuarantee, JsonDeserializer, KafkaRecordSerializer, KafkaSink,
@@ -23,6 +27,86 @@ use eddy_postgres::{DeliveryGuarantee, PostgresSink, WriteMode};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+struct Args {
+    /// Input records.
+    #[arg(long, default_value_t = 200_000)]
+    records: u64,
+    /// A broker to use instead of starting one.
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Only write the input topic `bench-in`.
+    #[arg(long)]
+    produce: bool,
+    /// Run this pipeline alone, over the input already in `bench-in`.
+    #[arg(long, value_enum)]
+    pipeline: Option<Pipeline>,
+    /// Only create this topic (2 partitions).
+    #[arg(long)]
+    create_topic: Option<String>,
+    /// Only count the committed records of this topic and print `{"records": N}`.
+    #[arg(long)]
+    count: Option<String>,
+    /// The parallelism of `--pipeline`.
+    #[arg(long, default_value_t = 2)]
+    parallelism: u32,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Pipeline {
+    KafkaAtLeastOnce,
+    KafkaExactlyOnce,
+    PostgresCopy,
+    PostgresInsert,
+    PostgresUpsert,
+    PostgresTwoPhase,
+}
+
+impl Pipeline {
+    fn run(self, brokers: &str, n: u64, parallelism: u32) -> Result<f64> {
+        let upsert = || WriteMode::Upsert {
+            key_columns: vec!["event_id".into()],
+        };
+        let alo = DeliveryGuarantee::AtLeastOnce;
+        match self {
+            Pipeline::KafkaAtLeastOnce => {
+                kafka_to_kafka(brokers, n, parallelism, KafkaGuarantee::AtLeastOnce)
+            }
+            Pipeline::KafkaExactlyOnce => {
+                kafka_to_kafka(brokers, n, parallelism, KafkaGuarantee::ExactlyOnce)
+            }
+            Pipeline::PostgresCopy => {
+                kafka_to_postgres(brokers, n, parallelism, WriteMode::Copy, alo)
+            }
+            Pipeline::PostgresInsert => {
+                kafka_to_postgres(brokers, n, parallelism, WriteMode::Insert, alo)
+            }
+            Pipeline::PostgresUpsert => kafka_to_postgres(brokers, n, parallelism, upsert(), alo),
+            Pipeline::PostgresTwoPhase => kafka_to_postgres(
+                brokers,
+                n,
+                parallelism,
+                WriteMode::Insert,
+                DeliveryGuarantee::ExactlyOnce,
+            ),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Pipeline::KafkaAtLeastOnce => "Kafka → map → Kafka, at-least-once",
+            Pipeline::KafkaExactlyOnce => "Kafka → map → Kafka, exactly-once",
+            Pipeline::PostgresCopy => "Kafka → Postgres, binary COPY",
+            Pipeline::PostgresInsert => "Kafka → Postgres, multi-row INSERT",
+            Pipeline::PostgresUpsert => "Kafka → Postgres, upsert",
+            Pipeline::PostgresTwoPhase => "Kafka → Postgres, two-phase commit",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Event {
@@ -77,7 +161,10 @@ fn kafka_to_kafka(
     parallelism: u32,
     guarantee: KafkaGuarantee,
 ) -> Result<f64> {
-    let out = format!("bench-out-{parallelism}-{guarantee:?}");
+    let out = format!(
+        "bench-out-{parallelism}-{guarantee:?}-{}",
+        std::process::id()
+    );
     eddy_kafka::admin::create_topics(brokers, &[(&out, 2)])?;
     let env = env(parallelism);
     env.from_source(
@@ -99,7 +186,13 @@ fn kafka_to_kafka(
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-fn kafka_to_postgres(brokers: &str, n: u64, mode: WriteMode) -> Result<f64> {
+fn kafka_to_postgres(
+    brokers: &str,
+    n: u64,
+    parallelism: u32,
+    mode: WriteMode,
+    guarantee: DeliveryGuarantee,
+) -> Result<f64> {
     let url = std::env::var("EDDY_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let table = format!("eddy_bench_{}", std::process::id());
@@ -107,7 +200,7 @@ fn kafka_to_postgres(brokers: &str, n: u64, mode: WriteMode) -> Result<f64> {
     c.batch_execute(&format!(
         "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (event_id VARCHAR(50) PRIMARY KEY, user_name VARCHAR(50) NOT NULL, location VARCHAR(100) NOT NULL)"
     ))?;
-    let env = env(2);
+    let env = env(parallelism);
     env.from_source(
         source(brokers, "bench-in")?,
         WatermarkStrategy::no_watermarks(),
@@ -123,7 +216,7 @@ fn kafka_to_postgres(brokers: &str, n: u64, mode: WriteMode) -> Result<f64> {
                 ]
             })
             .set_write_mode(mode)
-            .set_delivery_guarantee(DeliveryGuarantee::AtLeastOnce)
+            .set_delivery_guarantee(guarantee)
             .set_batch_size(5000)
             .build()?,
     );
@@ -138,50 +231,85 @@ fn kafka_to_postgres(brokers: &str, n: u64, mode: WriteMode) -> Result<f64> {
     Ok(rate)
 }
 
+/// The records of `topic` a `read_committed` consumer sees (reads until 5 s pass without any).
+fn count(brokers: &str, topic: &str) -> Result<u64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "eddy-bench-count")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    let (mut n, mut last) = (0, Instant::now());
+    while last.elapsed() < Duration::from_secs(5) {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m?;
+            n += 1;
+            last = Instant::now();
+        }
+    }
+    Ok(n)
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let n: u64 = args
-        .iter()
-        .position(|a| a == "--records")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(200_000), |v| v.parse())?;
-    let broker = eddy_kafka::testing::KafkaCluster::start(1)?;
-    let brokers = broker.bootstrap_servers().to_owned();
+    let args = Args::parse();
+    let n = args.records;
+    let own = match args.bootstrap_servers {
+        Some(_) => None,
+        None => Some(eddy_kafka::testing::KafkaCluster::start(1)?),
+    };
+    let brokers = match &own {
+        Some(cluster) => cluster.bootstrap_servers().to_owned(),
+        None => args.bootstrap_servers.clone().unwrap_or_default(),
+    };
+    if let Some(topic) = &args.create_topic {
+        eddy_kafka::admin::create_topics(&brokers, &[(topic, 2)])?;
+        return Ok(());
+    }
+    if let Some(topic) = &args.count {
+        println!("{{\"records\": {}}}", count(&brokers, topic)?);
+        return Ok(());
+    }
+    if let Some(pipeline) = args.pipeline {
+        let rate = pipeline.run(&brokers, n, args.parallelism)?;
+        println!("{{\"seconds\": {}}}", n as f64 / rate);
+        return Ok(());
+    }
     let start = Instant::now();
     produce(&brokers, "bench-in", n)?;
     println!(
         "produced {n} JSON events (~90 bytes) in {:.1} s",
         start.elapsed().as_secs_f64()
     );
+    if args.produce {
+        return Ok(());
+    }
     println!("| pipeline | parallelism | records/s | records/s per subtask |");
     println!("|---|---|---|---|");
-    for (name, guarantee) in [
-        ("at-least-once", KafkaGuarantee::AtLeastOnce),
-        ("exactly-once", KafkaGuarantee::ExactlyOnce),
+    for (pipeline, parallelisms) in [
+        (Pipeline::KafkaAtLeastOnce, &[1, 2][..]),
+        (Pipeline::KafkaExactlyOnce, &[1, 2]),
+        (Pipeline::PostgresCopy, &[2]),
+        (Pipeline::PostgresInsert, &[2]),
+        (Pipeline::PostgresUpsert, &[2]),
+        (Pipeline::PostgresTwoPhase, &[2]),
     ] {
-        for p in [1, 2] {
-            let rate = kafka_to_kafka(&brokers, n, p, guarantee)?;
+        for &p in parallelisms {
+            let rate = pipeline.run(&brokers, n, p)?;
             println!(
-                "| Kafka → map → Kafka, {name} | {p} | {rate:.0} | {:.0} |",
+                "| {} | {p} | {rate:.0} | {:.0} |",
+                pipeline.name(),
                 rate / f64::from(p)
             );
         }
-    }
-    for (name, mode) in [
-        ("COPY", WriteMode::Copy),
-        ("multi-row INSERT", WriteMode::Insert),
-        (
-            "upsert",
-            WriteMode::Upsert {
-                key_columns: vec!["event_id".into()],
-            },
-        ),
-    ] {
-        let rate = kafka_to_postgres(&brokers, n, mode)?;
-        println!(
-            "| Kafka → Postgres, {name} | 2 | {rate:.0} | {:.0} |",
-            rate / 2.0
-        );
     }
     Ok(())
 }

@@ -88,6 +88,9 @@ struct RunArgs {
     /// Resume from the newest checkpoint under `--checkpoint-dir`, if there is one.
     #[arg(long)]
     resume: bool,
+    /// The sink's `transaction.timeout.ms`: how long the broker keeps a transaction open.
+    #[arg(long, default_value_t = 60_000)]
+    transaction_timeout_ms: u64,
     /// Restarts of the job inside this process after a failure (fixed delay of 1 s); 0 lets
     /// a failure end the process.
     #[arg(long, default_value_t = 0)]
@@ -316,6 +319,10 @@ fn run(args: RunArgs) -> Result<()> {
         )
         .set_delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
         .set_transactional_id_prefix(&args.group_id)
+        .set_property(
+            "transaction.timeout.ms",
+            args.transaction_timeout_ms.to_string(),
+        )
         .build()?;
     env.from_source(source, WatermarkStrategy::no_watermarks(), "input")
         .uid("kafka-input")

@@ -627,6 +627,17 @@ impl Committer<KafkaCommittable> for KafkaCommitter {
             let id = &c.transactional_id;
             if let Some(producer) = self.prepared.take(id) {
                 producer.commit_transaction(FLUSH_TIMEOUT).map_err(|e| {
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
+                    ) {
+                        // The coordinator aborted it first: its timeout passed.
+                        return KafkaConnectorError::TransactionLost {
+                            transactional_id: id.clone(),
+                            reason: e.to_string(),
+                        }
+                        .into();
+                    }
                     let context = format!("committing transaction '{id}'");
                     transaction_error(&self.brokers, &context, e)
                 })?;

@@ -103,6 +103,15 @@ impl KafkaCluster {
     /// Starts `brokers` nodes and waits until every one of them serves metadata. With three or
     /// more, topics default to replication 3 with `min.insync.replicas` 2.
     pub fn start(brokers: usize) -> Result<KafkaCluster, KafkaConnectorError> {
+        KafkaCluster::start_with(brokers, &[])
+    }
+
+    /// [`KafkaCluster::start`] with broker properties of the caller's added to (or replacing)
+    /// the defaults.
+    pub fn start_with(
+        brokers: usize,
+        properties: &[(&str, &str)],
+    ) -> Result<KafkaCluster, KafkaConnectorError> {
         let libs = libs()?;
         let dir = tempfile::Builder::new()
             .prefix("eddy-kafka-")
@@ -143,10 +152,15 @@ impl KafkaCluster {
                  share.coordinator.state.topic.replication.factor={replication}\n\
                  share.coordinator.state.topic.min.isr={min_isr}\n\
                  group.initial.rebalance.delay.ms=0\n\
-                 auto.create.topics.enable=false\n",
+                 auto.create.topics.enable=false\n\
+                 {extra}",
                 id = i + 1,
                 voters = voters.join(","),
                 logs = node_dir.join("data").display(),
+                extra = properties
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}\n"))
+                    .collect::<String>(),
             );
             std::fs::write(node_dir.join("server.properties"), properties).map_err(setup_error)?;
             std::fs::write(

@@ -371,7 +371,7 @@ impl TransactionClient {
             .with_producer_id(ProducerId(producer.producer_id))
             .with_producer_epoch(producer.producer_epoch)
             .with_committed(true);
-        self.with_coordinator(&context, transactional_id, |conn| {
+        let outcome = self.with_coordinator(&context, transactional_id, |conn| {
             let code = conn.call(&request, END_TXN_MAX_VERSION)?.error_code;
             let name = code_name(code);
             Ok(match ResponseError::try_from_code(code) {
@@ -387,6 +387,22 @@ impl TransactionClient {
                 ) => Attempt::Done(CommitOutcome::Lost(name)),
                 Some(_) => Attempt::Fail(name),
             })
-        })
+        })?;
+        let CommitOutcome::Fenced(reason) = &outcome else {
+            return Ok(outcome);
+        };
+        // A newer epoch: if nothing happened under it but an abort, that abort was the
+        // coordinator's, of this very transaction (its timeout passed).
+        let now = self.describe(transactional_id)?;
+        if now.state == "CompleteAbort"
+            && now.producer.producer_id == producer.producer_id
+            && i32::from(now.producer.producer_epoch) == i32::from(producer.producer_epoch) + 1
+        {
+            return Ok(CommitOutcome::Lost(format!(
+                "{reason}; the coordinator aborted it and moved to epoch {}",
+                now.producer.producer_epoch
+            )));
+        }
+        Ok(outcome)
     }
 }

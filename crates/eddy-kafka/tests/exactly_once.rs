@@ -390,3 +390,56 @@ fn a_broker_killed_and_restarted_under_the_job_loses_and_doubles_nothing() {
     feeder.join().unwrap();
     check(&out.seen, records, "a broker killed and restarted");
 }
+
+#[test]
+fn a_transaction_the_broker_aborted_before_the_restore_is_a_clear_error() {
+    // The broker looks for timed-out transactions every 500 ms.
+    let broker = Broker::with_properties(
+        1,
+        &[(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            "500",
+        )],
+    );
+    broker.create_topic("input", PARTITIONS);
+    broker.create_topic("output", PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let feeder = feed(&broker.bootstrap, "input", 4_000, 1_000);
+    let scenario = Scenario {
+        bootstrap: &broker.bootstrap,
+        input: "input",
+        output: "output",
+        dir: dir.path(),
+        extra: &["--transaction-timeout-ms", "6000"],
+    };
+    let mut out = Output::new(&broker.bootstrap, "output");
+    // Killed after its 2nd checkpoint completed, before the commit: then the broker aborts the
+    // transaction once its 6 s are up, and the restored job finds it aborted.
+    scenario.run(&[(2, Ending::BeforeCommit(2))], 4_000, &mut out);
+    std::thread::sleep(Duration::from_secs(8));
+    let log = dir.path().join("restored.log");
+    let mut child = scenario.start(2, &Ending::Finish, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!(
+                "the restored job did not fail: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("of a completed checkpoint cannot be committed")
+            && text.contains("records are lost")
+            && text.contains("transaction.timeout.ms"),
+        "{text}"
+    );
+    feeder.join().unwrap();
+}

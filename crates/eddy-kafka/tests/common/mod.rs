@@ -25,7 +25,12 @@ impl Broker {
 
     /// `n` brokers; with three, topics default to replication 3 and `min.insync.replicas` 2.
     pub fn cluster(n: usize) -> Broker {
-        let cluster = KafkaCluster::start(n).unwrap_or_else(|e| panic!("{e}"));
+        Broker::with_properties(n, &[])
+    }
+
+    /// `n` brokers with broker properties of the test's.
+    pub fn with_properties(n: usize, properties: &[(&str, &str)]) -> Broker {
+        let cluster = KafkaCluster::start_with(n, properties).unwrap_or_else(|e| panic!("{e}"));
         Broker {
             bootstrap: cluster.bootstrap_servers().to_owned(),
             cluster,
