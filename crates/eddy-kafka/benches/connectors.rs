@@ -150,6 +150,8 @@ fn source(brokers: &str, topic: &str) -> Result<KafkaSource<Event>> {
 fn env(parallelism: u32) -> StreamExecutionEnvironment {
     let mut conf = Configuration::new();
     conf.set_string("execution.checkpointing.interval", "1 s");
+    // A failure ends the run: a benchmark does not retry.
+    conf.set_string("restart-strategy.type", "none");
     let env = StreamExecutionEnvironment::with_configuration(conf);
     env.set_parallelism(parallelism);
     env
@@ -260,6 +262,12 @@ fn count(brokers: &str, topic: &str) -> Result<u64> {
 }
 
 fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let n = args.records;
     let own = match args.bootstrap_servers {

@@ -95,11 +95,12 @@ struct RunArgs {
     /// a failure end the process.
     #[arg(long, default_value_t = 0)]
     restart_attempts: u32,
-    /// SIGKILL this process at the barrier of its N-th checkpoint, once the sink has
-    /// prepared its transaction.
+    /// SIGKILL this process at the barrier of its N-th checkpoint that holds records, once the
+    /// sink has prepared its transaction.
     #[arg(long, value_name = "N")]
     kill_during_checkpoint: Option<u64>,
-    /// SIGKILL this process when its N-th checkpoint has completed, before the sink commits.
+    /// SIGKILL this process when its N-th checkpoint that holds records has completed, before
+    /// the sink commits.
     #[arg(long, value_name = "N")]
     kill_before_commit: Option<u64>,
 }
@@ -236,9 +237,11 @@ impl CommittingSinkWriter<String> for CrashingWriter {
 
     fn prepare_commit(&mut self) -> RuntimeResult<Vec<KafkaCommittable>> {
         let prepared = self.writer.prepare_commit()?;
-        self.checkpoints += 1;
-        if self.kill_at == Some(self.checkpoints) && prepared.iter().any(|c| c.producer.is_some()) {
-            kill_self("during a checkpoint, its transaction prepared");
+        if prepared.iter().any(|c| c.producer.is_some()) {
+            self.checkpoints += 1;
+            if self.kill_at == Some(self.checkpoints) {
+                kill_self("during a checkpoint, its transaction prepared");
+            }
         }
         Ok(prepared)
     }

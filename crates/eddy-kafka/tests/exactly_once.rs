@@ -113,9 +113,10 @@ impl Output {
 enum Ending {
     /// The test kills it after a random time once it made progress.
     KilledAtRandom,
-    /// It kills itself during its n-th checkpoint.
+    /// It kills itself during its n-th checkpoint that holds records.
     DuringCheckpoint(u64),
-    /// It kills itself after its n-th checkpoint completed, before committing.
+    /// It kills itself after its n-th checkpoint that holds records completed, before
+    /// committing.
     BeforeCommit(u64),
     /// It runs until the whole output is there.
     Finish,
@@ -304,9 +305,9 @@ fn killed_again_and_again(parallelisms: [u32; 8]) {
     };
     let endings = [
         Ending::KilledAtRandom,
-        Ending::DuringCheckpoint(3),
+        Ending::DuringCheckpoint(2),
         Ending::KilledAtRandom,
-        Ending::BeforeCommit(3),
+        Ending::BeforeCommit(2),
         Ending::KilledAtRandom,
         Ending::KilledAtRandom,
         Ending::KilledAtRandom,
@@ -404,7 +405,7 @@ fn a_transaction_the_broker_aborted_before_the_restore_is_a_clear_error() {
     broker.create_topic("input", PARTITIONS);
     broker.create_topic("output", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let feeder = feed(&broker.bootstrap, "input", 4_000, 1_000);
+    let feeder = feed(&broker.bootstrap, "input", 6_000, 500);
     let scenario = Scenario {
         bootstrap: &broker.bootstrap,
         input: "input",
@@ -413,9 +414,9 @@ fn a_transaction_the_broker_aborted_before_the_restore_is_a_clear_error() {
         extra: &["--transaction-timeout-ms", "6000"],
     };
     let mut out = Output::new(&broker.bootstrap, "output");
-    // Killed after its 2nd checkpoint completed, before the commit: then the broker aborts the
-    // transaction once its 6 s are up, and the restored job finds it aborted.
-    scenario.run(&[(2, Ending::BeforeCommit(2))], 4_000, &mut out);
+    // Killed after its first checkpoint with records completed, before the commit: then the
+    // broker aborts the transaction once its 6 s are up, and the restored job finds it aborted.
+    scenario.run(&[(2, Ending::BeforeCommit(1))], 6_000, &mut out);
     std::thread::sleep(Duration::from_secs(8));
     let log = dir.path().join("restored.log");
     let mut child = scenario.start(2, &Ending::Finish, &log);
