@@ -50,7 +50,6 @@ CREATE TABLE sink (
     'connector' = 'jdbc',
     'url' = '{url}',
     'table-name' = '{table}',
-    'username' = 'postgres',
     'sink.buffer-flush.max-rows' = '5000'
 )
 """
@@ -75,6 +74,11 @@ def main():
         "pipeline.jars": ";".join(f"file://{j}" for j in args.jars.split(";")),
         "execution.checkpointing.interval": "1 s",
         "pipeline.object-reuse": "true",
+        # Upserts straight into Postgres, as Eddy's sink does: no ON CONFLICT clause (Flink
+        # 2.3 asks for one when an append-only query feeds a sink with a primary key) and no
+        # materializing operator in front of the sink.
+        "table.exec.sink.require-on-conflict": "false",
+        "table.exec.sink.upsert-materialize": "NONE",
     }.items():
         conf.set(key, value)
 

@@ -141,8 +141,9 @@ def main():
                     psql(f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ("
                          "event_id VARCHAR(50) PRIMARY KEY, user_name VARCHAR(50) NOT NULL, "
                          "location VARCHAR(100) NOT NULL)")
-                    host = POSTGRES.split("@", 1)[1]
-                    cmd += ["--jdbc-url", f"jdbc:postgresql://{host}", "--table", table]
+                    user, host = POSTGRES.removeprefix("postgres://").split("@", 1)
+                    cmd += ["--jdbc-url", f"jdbc:postgresql://{host}?user={user}",
+                            "--table", table]
                 rep, peak, cpu = measured(cmd)
                 r.update(flink=args.records / rep["seconds"], flink_cpu=cpu, flink_rss=peak)
                 written = (psql_value(f"SELECT count(*) FROM {table}") if table else

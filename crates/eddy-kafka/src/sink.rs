@@ -62,6 +62,9 @@ struct SinkInner<T> {
     /// that the committer (after the checkpoint completes, or after an in-process restart)
     /// can commit them.
     prepared: Mutex<HashMap<String, Producer_>>,
+    /// Producers whose transaction was committed, by transactional id: the next transaction
+    /// under the same id begins on the same producer, without initializing the id again.
+    idle: Mutex<HashMap<String, Producer_>>,
 }
 
 type Producer_ = ThreadedProducer<DeliveryErrors>;
@@ -141,6 +144,7 @@ impl<T: 'static> KafkaSinkBuilder<T> {
                 transactional_id_prefix: self.transactional_id_prefix,
                 properties: self.properties,
                 prepared: Mutex::default(),
+                idle: Mutex::default(),
             }),
         })
     }
@@ -331,6 +335,11 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
                 // this process prepared and still has to commit (an in-process restart) are
                 // held; every other id of the pool may hold a transaction an earlier attempt
                 // left open, which initializing the id aborts.
+                // A new attempt initializes its ids again, which fences committed producers
+                // an earlier attempt in this process left for reuse.
+                sink.idle
+                    .lock()
+                    .retain(|id, _| !id.starts_with(&format!("{prefix}-")));
                 let held = sink.held_ids(restored);
                 let free: Vec<(u32, String)> = (0..TRANSACTIONAL_ID_POOL)
                     .map(|slot| (slot, Transaction::id(&prefix, slot)))
@@ -587,11 +596,21 @@ impl<T: 'static> CommittingSinkWriter<T> for KafkaWriter<T> {
         };
         txn.slot = slot;
         txn.records = 0;
-        let errors = DeliveryErrors::default();
-        let next = self.sink.transactional_producer(&id, &errors)?;
+        let reused = self.sink.idle.lock().remove(&id);
+        let next = match reused {
+            Some(producer) => {
+                producer
+                    .begin_transaction()
+                    .map_err(|e| self.sink.transaction_error(e))?;
+                producer
+            }
+            None => self
+                .sink
+                .transactional_producer(&id, &DeliveryErrors::default())?,
+        };
+        self.errors = next.context().as_ref().clone();
         let prepared_id = std::mem::replace(&mut txn.id, id);
         let prepared = std::mem::replace(&mut self.producer, next);
-        self.errors = errors;
         self.sink
             .prepared
             .lock()
@@ -610,11 +629,17 @@ pub struct KafkaCommitter {
 /// The prepared transactions of a sink, whatever its record type.
 trait PreparedTransactions: Send {
     fn take(&self, id: &str) -> Option<Producer_>;
+    /// Keeps a producer whose transaction was committed for the next transaction of its id.
+    fn release(&self, id: String, producer: Producer_);
 }
 
 impl<T: 'static> PreparedTransactions for Arc<SinkInner<T>> {
     fn take(&self, id: &str) -> Option<Producer_> {
         self.prepared.lock().remove(id)
+    }
+
+    fn release(&self, id: String, producer: Producer_) {
+        self.idle.lock().insert(id, producer);
     }
 }
 
@@ -641,6 +666,7 @@ impl Committer<KafkaCommittable> for KafkaCommitter {
                     let context = format!("committing transaction '{id}'");
                     transaction_error(&self.brokers, &context, e)
                 })?;
+                self.prepared.release(id.clone(), producer);
                 continue;
             }
             // Its producer died with the process that prepared it: finish the transaction
