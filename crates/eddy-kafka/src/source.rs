@@ -783,7 +783,9 @@ impl<T: Send + 'static> SourceReader<T> for KafkaSourceReader<T> {
         let later = self.pending_commits.split_off(&(checkpoint_id + 1));
         let done = std::mem::replace(&mut self.pending_commits, later);
         if let Some((_, positions)) = done.into_iter().next_back() {
-            self.commit(positions, CommitMode::Async);
+            // Synchronously: an asynchronous commit still in flight when a bounded job ends is
+            // lost with the consumer, and the group would resume from older offsets.
+            self.commit(positions, CommitMode::Sync);
         }
         Ok(())
     }
