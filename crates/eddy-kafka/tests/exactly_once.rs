@@ -224,7 +224,8 @@ impl Scenario<'_> {
                     child.wait().unwrap();
                 }
             }
-            if resumes {
+            // A run killed at random may die before it says anything.
+            if resumes && !matches!(ending, Ending::KilledAtRandom) {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 assert!(
                     text.contains("resuming from"),
