@@ -2,6 +2,7 @@
 //! current process, read from `/proc`, and a runner that measures each case in a fresh process.
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod pipelines;
 
 use std::process::Command;

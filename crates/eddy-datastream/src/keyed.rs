@@ -65,6 +65,25 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         }
     }
 
+    /// One output record per input record, after the exchange by key (Flink's
+    /// `keyBy(...).map(...)`). The result is not keyed.
+    pub fn map<U: Data>(self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DataStream<U> {
+        self.stream.map(f)
+    }
+
+    /// Any number of output records per input record, after the exchange by key.
+    pub fn flat_map<U: Data>(
+        self,
+        f: impl Fn(T, &mut crate::Collector<'_, U>) + Send + Sync + 'static,
+    ) -> DataStream<U> {
+        self.stream.flat_map(f)
+    }
+
+    /// The records for which `f` holds, after the exchange by key.
+    pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> DataStream<T> {
+        self.stream.filter(f)
+    }
+
     /// The key selector.
     pub fn get_key_selector(&self) -> &KeySelector<T, K> {
         &self.key_selector

@@ -78,6 +78,8 @@ pub enum Emitted<T> {
 pub struct ReaderOutput<T> {
     batch: Vec<StreamRecord<T>>,
     batch_size: usize,
+    /// At most `batch_size`: what the task's chain handles in about a millisecond.
+    limit: usize,
     pending: Vec<Emitted<T>>,
     pending_records: usize,
     watermarks: Option<SplitWatermarks<T>>,
@@ -89,6 +91,7 @@ impl<T: 'static> ReaderOutput<T> {
         ReaderOutput {
             batch: Vec::with_capacity(batch_size),
             batch_size,
+            limit: batch_size,
             pending: Vec::new(),
             pending_records: 0,
             watermarks: None,
@@ -153,6 +156,11 @@ impl<T: 'static> ReaderOutput<T> {
         }
     }
 
+    /// Asks for at most `limit` records per poll (at most the batch size).
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.clamp(1, self.batch_size.max(1));
+    }
+
     /// Whether a watermark strategy runs here.
     pub(crate) fn has_watermarks(&self) -> bool {
         self.watermarks.is_some()
@@ -160,7 +168,7 @@ impl<T: 'static> ReaderOutput<T> {
 
     fn push_event(&mut self, event: WatermarkEvent) {
         if !self.batch.is_empty() {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.limit));
             self.pending_records += batch.len();
             self.pending.push(Emitted::Records(batch));
         }
@@ -170,7 +178,7 @@ impl<T: 'static> ReaderOutput<T> {
     /// Everything emitted so far, in order.
     pub fn drain(&mut self) -> Vec<Emitted<T>> {
         if !self.batch.is_empty() {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.limit));
             self.pending.push(Emitted::Records(batch));
         }
         self.pending_records = 0;
@@ -180,13 +188,13 @@ impl<T: 'static> ReaderOutput<T> {
     /// Whether the reader has emitted a batch's worth and should return.
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.batch.len() + self.pending_records >= self.batch_size
+        self.batch.len() + self.pending_records >= self.limit
     }
 
     /// How many more records fit in this batch.
     #[inline]
     pub fn remaining(&self) -> usize {
-        self.batch_size
+        self.limit
             .saturating_sub(self.batch.len() + self.pending_records)
     }
 

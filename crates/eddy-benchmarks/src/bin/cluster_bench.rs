@@ -13,14 +13,13 @@
 //! cargo run --release -p eddy-benchmarks --bin cluster_bench
 //! ```
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use serde_json::{Value, json};
+use eddy_benchmarks::cluster::Cluster;
 
 #[derive(Parser)]
 struct Args {
@@ -30,125 +29,6 @@ struct Args {
     /// Submissions measured for the latency figures.
     #[arg(long, default_value_t = 20)]
     submissions: usize,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-struct Cluster {
-    rest: String,
-    processes: Vec<Child>,
-    http: reqwest::blocking::Client,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for p in &mut self.processes {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
-
-impl Cluster {
-    fn start(eddy: &Path, dir: &Path) -> Result<Self> {
-        let (rest_port, rpc_port) = (free_port()?, free_port()?);
-        let mut processes = vec![
-            Command::new(eddy)
-                .args(["-D", &format!("rest.port={rest_port}")])
-                .args(["-D", &format!("jobmanager.rpc.port={rpc_port}")])
-                .args(["jobmanager", "--work-dir"])
-                .arg(dir.join("jm"))
-                .env("EDDY_LOG_DIR", dir.join("log"))
-                .stdout(Stdio::null())
-                .spawn()?,
-        ];
-        for i in 0..2 {
-            processes.push(
-                Command::new(eddy)
-                    .args(["-D", &format!("jobmanager.rpc.port={rpc_port}")])
-                    .args(["-D", "taskmanager.numberOfTaskSlots=1"])
-                    .args(["-D", &format!("taskmanager.resource-id=tm{i}")])
-                    .args(["taskmanager", "--work-dir"])
-                    .arg(dir.join("tm"))
-                    .env("EDDY_LOG_DIR", dir.join("log"))
-                    .stdout(Stdio::null())
-                    .spawn()?,
-            );
-        }
-        let cluster = Cluster {
-            rest: format!("http://127.0.0.1:{rest_port}"),
-            processes,
-            http: reqwest::blocking::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while cluster
-            .get("/overview")
-            .ok()
-            .map(|o| o["taskmanagers"].clone())
-            != Some(json!(2))
-        {
-            if Instant::now() > deadline {
-                bail!("the cluster did not start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(cluster)
-    }
-
-    fn get(&self, path: &str) -> Result<Value> {
-        Ok(self
-            .http
-            .get(format!("{}{path}", self.rest))
-            .send()?
-            .json()?)
-    }
-
-    fn upload(&self, program: &Path) -> Result<String> {
-        let form = reqwest::blocking::multipart::Form::new().part(
-            "jarfile",
-            reqwest::blocking::multipart::Part::bytes(std::fs::read(program)?)
-                .file_name("core_bench"),
-        );
-        let v: Value = self
-            .http
-            .post(format!("{}/jars/upload", self.rest))
-            .multipart(form)
-            .send()?
-            .json()?;
-        Ok(v["filename"].as_str().context("upload failed")?.to_string())
-    }
-
-    fn run(&self, jar: &str, args: &[String]) -> Result<String> {
-        let v: Value = self
-            .http
-            .post(format!("{}/jars/{jar}/run", self.rest))
-            .json(&json!({ "programArgsList": args }))
-            .send()?
-            .json()?;
-        Ok(v["jobid"]
-            .as_str()
-            .with_context(|| format!("run failed: {v}"))?
-            .to_string())
-    }
-
-    /// Polls until the job is in `state` (or has ended); returns when it was seen.
-    fn wait(&self, job: &str, state: &str, poll: Duration) -> Result<Instant> {
-        loop {
-            let s = self.get(&format!("/jobs/{job}"))?["state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if s == state {
-                return Ok(Instant::now());
-            }
-            if matches!(s.as_str(), "FAILED" | "CANCELED") || (s == "FINISHED" && state != s) {
-                bail!("job {job} is {s}, waiting for {state}");
-            }
-            std::thread::sleep(poll);
-        }
-    }
 }
 
 fn case_args(records: u64) -> Vec<String> {
@@ -176,7 +56,7 @@ fn main() -> Result<()> {
         }
     }
     let work = tempfile::tempdir()?;
-    let cluster = Cluster::start(&eddy, work.path())?;
+    let cluster = Cluster::start(&eddy, work.path(), 2)?;
     let tm_pids: Vec<u32> = cluster.processes[1..].iter().map(Child::id).collect();
     let jm_pid = cluster.processes[0].id();
 

@@ -7,6 +7,7 @@
 
 mod checkpointing;
 mod one_input;
+mod pacer;
 mod source;
 mod two_input;
 mod valve;

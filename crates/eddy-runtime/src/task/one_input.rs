@@ -2,9 +2,10 @@
 
 use std::time::Instant;
 
-use eddy_core::element::{StopMode, StreamElement};
+use eddy_core::element::{StopMode, StreamElement, StreamRecord};
 
 use super::checkpointing::{BarrierAligner, BarrierStep};
+use super::pacer::{BatchPacer, MAX_INPUT_CHUNK, next_chunk};
 use super::valve::ValveOutput;
 use super::{
     FlushTimer, InputEnds, StreamTask, TaskEnv, TaskMessage, WatermarkValve, checkpoint_chain,
@@ -23,6 +24,8 @@ pub struct OneInputTask<IN> {
     aligner: BarrierAligner,
     ends: InputEnds,
     partition_ended: bool,
+    flush: FlushTimer,
+    pacer: BatchPacer,
 }
 
 impl<IN> OneInputTask<IN> {
@@ -30,6 +33,8 @@ impl<IN> OneInputTask<IN> {
     pub fn new(env: TaskEnv, gate: InputGate<IN>, chain: Box<dyn ChainOutput<IN>>) -> Self {
         let n = gate.num_channels();
         OneInputTask {
+            flush: FlushTimer::new(env.buffer_timeout, env.dirty.clone()),
+            pacer: BatchPacer::new(MAX_INPUT_CHUNK, env.signals.back_pressured.clone()),
             aligner: BarrierAligner::new(n, env.checkpointing.mode),
             valve: WatermarkValve::new(n),
             ends: InputEnds::new(n),
@@ -97,7 +102,6 @@ impl<IN> OneInputTask<IN> {
                 false,
             )?;
         }
-        let mut flush = FlushTimer::new(self.env.buffer_timeout, self.env.dirty.clone());
         loop {
             self.handle_mailbox()?;
             if maybe_end_partition(self.chain.as_mut(), &self.env, &mut self.partition_ended)?
@@ -108,20 +112,42 @@ impl<IN> OneInputTask<IN> {
             match self.gate.try_next()? {
                 Some((channel, element)) => {
                     self.process_element(channel, element)?;
-                    flush.maybe_flush(self.chain.as_mut())?;
+                    self.flush.maybe_flush(self.chain.as_mut())?;
                 }
                 None => {
                     if self.env.checkpointing.ended().is_none() {
                         fire_timers(&self.env.timers, self.chain.as_mut())?;
                     }
-                    flush.maybe_flush(self.chain.as_mut())?;
-                    let deadline = earliest(flush.deadline(), timer_deadline(&self.env.timers));
+                    self.flush.maybe_flush(self.chain.as_mut())?;
+                    let deadline =
+                        earliest(self.flush.deadline(), timer_deadline(&self.env.timers));
                     let start = Instant::now();
                     wait_for_input(&[&self.gate], &self.env.mailbox, deadline);
                     self.env.time_metrics.idle.add(start.elapsed());
                 }
             }
         }
+    }
+
+    /// Hands `batch` down the chain in chunks the pacer sizes, answering the mailbox and
+    /// flushing on time between them.
+    #[inline]
+    fn collect(&mut self, batch: Vec<StreamRecord<IN>>) -> Result<()> {
+        let chain = &mut self.chain;
+        if batch.len() <= self.pacer.limit() {
+            return self.pacer.timed(batch.len(), || chain.collect(batch));
+        }
+        let mut rest = batch.into_iter();
+        while rest.len() > 0 {
+            let chunk = next_chunk(&mut rest, self.pacer.limit());
+            let chain = &mut self.chain;
+            self.pacer.timed(chunk.len(), || chain.collect(chunk))?;
+            if rest.len() > 0 {
+                self.handle_mailbox()?;
+                self.flush.maybe_flush(self.chain.as_mut())?;
+            }
+        }
+        Ok(())
     }
 
     /// `channel` has no more data.
@@ -142,7 +168,7 @@ impl<IN> OneInputTask<IN> {
     #[inline]
     fn process_element(&mut self, channel: usize, element: StreamElement<IN>) -> Result<()> {
         match element {
-            StreamElement::Records(batch) => self.chain.collect(batch),
+            StreamElement::Records(batch) => self.collect(batch),
             StreamElement::Watermark(w) => {
                 if self.ends.is_ended(channel) {
                     return Ok(());

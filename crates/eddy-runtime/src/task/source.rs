@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use eddy_core::element::{CheckpointBarrier, StopMode, Watermark, WatermarkStatus};
 
+use super::pacer::BatchPacer;
 use super::{
     FlushTimer, StreamTask, TaskEnv, TaskMessage, checkpoint_chain, earliest, end_chain_data,
     fire_timers, maybe_end_partition, next_message, timer_deadline,
@@ -34,6 +35,7 @@ pub struct SourceTask<T, R: SourceReader<T>> {
     watermarks: WatermarkStrategy<T>,
     names: Names,
     partition_ended: bool,
+    pacer: BatchPacer,
 }
 
 impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
@@ -51,7 +53,9 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
         chain: Box<dyn ChainOutput<T>>,
     ) -> Self {
         let names = Names::new(operator_name, &env.info.task_name_with_subtask());
+        let pacer = BatchPacer::new(env.batch_size, env.signals.back_pressured.clone());
         SourceTask {
+            pacer,
             env,
             reader,
             chain,
@@ -64,11 +68,15 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
         }
     }
 
-    /// Sends what the reader emitted down the chain, in order.
+    /// Sends what the reader emitted down the chain, in order. The pacer times the records'
+    /// way down, and sizes the reader's next batch by it.
     fn forward(&mut self, output: &mut ReaderOutput<T>) -> Result<()> {
         for emitted in output.drain() {
             match emitted {
-                Emitted::Records(batch) => self.chain.collect(batch)?,
+                Emitted::Records(batch) => {
+                    let chain = &mut self.chain;
+                    self.pacer.timed(batch.len(), || chain.collect(batch))?
+                }
                 Emitted::Watermark(WatermarkEvent::Watermark(w)) => self.chain.emit_watermark(w)?,
                 Emitted::Watermark(WatermarkEvent::Idle) => {
                     self.chain.emit_watermark_status(WatermarkStatus::Idle)?
@@ -186,6 +194,7 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
                 continue;
             }
             fire_timers(&self.env.timers, self.chain.as_mut())?;
+            output.set_limit(self.pacer.limit());
             let reader = &mut self.reader;
             let status = guard(&self.names, || reader.poll_next(&mut output))?;
             self.forward(&mut output)?;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use eddy_core::element::{CheckpointBarrier, StopMode, StreamElement};
 
 use super::checkpointing::{BarrierAligner, BarrierStep};
+use super::pacer::{BatchPacer, MAX_INPUT_CHUNK, next_chunk};
 use super::valve::ValveOutput;
 use super::{
     FlushTimer, InputEnds, StreamTask, TaskEnv, TaskMessage, WatermarkValve, earliest,
@@ -33,6 +34,8 @@ pub struct TwoInputTask<IN1, IN2, OUT, OP> {
     ended: [bool; 2],
     prefer_second: bool,
     partition_ended: bool,
+    flush: FlushTimer,
+    pacer: BatchPacer,
 }
 
 impl<IN1, IN2, OUT, OP> TwoInputTask<IN1, IN2, OUT, OP>
@@ -53,6 +56,8 @@ where
         let n = gate1.num_channels() + gate2.num_channels();
         let valve = WatermarkValve::new(n);
         TwoInputTask {
+            flush: FlushTimer::new(env.buffer_timeout, env.dirty.clone()),
+            pacer: BatchPacer::new(MAX_INPUT_CHUNK, env.signals.back_pressured.clone()),
             aligner: BarrierAligner::new(n, env.checkpointing.mode),
             ends: InputEnds::new(n),
             partition_ended: false,
@@ -92,7 +97,7 @@ where
         input: u8,
         channel: usize,
         element: StreamElement<T>,
-        process: impl FnOnce(
+        process: impl Fn(
             &mut OP,
             Vec<eddy_core::element::StreamRecord<T>>,
             &mut OperatorOutput<OUT>,
@@ -106,8 +111,26 @@ where
         match element {
             StreamElement::Records(batch) => {
                 self.io.num_records_in.inc_by(batch.len() as u64);
-                let (op, out) = (&mut self.op, &mut self.out);
-                guard(&self.names, || process(op, batch, out))
+                if batch.len() <= self.pacer.limit() {
+                    let (op, out, names) = (&mut self.op, &mut self.out, &self.names);
+                    return self
+                        .pacer
+                        .timed(batch.len(), || guard(names, || process(op, batch, out)));
+                }
+                // Chunks the pacer sizes, with the mailbox answered and buffers flushed on
+                // time between them.
+                let mut rest = batch.into_iter();
+                while rest.len() > 0 {
+                    let chunk = next_chunk(&mut rest, self.pacer.limit());
+                    let (op, out, names) = (&mut self.op, &mut self.out, &self.names);
+                    self.pacer
+                        .timed(chunk.len(), || guard(names, || process(op, chunk, out)))?;
+                    if rest.len() > 0 {
+                        self.handle_mailbox()?;
+                        self.flush.maybe_flush(&mut self.out)?;
+                    }
+                }
+                Ok(())
             }
             StreamElement::Watermark(_) | StreamElement::WatermarkStatus(_)
                 if self.ends.is_ended(offset + channel) =>
@@ -283,7 +306,6 @@ where
         if self.env.checkpointing.finished_on_restore {
             self.end_data(StopMode::Drain, false)?;
         }
-        let mut flush = FlushTimer::new(self.env.buffer_timeout, self.env.dirty.clone());
         loop {
             self.handle_mailbox()?;
             if !self.partition_ended && self.env.checkpointing.may_exit() {
@@ -295,14 +317,14 @@ where
                 return Ok(());
             }
             if self.poll_one()? {
-                flush.maybe_flush(&mut self.out)?;
+                self.flush.maybe_flush(&mut self.out)?;
                 continue;
             }
             if self.env.checkpointing.ended().is_none() {
                 self.fire_timers()?;
             }
-            flush.maybe_flush(&mut self.out)?;
-            let deadline = earliest(flush.deadline(), timer_deadline(&self.env.timers));
+            self.flush.maybe_flush(&mut self.out)?;
+            let deadline = earliest(self.flush.deadline(), timer_deadline(&self.env.timers));
             let start = Instant::now();
             wait_for_input(&[&self.gate1, &self.gate2], &self.env.mailbox, deadline);
             self.env.time_metrics.idle.add(start.elapsed());
