@@ -110,13 +110,9 @@ public class LatencyJob {
             }
             long seq = index - first;
             long due = originUs + (long) (seq * 1e6 / rate);
-            // Never early: sleep until the event is due (spin for the last few microseconds).
+            // Never early: sleep until the event is due, as Eddy's reader does.
             for (long wait = due - nowUs(); wait > 0; wait = due - nowUs()) {
-                if (wait > 50) {
-                    LockSupport.parkNanos((wait - 20) * 1000);
-                } else {
-                    Thread.onSpinWait();
-                }
+                LockSupport.parkNanos(wait * 1000);
             }
             emitted++;
             lastNs = System.nanoTime();

@@ -270,7 +270,7 @@ pub mod options {
         RUNTIME_MODE: RuntimeMode = "execution.runtime-mode", default "STREAMING";
         /// Whether output buffers are flushed on a timer at all.
         BUFFER_TIMEOUT_ENABLED: bool = "execution.buffer-timeout.enabled", default "true";
-        /// The longest a record waits in an output buffer before it is sent; 0 sends every record at once.
+        /// The longest a record waits in an output buffer before it is sent; 0 sends every record once the batch it came in is processed.
         BUFFER_TIMEOUT: Duration = "execution.buffer-timeout.interval" ["execution.buffer-timeout"], default "100 ms";
         /// Slots each TaskManager offers.
         TASK_SLOTS: u32 = "taskmanager.numberOfTaskSlots", default "1";

@@ -117,7 +117,8 @@ impl StreamExecutionEnvironment {
     }
 
     /// How long records may wait in an output buffer, in ms (Flink's `setBufferTimeout`): `0`
-    /// sends every record at once; `-1` sends buffers only when they are full.
+    /// sends every record as soon as the batch it came in has been processed; `-1` sends
+    /// buffers only when they are full.
     pub fn set_buffer_timeout(&self, timeout_millis: i64) -> &Self {
         let mut inner = self.inner.borrow_mut();
         match timeout_millis {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use eddy_core::config::options;
@@ -332,13 +331,10 @@ impl TaskSpec {
             None
         };
         let segment_size = job.config.get(&options::SEGMENT_SIZE)?.0;
-        let batch_size_of = |port: &dyn DataPort| -> usize {
-            if buffer_timeout == Some(Duration::ZERO) {
-                1
-            } else {
-                port.batch_size(segment_size)
-            }
-        };
+        // A buffer timeout of 0 keeps full-size buffers: the task flushes them after every
+        // batch it handles (`FlushTimer`), which sends each record as soon as it is processed
+        // without a buffer per record.
+        let batch_size_of = |port: &dyn DataPort| -> usize { port.batch_size(segment_size) };
         let task_group = self.task_metric_group();
         let time_metrics =
             TaskTimeMetrics::register(&task_group, self.signals.back_pressured.clone());

@@ -81,7 +81,9 @@ pub struct TaskEnv {
     pub checkpointing: TaskCheckpointing,
 }
 
-/// Flushes output buffers when the buffer timeout has passed since the last flush.
+/// Flushes output buffers when the buffer timeout has passed since the last flush; with a
+/// timeout of 0, after every batch the task handles (the records of one batch became available
+/// together, and batches are kept to about a millisecond of work by the pacer).
 pub(crate) struct FlushTimer {
     interval: Option<Duration>,
     next: Instant,

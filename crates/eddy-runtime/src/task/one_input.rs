@@ -1,5 +1,6 @@
 //! The one-input task: reads one input gate (one or more upstream edges of the same type).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use eddy_core::element::{StopMode, StreamElement, StreamRecord};
@@ -129,20 +130,27 @@ impl<IN> OneInputTask<IN> {
         }
     }
 
-    /// Hands `batch` down the chain in chunks the pacer sizes, answering the mailbox and
-    /// flushing on time between them.
+    /// Hands `batch` down the chain, timed, or in chunks when it is larger than the pacer's
+    /// limit.
     #[inline]
     fn collect(&mut self, batch: Vec<StreamRecord<IN>>) -> Result<()> {
-        let chain = &mut self.chain;
-        if batch.len() <= self.pacer.limit() {
-            return self.pacer.timed(batch.len(), || chain.collect(batch));
+        if batch.len() > self.pacer.limit() {
+            return self.collect_in_chunks(batch);
         }
-        let mut rest = batch.into_iter();
-        while rest.len() > 0 {
+        let chain = &mut self.chain;
+        self.pacer.timed(batch.len(), || chain.collect(batch))
+    }
+
+    /// Hands `batch` down the chain in chunks the pacer sizes, answering the mailbox and
+    /// flushing on time between them.
+    #[inline(never)]
+    fn collect_in_chunks(&mut self, batch: Vec<StreamRecord<IN>>) -> Result<()> {
+        let mut rest = VecDeque::from(batch);
+        while !rest.is_empty() {
             let chunk = next_chunk(&mut rest, self.pacer.limit());
             let chain = &mut self.chain;
             self.pacer.timed(chunk.len(), || chain.collect(chunk))?;
-            if rest.len() > 0 {
+            if !rest.is_empty() {
                 self.handle_mailbox()?;
                 self.flush.maybe_flush(self.chain.as_mut())?;
             }

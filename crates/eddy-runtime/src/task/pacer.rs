@@ -11,6 +11,7 @@
 //! mailbox and the flush timer checked in between. A fast chain gets full batches: the limit
 //! doubles whenever a full batch took less than half the target.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,9 +76,8 @@ impl BatchPacer {
 }
 
 /// The next `n` records of `rest`.
-#[inline]
-pub(crate) fn next_chunk<T>(rest: &mut std::vec::IntoIter<T>, n: usize) -> Vec<T> {
-    rest.by_ref().take(n).collect()
+pub(crate) fn next_chunk<T>(rest: &mut VecDeque<T>, n: usize) -> Vec<T> {
+    rest.drain(..n.min(rest.len())).collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The two-input task: reads two gates of different element types into a two-input operator
 //! (connect, co-process, joins), which heads the task's chain.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use eddy_core::element::{CheckpointBarrier, StopMode, StreamElement};
@@ -119,13 +120,13 @@ where
                 }
                 // Chunks the pacer sizes, with the mailbox answered and buffers flushed on
                 // time between them.
-                let mut rest = batch.into_iter();
-                while rest.len() > 0 {
+                let mut rest = VecDeque::from(batch);
+                while !rest.is_empty() {
                     let chunk = next_chunk(&mut rest, self.pacer.limit());
                     let (op, out, names) = (&mut self.op, &mut self.out, &self.names);
                     self.pacer
                         .timed(chunk.len(), || guard(names, || process(op, chunk, out)))?;
-                    if rest.len() > 0 {
+                    if !rest.is_empty() {
                         self.handle_mailbox()?;
                         self.flush.maybe_flush(&mut self.out)?;
                     }
