@@ -319,6 +319,15 @@ fn word_count_on_two_taskmanagers_equals_the_brute_force_count() {
     );
     assert_eq!(cluster.get("/overview").unwrap()["slots-available"], 4);
     assert!(cluster.eddy_ok(&["list"]).contains(&job));
+    // The same API under /v1/, where Flink's CLI and dashboard look for it.
+    assert_eq!(
+        cluster.get(&format!("/v1/jobs/{job}")).unwrap()["state"],
+        "FINISHED"
+    );
+    assert_eq!(
+        cluster.get("/v1/overview").unwrap()["taskmanagers"],
+        cluster.get("/overview").unwrap()["taskmanagers"]
+    );
 
     // Logs: one file per process, served through the REST API.
     let logs = cluster.get("/jobmanager/logs").unwrap();

@@ -98,8 +98,18 @@ pub fn metrics_text(text: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// The REST API's routes.
+/// The REST API's routes, under `/` and, as Flink serves its API and its CLI asks for it, under
+/// `/v1/`.
 pub fn router(cluster: Shared) -> Router {
+    let api = routes();
+    Router::new()
+        .merge(api.clone())
+        .nest("/v1", api)
+        .fallback(|| async { not_found("page") })
+        .with_state(cluster)
+}
+
+fn routes() -> Router<Shared> {
     Router::new()
         .route("/", get(web_ui))
         .route("/index.html", get(web_ui))
@@ -129,8 +139,6 @@ pub fn router(cluster: Shared) -> Router {
         )
         .route("/jars/{id}/run", post(run_jar))
         .route("/blobs/{sha}", get(blob))
-        .fallback(|| async { not_found("page") })
-        .with_state(cluster)
 }
 
 /// The web UI: one page that reads this API.
