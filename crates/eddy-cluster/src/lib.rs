@@ -19,6 +19,7 @@
 pub mod client;
 pub mod jobmanager;
 pub mod logging;
+pub mod process;
 pub mod protocol;
 pub mod taskmanager;
 

@@ -32,10 +32,10 @@ pub struct Registration {
 pub enum TaskManagerMessage {
     /// The first message.
     Register(Registration),
-    /// Still alive, with its resident memory in bytes.
+    /// Still alive, with the resources it and its workers use.
     Heartbeat {
-        /// Resident set size of the TaskManager process.
-        rss_bytes: u64,
+        /// The TaskManager process and its worker processes together.
+        process: crate::process::ProcessMetrics,
     },
     /// A worker process ended.
     WorkerExited {

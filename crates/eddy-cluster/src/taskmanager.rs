@@ -294,8 +294,9 @@ fn session(
                         }
                     }
                     if Instant::now() >= next {
+                        let pids: Vec<u32> = workers.lock().values().map(Child::id).collect();
                         let m = TaskManagerMessage::Heartbeat {
-                            rss_bytes: resident_memory(),
+                            process: crate::process::ProcessMetrics::read(&pids),
                         };
                         if write_message(&mut *writer.lock(), &m).is_err() {
                             return;

@@ -13,6 +13,8 @@
 
 pub mod deployer;
 pub mod rest;
+mod rest_checkpoints;
+mod rest_metrics;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufReader, BufWriter, Read};
@@ -45,8 +47,8 @@ pub struct TaskManagerInfo {
     pub last_heartbeat: Instant,
     /// When it registered (ms since the epoch).
     pub registered_at: i64,
-    /// Resident memory at its last heartbeat.
-    pub rss_bytes: u64,
+    /// The resources it and its workers used at its last heartbeat.
+    pub process: crate::process::ProcessMetrics,
     writer: Arc<Mutex<BufWriter<TcpStream>>>,
     stream: TcpStream,
 }
@@ -550,7 +552,7 @@ fn serve_taskmanager(cluster: &Arc<Cluster>, stream: TcpStream) -> Result<()> {
                 registration,
                 last_heartbeat: Instant::now(),
                 registered_at: eddy_core::time::now_millis(),
-                rss_bytes: 0,
+                process: Default::default(),
                 writer,
                 stream,
             },
@@ -559,10 +561,10 @@ fn serve_taskmanager(cluster: &Arc<Cluster>, stream: TcpStream) -> Result<()> {
     }
     loop {
         match read_message::<TaskManagerMessage>(&mut reader) {
-            Ok(Some(TaskManagerMessage::Heartbeat { rss_bytes })) => {
+            Ok(Some(TaskManagerMessage::Heartbeat { process })) => {
                 if let Some(tm) = cluster.resources.lock().taskmanagers.get_mut(&id) {
                     tm.last_heartbeat = Instant::now();
-                    tm.rss_bytes = rss_bytes;
+                    tm.process = process;
                 }
             }
             Ok(Some(TaskManagerMessage::WorkerExited {

@@ -19,17 +19,18 @@ use eddy_runtime::executor::remote::WireMetric;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::deployer::JobMonitor;
+use super::rest_checkpoints as checkpoints;
+use super::rest_metrics as metrics;
 use super::{Cluster, Operation, RunRequest};
 use crate::{ClusterError, Result};
 
 /// The largest program upload accepted.
 const MAX_UPLOAD: usize = 1 << 30;
 
-type Shared = Arc<Cluster>;
+pub(super) type Shared = Arc<Cluster>;
 
 /// An error answer: `{"errors": [message]}` with a status.
-pub struct RestError(StatusCode, String);
+pub struct RestError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
@@ -42,11 +43,16 @@ pub(crate) fn not_found(what: &str) -> RestError {
     RestError(StatusCode::NOT_FOUND, format!("{what} not found"))
 }
 
-fn bad_request(message: impl Into<String>) -> RestError {
+pub(super) fn bad_request(message: impl Into<String>) -> RestError {
     RestError(StatusCode::BAD_REQUEST, message.into())
 }
 
-type Answer = std::result::Result<Json<Value>, RestError>;
+/// A 500 answer naming what went wrong.
+pub(super) fn internal(e: impl std::fmt::Display) -> RestError {
+    RestError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+pub(super) type Answer = std::result::Result<Json<Value>, RestError>;
 
 /// Serves the REST API on `listener` until the process ends; with `prometheus`, also
 /// `/metrics` there.
@@ -106,7 +112,26 @@ pub fn router(cluster: Shared) -> Router {
         .merge(api.clone())
         .nest("/v1", api)
         .fallback(|| async { not_found("page") })
+        .layer(axum::middleware::map_response(errors_as_json))
         .with_state(cluster)
+}
+
+/// Answers every error in Flink's shape, also those axum gives itself (a body over the size
+/// limit, a malformed path or query): `{"errors": [text]}` with the same status.
+async fn errors_as_json(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).trim().to_string(),
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    RestError(status, text).into_response()
 }
 
 fn routes() -> Router<Shared> {
@@ -119,17 +144,89 @@ fn routes() -> Router<Shared> {
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{id}", get(job_details).patch(job_patch))
         .route("/jobs/{id}/exceptions", get(job_exceptions))
-        .route("/jobs/{id}/checkpoints", get(job_checkpoints))
+        .route("/jobs/{id}/status", get(job_status))
+        .route("/jobs/{id}/config", get(job_config))
+        .route("/jobs/{id}/accumulators", get(job_accumulators))
+        .route("/jobs/{id}/jobmanager/config", get(job_jobmanager_config))
+        .route(
+            "/jobs/{id}/jobmanager/environment",
+            get(jobmanager_environment),
+        )
+        .route("/jobs/{id}/jobmanager/log-url", get(jobmanager_log_url))
+        .route(
+            "/jobs/{id}/taskmanagers/{tm}/log-url",
+            get(taskmanager_log_url),
+        )
+        .route(
+            "/jobs/{id}/resource-requirements",
+            get(resource_requirements),
+        )
+        .route("/jobs/{id}/checkpoints", get(checkpoints::job_checkpoints))
+        .route(
+            "/jobs/{id}/checkpoints/config",
+            get(checkpoints::checkpoint_config),
+        )
+        .route(
+            "/jobs/{id}/checkpoints/details/{cid}",
+            get(checkpoints::checkpoint_details),
+        )
+        .route(
+            "/jobs/{id}/checkpoints/details/{cid}/subtasks/{vid}",
+            get(checkpoints::checkpoint_subtasks),
+        )
         .route("/jobs/{id}/plan", get(job_plan))
         .route("/jobs/{id}/vertices/{vid}", get(vertex_details))
+        .route(
+            "/jobs/{id}/vertices/{vid}/metrics",
+            get(metrics::vertex_metrics),
+        )
+        .route(
+            "/jobs/{id}/vertices/{vid}/subtasks/metrics",
+            get(metrics::aggregated_subtask_metrics),
+        )
+        .route(
+            "/jobs/{id}/vertices/{vid}/subtasks/{index}",
+            get(subtask_details),
+        )
+        .route(
+            "/jobs/{id}/vertices/{vid}/subtasks/{index}/metrics",
+            get(metrics::subtask_metrics),
+        )
+        .route(
+            "/jobs/{id}/vertices/{vid}/watermarks",
+            get(metrics::watermarks),
+        )
+        .route(
+            "/jobs/{id}/vertices/{vid}/backpressure",
+            get(metrics::backpressure),
+        )
+        .route(
+            "/jobs/{id}/vertices/{vid}/accumulators",
+            get(vertex_accumulators),
+        )
+        .route(
+            "/jobs/{id}/vertices/{vid}/subtasks/accumulators",
+            get(subtask_accumulators),
+        )
+        .route("/jobs/{id}/vertices/{vid}/subtasktimes", get(subtask_times))
+        .route(
+            "/jobs/{id}/vertices/{vid}/taskmanagers",
+            get(vertex_taskmanagers),
+        )
         .route("/jobs/{id}/savepoints", post(trigger_savepoint))
         .route("/jobs/{id}/savepoints/{tid}", get(operation_status))
         .route("/jobs/{id}/stop", post(stop_job))
         .route("/taskmanagers", get(taskmanagers))
         .route("/taskmanagers/{id}", get(taskmanager))
+        .route(
+            "/taskmanagers/{id}/metrics",
+            get(metrics::taskmanager_metrics),
+        )
         .route("/taskmanagers/{id}/logs", get(taskmanager_logs))
         .route("/taskmanagers/{id}/logs/{name}", get(taskmanager_log))
         .route("/jobmanager/config", get(jobmanager_config))
+        .route("/jobmanager/environment", get(jobmanager_environment))
+        .route("/jobmanager/metrics", get(metrics::jobmanager_metrics))
         .route("/jobmanager/logs", get(jobmanager_logs))
         .route("/jobmanager/logs/{name}", get(jobmanager_log))
         .route("/jars", get(jars))
@@ -219,26 +316,41 @@ async fn jobs(State(c): State<Shared>) -> Json<Value> {
     Json(json!({ "jobs": jobs }))
 }
 
+/// Flink's execution states, in its order.
+const EXECUTION_STATES: [&str; 10] = [
+    "CREATED",
+    "SCHEDULED",
+    "DEPLOYING",
+    "RUNNING",
+    "FINISHED",
+    "CANCELING",
+    "CANCELED",
+    "FAILED",
+    "RECONCILING",
+    "INITIALIZING",
+];
+
 /// Counts of subtasks per state, with every one of Flink's states present.
 fn task_counts<'a>(states: impl IntoIterator<Item = &'a &'static str>) -> Value {
-    let mut counts: BTreeMap<&str, u32> = [
-        "CREATED",
-        "SCHEDULED",
-        "DEPLOYING",
-        "RUNNING",
-        "FINISHED",
-        "CANCELING",
-        "CANCELED",
-        "FAILED",
-        "RECONCILING",
-        "INITIALIZING",
-    ]
-    .into_iter()
-    .map(|k| (k, 0))
-    .collect();
+    let mut counts: BTreeMap<&str, u32> = EXECUTION_STATES.into_iter().map(|k| (k, 0)).collect();
     for s in states {
         *counts.entry(s).or_default() += 1;
     }
+    json!(counts)
+}
+
+/// The job overview's task counts: lower-case states and the total, as Flink's `JobDetails`.
+fn overview_task_counts<'a>(states: impl IntoIterator<Item = &'a &'static str>) -> Value {
+    let mut counts: BTreeMap<String, u32> = EXECUTION_STATES
+        .into_iter()
+        .map(|k| (k.to_lowercase(), 0))
+        .collect();
+    let mut total = 0;
+    for s in states {
+        *counts.entry(s.to_lowercase()).or_default() += 1;
+        total += 1;
+    }
+    counts.insert("total".into(), total);
     json!(counts)
 }
 
@@ -268,19 +380,36 @@ fn vertex_states(tasks: &super::deployer::TaskStates, v: usize) -> &[&'static st
     tasks.states.get(v).map(Vec::as_slice).unwrap_or(&[])
 }
 
+/// A job's start, end (-1 while it runs) and duration, in ms.
+fn job_times(e: &super::JobEntry) -> (i64, i64, i64) {
+    let end = e.client.end_time();
+    let duration = end.unwrap_or_else(eddy_core::time::now_millis) - e.start_time;
+    (e.start_time, end.unwrap_or(-1), duration)
+}
+
+fn job_type(graph: &JobGraph) -> &'static str {
+    if matches!(graph.mode, eddy_core::graph::ExecutionMode::Batch) {
+        "BATCH"
+    } else {
+        "STREAMING"
+    }
+}
+
 fn job_summary(id: &eddy_core::ids::JobId, e: &super::JobEntry) -> Value {
-    let status = e.client.job_status();
-    let now = eddy_core::time::now_millis();
+    let (start, end, duration) = job_times(e);
     let tasks = e.monitor.tasks();
     json!({
         "jid": id.to_string(),
         "name": e.graph.name,
-        "state": status_name(status),
-        "start-time": e.start_time,
-        "end-time": e.client.end_time().unwrap_or(-1),
-        "duration": e.client.end_time().unwrap_or(now) - e.start_time,
-        "last-modification": e.client.end_time().unwrap_or(e.start_time),
-        "tasks": task_counts(tasks.states.iter().flatten()),
+        "jobType": job_type(&e.graph),
+        "schedulerType": "Default",
+        "state": status_name(e.client.job_status()),
+        "start-time": start,
+        "end-time": end,
+        "duration": duration,
+        "last-modification": if end >= 0 { end } else { start },
+        "tasks": overview_task_counts(tasks.states.iter().flatten()),
+        "pending-operators": 0,
     })
 }
 
@@ -319,7 +448,7 @@ fn metric_values<'a>(
 
 /// A vertex's input operator (its head) and output operators (those with network outputs,
 /// or its last one), whose record counts are the vertex's records in and out, as in Flink.
-fn io_operators(vertex: &eddy_core::graph::JobVertex) -> (Vec<String>, Vec<String>) {
+pub(super) fn io_operators(vertex: &eddy_core::graph::JobVertex) -> (Vec<String>, Vec<String>) {
     let head = vec![vertex.operators[0].operator_id.to_string()];
     let mut outputs: Vec<String> = vertex
         .operators
@@ -335,40 +464,31 @@ fn io_operators(vertex: &eddy_core::graph::JobVertex) -> (Vec<String>, Vec<Strin
     (head, outputs)
 }
 
-/// Records in and out and back pressure of a vertex, or of one of its subtasks.
+/// Flink's `IOMetricsInfo` of a vertex, or of one of its subtasks: records in (its head
+/// operator's) and out (its output operators'), and the highest back-pressured, idle and busy
+/// time per second. Eddy does not count bytes.
 fn io_metrics(
     all: &[WireMetric],
     vertex: &eddy_core::graph::JobVertex,
     subtask: Option<&str>,
-) -> (u64, u64, u64) {
+) -> Value {
     let vid = vertex.id.to_string();
     let (head, outputs) = io_operators(vertex);
     let read = metric_values(all, &vid, "numRecordsIn", Some(&head), subtask).sum::<f64>();
     let write = metric_values(all, &vid, "numRecordsOut", Some(&outputs), subtask).sum::<f64>();
-    let bp =
-        metric_values(all, &vid, "backPressuredTimeMsPerSecond", None, subtask).fold(0.0, f64::max);
-    (read as u64, write as u64, bp as u64)
-}
-
-fn vertex_metrics(graph: &JobGraph, v: usize, metrics: &JobMonitor) -> Value {
-    let all = metrics.all();
-    let vertex = &graph.vertices[v];
-    let vid = vertex.id.to_string();
-    let (head, _) = io_operators(vertex);
-    let (read, write, bp) = io_metrics(&all, vertex, None);
-    let max = |name| metric_values(&all, &vid, name, None, None).fold(0.0, f64::max);
+    let max = |name| metric_values(all, &vid, name, None, subtask).fold(0.0, f64::max);
     let watermark =
-        metric_values(&all, &vid, "currentInputWatermark", Some(&head), None).reduce(f64::min);
+        metric_values(all, &vid, "currentInputWatermark", Some(&head), subtask).reduce(f64::min);
     json!({
-        "read-records": read,
+        "read-records": read as u64,
         "read-records-complete": true,
-        "write-records": write,
+        "write-records": write as u64,
         "write-records-complete": true,
         "read-bytes": 0,
         "read-bytes-complete": false,
         "write-bytes": 0,
         "write-bytes-complete": false,
-        "accumulated-backpressured-time": bp,
+        "accumulated-backpressured-time": max("backPressuredTimeMsPerSecond") as u64,
         "accumulated-idle-time": max("idleTimeMsPerSecond") as u64,
         "accumulated-busy-time": max("busyTimeMsPerSecond"),
         "current-input-watermark": watermark.map(|w| w as i64),
@@ -433,11 +553,47 @@ pub fn plan_json(graph: &JobGraph) -> Value {
     })
 }
 
+/// A slot sharing group's id, as Flink writes one: 32 hex digits (from its name).
+fn slot_sharing_group_id(name: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The job's status timestamps as Flink reports them (0 for states not entered or not known).
+fn status_timestamps(e: &super::JobEntry) -> Value {
+    let status = status_name(e.client.job_status());
+    let mut t: BTreeMap<&str, i64> = [
+        "INITIALIZING",
+        "CREATED",
+        "RUNNING",
+        "FAILING",
+        "CANCELLING",
+        "CANCELED",
+        "FINISHED",
+        "RESTARTING",
+        "SUSPENDED",
+        "FAILED",
+        "RECONCILING",
+    ]
+    .into_iter()
+    .map(|s| (s, 0))
+    .collect();
+    t.insert("INITIALIZING", e.start_time);
+    t.insert("CREATED", e.start_time);
+    if let Some(end) = e.client.end_time() {
+        t.insert(status, end);
+    }
+    json!(t)
+}
+
 async fn job_details(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
     c.job(&id, |e| {
         let tasks = e.monitor.tasks();
+        let all = e.monitor.all();
         let now = eddy_core::time::now_millis();
-        let mut summary = job_summary(&e.graph.job_id, e);
+        let (start, end, duration) = job_times(e);
+        let status = e.client.job_status();
         let vertices: Vec<Value> = e
             .graph
             .vertices
@@ -446,41 +602,42 @@ async fn job_details(State(c): State<Shared>, Path(id): Path<String>) -> Answer 
             .map(|(v, vertex)| {
                 json!({
                     "id": vertex.id.to_string(),
+                    "slotSharingGroupId": slot_sharing_group_id(&vertex.slot_sharing_group),
                     "name": vertex.name,
                     "maxParallelism": vertex.max_parallelism,
                     "parallelism": vertex.parallelism,
                     "status": vertex_status(vertex_states(&tasks, v)),
-                    "start-time": e.start_time,
-                    "end-time": e.client.end_time().unwrap_or(-1),
-                    "duration": e.client.end_time().unwrap_or(now) - e.start_time,
+                    "start-time": start,
+                    "end-time": end,
+                    "duration": duration,
                     "tasks": task_counts(vertex_states(&tasks, v)),
-                    "metrics": vertex_metrics(&e.graph, v, &e.monitor),
+                    "metrics": io_metrics(&all, vertex, None),
                 })
             })
             .collect();
         let vertex_states: Vec<&'static str> = (0..e.graph.vertices.len())
             .map(|v| vertex_status(vertex_states(&tasks, v)))
             .collect();
-        let status_counts = task_counts(&vertex_states);
-        if let Value::Object(m) = &mut summary {
-            m.insert("isStoppable".into(), json!(false));
-            m.insert(
-                "job-type".into(),
-                json!(
-                    if matches!(e.graph.mode, eddy_core::graph::ExecutionMode::Batch) {
-                        "BATCH"
-                    } else {
-                        "STREAMING"
-                    }
-                ),
-            );
-            m.insert("now".into(), json!(now));
-            m.insert("maxParallelism".into(), json!(-1));
-            m.insert("vertices".into(), json!(vertices));
-            m.insert("status-counts".into(), json!(status_counts));
-            m.insert("plan".into(), plan_json(&e.graph));
-        }
-        Json(summary)
+        let streaming = !matches!(e.graph.mode, eddy_core::graph::ExecutionMode::Batch);
+        Json(json!({
+            "jid": e.graph.job_id.to_string(),
+            "application-id": e.graph.job_id.to_string(),
+            "name": e.graph.name,
+            "schedulerType": "Default",
+            "isStoppable": streaming && status == JobStatus::Running,
+            "state": status_name(status),
+            "job-type": job_type(&e.graph),
+            "start-time": start,
+            "end-time": end,
+            "duration": duration,
+            "maxParallelism": -1,
+            "now": now,
+            "timestamps": status_timestamps(e),
+            "vertices": vertices,
+            "status-counts": task_counts(&vertex_states),
+            "plan": plan_json(&e.graph),
+            "pending-operators": 0,
+        }))
     })
     .ok_or_else(|| not_found("job"))
 }
@@ -490,47 +647,415 @@ async fn job_plan(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
         .ok_or_else(|| not_found("job"))
 }
 
-async fn vertex_details(
-    State(c): State<Shared>,
-    Path((id, vid)): Path<(String, String)>,
-) -> Answer {
+async fn job_status(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
     c.job(&id, |e| {
-        let tasks = e.monitor.tasks();
+        Json(json!({"status": status_name(e.client.job_status())}))
+    })
+    .ok_or_else(|| not_found("job"))
+}
+
+async fn job_config(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    c.job(&id, |e| {
+        let conf = e.graph.config.to_map();
+        let parallelism = e
+            .graph
+            .vertices
+            .iter()
+            .map(|v| v.parallelism)
+            .max()
+            .unwrap_or(1);
+        let restart = conf
+            .get("restart-strategy.type")
+            .cloned()
+            .unwrap_or_else(|| "Cluster level default restart strategy".into());
+        Json(json!({
+            "jid": e.graph.job_id.to_string(),
+            "name": e.graph.name,
+            "execution-config": {
+                "restart-strategy": restart,
+                "job-parallelism": parallelism,
+                "object-reuse-mode": true,
+                "user-config": conf,
+            },
+        }))
+    })
+    .ok_or_else(|| not_found("job"))
+}
+
+async fn job_accumulators(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    c.job(&id, |_| {
+        Json(json!({
+            "job-accumulators": [],
+            "user-task-accumulators": [],
+            "serialized-user-task-accumulators": {},
+        }))
+    })
+    .ok_or_else(|| not_found("job"))
+}
+
+/// The configuration a job runs with: the JobManager's, overridden by the job's own.
+async fn job_jobmanager_config(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    let job = c
+        .job(&id, |e| e.graph.config.to_map())
+        .ok_or_else(|| not_found("job"))?;
+    let mut all = c.config.to_map();
+    all.extend(job);
+    Ok(Json(json!(
+        all.into_iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect::<Vec<_>>()
+    )))
+}
+
+/// The JobManager's environment, in Flink's shape: the runtime, its command line and its
+/// program (Eddy has no class path; the program binary stands in for it).
+async fn jobmanager_environment() -> Json<Value> {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    Json(json!({
+        "jvm": {
+            "version": format!("Eddy {} (native)", env!("CARGO_PKG_VERSION")),
+            "arch": std::env::consts::ARCH,
+            "options": std::env::args().skip(1).collect::<Vec<_>>(),
+        },
+        "classpath": [exe],
+    }))
+}
+
+async fn jobmanager_log_url(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    c.job(&id, |_| ()).ok_or_else(|| not_found("job"))?;
+    Ok(Json(
+        json!({"url": format!("{}/#/job-manager/logs", c.rest_address)}),
+    ))
+}
+
+async fn taskmanager_log_url(
+    State(c): State<Shared>,
+    Path((id, tm)): Path<(String, String)>,
+) -> Answer {
+    c.job(&id, |_| ()).ok_or_else(|| not_found("job"))?;
+    if !c.resources.lock().taskmanagers.contains_key(&tm) {
+        return Err(not_found("TaskManager"));
+    }
+    Ok(Json(
+        json!({"url": format!("{}/#/task-manager/{tm}/logs", c.rest_address)}),
+    ))
+}
+
+/// Each vertex's parallelism bounds: fixed, as Eddy rescales only through savepoints.
+async fn resource_requirements(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    c.job(&id, |e| {
+        let r: serde_json::Map<String, Value> = e
+            .graph
+            .vertices
+            .iter()
+            .map(|v| {
+                let p = json!({"lowerBound": v.parallelism, "upperBound": v.parallelism});
+                (v.id.to_string(), json!({ "parallelism": p }))
+            })
+            .collect();
+        Json(Value::Object(r))
+    })
+    .ok_or_else(|| not_found("job"))
+}
+
+/// What the subtask endpoints need of a job's vertex.
+struct VertexView<'a> {
+    e: &'a super::JobEntry,
+    v: usize,
+    tasks: super::deployer::TaskStates,
+    all: Vec<WireMetric>,
+}
+
+impl VertexView<'_> {
+    fn vertex(&self) -> &eddy_core::graph::JobVertex {
+        &self.e.graph.vertices[self.v]
+    }
+
+    fn state(&self, s: u32) -> &'static str {
+        vertex_states(&self.tasks, self.v)
+            .get(s as usize)
+            .copied()
+            .unwrap_or("CREATED")
+    }
+
+    /// The TaskManager running subtask `s`, from whose worker its metrics come.
+    fn taskmanager(&self, s: u32) -> String {
+        let vid = self.vertex().id.to_string();
+        self.all
+            .iter()
+            .find(|m| {
+                m.variables.get("task_id") == Some(&vid)
+                    && m.variables.get("subtask_index").map(String::as_str) == Some(&s.to_string())
+            })
+            .and_then(|m| m.variables.get("tm_id").cloned())
+            .unwrap_or_default()
+    }
+
+    /// Time spent per state: Eddy records no state changes of subtasks, so the whole time since
+    /// the job started counts for the state the subtask is in.
+    fn status_duration(&self, s: u32) -> BTreeMap<&'static str, i64> {
+        let (_, _, duration) = job_times(self.e);
+        let mut d: BTreeMap<&'static str, i64> = [
+            "CREATED",
+            "SCHEDULED",
+            "DEPLOYING",
+            "INITIALIZING",
+            "RUNNING",
+        ]
+        .into_iter()
+        .map(|k| (k, 0))
+        .collect();
+        d.insert(self.state(s), duration);
+        d
+    }
+
+    /// Flink's `AggregatedTaskDetailsInfo` over `subtasks`: statistics of their I/O metrics
+    /// and state durations.
+    fn aggregated(&self, subtasks: &[u32]) -> Value {
+        let stats = |values: Vec<f64>| {
+            let mut v = values;
+            v.sort_by(f64::total_cmp);
+            let n = v.len().max(1);
+            let at = |q: f64| {
+                v.get(((q * n as f64).ceil() as usize).clamp(1, n) - 1)
+                    .copied()
+                    .unwrap_or(0.0) as i64
+            };
+            json!({
+                "min": at(0.0), "max": at(1.0), "avg": (v.iter().sum::<f64>() / n as f64) as i64,
+                "sum": v.iter().sum::<f64>() as i64, "median": at(0.5),
+                "p25": at(0.25), "p75": at(0.75), "p95": at(0.95),
+            })
+        };
+        let io: Vec<Value> = subtasks
+            .iter()
+            .map(|s| io_metrics(&self.all, self.vertex(), Some(&s.to_string())))
+            .collect();
+        let metrics: serde_json::Map<String, Value> = [
+            "read-bytes",
+            "write-bytes",
+            "read-records",
+            "write-records",
+            "accumulated-backpressured-time",
+            "accumulated-idle-time",
+            "accumulated-busy-time",
+        ]
+        .into_iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                stats(io.iter().filter_map(|m| m[k].as_f64()).collect()),
+            )
+        })
+        .collect();
+        let durations: Vec<BTreeMap<&str, i64>> =
+            subtasks.iter().map(|s| self.status_duration(*s)).collect();
+        let status_duration: serde_json::Map<String, Value> = [
+            "CREATED",
+            "SCHEDULED",
+            "DEPLOYING",
+            "INITIALIZING",
+            "RUNNING",
+        ]
+        .into_iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                stats(durations.iter().map(|d| d[k] as f64).collect()),
+            )
+        })
+        .collect();
+        json!({"metrics": metrics, "status-duration": status_duration})
+    }
+
+    /// Flink's `SubtaskExecutionAttemptDetailsInfo`.
+    fn subtask(&self, s: u32) -> Value {
+        let (start, end, duration) = job_times(self.e);
+        json!({
+            "subtask": s,
+            "status": self.state(s),
+            "attempt": self.tasks.attempt,
+            "endpoint": self.taskmanager(s),
+            "start-time": start,
+            "end-time": end,
+            "duration": duration,
+            "metrics": io_metrics(&self.all, self.vertex(), Some(&s.to_string())),
+            "taskmanager-id": self.taskmanager(s),
+            "status-duration": self.status_duration(s),
+            "start_time": start,
+        })
+    }
+}
+
+/// Runs `f` on a view of vertex `vid` of job `id`.
+fn vertex_view<R>(
+    c: &Shared,
+    id: &str,
+    vid: &str,
+    f: impl FnOnce(&VertexView<'_>) -> R,
+) -> std::result::Result<R, RestError> {
+    c.job(id, |e| {
         let v = e
             .graph
             .vertices
             .iter()
             .position(|v| v.id.to_string() == vid)?;
-        let vertex = &e.graph.vertices[v];
-        let all = e.monitor.all();
-        let vid_s = vertex.id.to_string();
-        let subtasks: Vec<Value> = (0..vertex.parallelism)
-            .map(|s| {
-                let (read, write, bp) = io_metrics(&all, vertex, Some(&s.to_string()));
-                json!({
-                    "subtask": s,
-                    "status": vertex_states(&tasks, v).get(s as usize).copied().unwrap_or("CREATED"),
-                    "attempt": tasks.attempt,
-                    "metrics": {
-                        "read-records": read,
-                        "write-records": write,
-                        "accumulated-backpressured-time": bp,
-                    },
-                })
-            })
-            .collect();
-        Some(Json(json!({
-            "id": vid_s,
+        let view = VertexView {
+            e,
+            v,
+            tasks: e.monitor.tasks(),
+            all: e.monitor.all(),
+        };
+        Some(f(&view))
+    })
+    .ok_or_else(|| not_found("job"))?
+    .ok_or_else(|| not_found("vertex"))
+}
+
+async fn vertex_details(
+    State(c): State<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer {
+    vertex_view(&c, &id, &vid, |w| {
+        let vertex = w.vertex();
+        let subtasks: Vec<Value> = (0..vertex.parallelism).map(|s| w.subtask(s)).collect();
+        Json(json!({
+            "id": vertex.id.to_string(),
             "name": vertex.name,
             "parallelism": vertex.parallelism,
             "maxParallelism": vertex.max_parallelism,
             "now": eddy_core::time::now_millis(),
             "subtasks": subtasks,
-            "metrics": vertex_metrics(&e.graph, v, &e.monitor),
-        })))
+            "aggregated": w.aggregated(&(0..vertex.parallelism).collect::<Vec<_>>()),
+            "metrics": io_metrics(&w.all, vertex, None),
+        }))
     })
-    .flatten()
-    .ok_or_else(|| not_found("job or vertex"))
+}
+
+async fn subtask_details(
+    State(c): State<Shared>,
+    Path((id, vid, index)): Path<(String, String, u32)>,
+) -> Answer {
+    vertex_view(&c, &id, &vid, |w| {
+        (index < w.vertex().parallelism)
+            .then(|| Json(w.subtask(index)))
+            .ok_or_else(|| not_found("subtask"))
+    })?
+}
+
+async fn subtask_times(State(c): State<Shared>, Path((id, vid)): Path<(String, String)>) -> Answer {
+    vertex_view(&c, &id, &vid, |w| {
+        let (start, _, duration) = job_times(w.e);
+        let subtasks: Vec<Value> = (0..w.vertex().parallelism)
+            .map(|s| {
+                let mut timestamps: BTreeMap<&str, i64> =
+                    EXECUTION_STATES.into_iter().map(|k| (k, 0)).collect();
+                timestamps.insert("CREATED", start);
+                json!({
+                    "subtask": s,
+                    "endpoint": w.taskmanager(s),
+                    "duration": duration,
+                    "timestamps": timestamps,
+                })
+            })
+            .collect();
+        Json(json!({
+            "id": w.vertex().id.to_string(),
+            "name": w.vertex().name,
+            "now": eddy_core::time::now_millis(),
+            "subtasks": subtasks,
+        }))
+    })
+}
+
+/// The vertex's subtasks grouped by the TaskManager that runs them.
+async fn vertex_taskmanagers(
+    State(c): State<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer {
+    vertex_view(&c, &id, &vid, |w| {
+        let (start, end, duration) = job_times(w.e);
+        let mut by_tm: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for s in 0..w.vertex().parallelism {
+            by_tm.entry(w.taskmanager(s)).or_default().push(s);
+        }
+        let tms: Vec<Value> = by_tm
+            .iter()
+            .map(|(tm, subtasks)| {
+                let states: Vec<&'static str> = subtasks.iter().map(|s| w.state(*s)).collect();
+                let metrics: Vec<Value> = subtasks
+                    .iter()
+                    .map(|s| io_metrics(&w.all, w.vertex(), Some(&s.to_string())))
+                    .collect();
+                let sum = |k: &str| metrics.iter().filter_map(|m| m[k].as_f64()).sum::<f64>();
+                let max = |k: &str| metrics.iter().filter_map(|m| m[k].as_f64()).fold(0.0, f64::max);
+                json!({
+                    "endpoint": tm,
+                    "taskmanager-id": tm,
+                    "status": vertex_status(&states),
+                    "start-time": start,
+                    "end-time": end,
+                    "duration": duration,
+                    "metrics": {
+                        "read-records": sum("read-records") as u64,
+                        "read-records-complete": true,
+                        "write-records": sum("write-records") as u64,
+                        "write-records-complete": true,
+                        "read-bytes": 0,
+                        "read-bytes-complete": false,
+                        "write-bytes": 0,
+                        "write-bytes-complete": false,
+                        "accumulated-backpressured-time": max("accumulated-backpressured-time") as u64,
+                        "accumulated-idle-time": max("accumulated-idle-time") as u64,
+                        "accumulated-busy-time": max("accumulated-busy-time"),
+                    },
+                    "status-counts": task_counts(&states),
+                    "aggregated": w.aggregated(subtasks),
+                })
+            })
+            .collect();
+        Json(json!({
+            "id": w.vertex().id.to_string(),
+            "name": w.vertex().name,
+            "now": eddy_core::time::now_millis(),
+            "taskmanagers": tms,
+        }))
+    })
+}
+
+/// Eddy has no accumulators: the lists are empty, in Flink's shape.
+async fn vertex_accumulators(
+    State(c): State<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer {
+    vertex_view(&c, &id, &vid, |w| {
+        Json(json!({"id": w.vertex().id.to_string(), "user-accumulators": []}))
+    })
+}
+
+async fn subtask_accumulators(
+    State(c): State<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer {
+    vertex_view(&c, &id, &vid, |w| {
+        let subtasks: Vec<Value> = (0..w.vertex().parallelism)
+            .map(|s| {
+                json!({
+                    "subtask": s,
+                    "attempt": w.tasks.attempt,
+                    "endpoint": w.taskmanager(s),
+                    "user-accumulators": [],
+                })
+            })
+            .collect();
+        Json(json!({
+            "id": w.vertex().id.to_string(),
+            "parallelism": w.vertex().parallelism,
+            "subtasks": subtasks,
+        }))
+    })
 }
 
 async fn job_exceptions(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
@@ -558,49 +1083,6 @@ async fn job_exceptions(State(c): State<Shared>, Path(id): Path<String>) -> Answ
             "all-exceptions": [],
             "truncated": false,
             "exceptionHistory": { "entries": entries, "truncated": false },
-        }))
-    })
-    .ok_or_else(|| not_found("job"))
-}
-
-async fn job_checkpoints(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
-    c.job(&id, |e| {
-        let s = e.client.checkpoint_statistics();
-        let history: Vec<Value> = s
-            .history
-            .iter()
-            .rev()
-            .map(|h| {
-                json!({
-                    "id": h.id,
-                    "status": h.status,
-                    "is_savepoint": h.is_savepoint,
-                    "trigger_timestamp": h.trigger_timestamp,
-                    "end_to_end_duration": h.end_to_end_duration_ms,
-                    "state_size": h.state_size,
-                    "checkpointed_size": h.state_size,
-                    "num_subtasks": h.num_subtasks,
-                    "num_acknowledged_subtasks": h.num_acknowledged_subtasks,
-                    "external_path": h.external_path,
-                    "failure_message": h.failure_message,
-                })
-            })
-            .collect();
-        Json(json!({
-            "counts": {
-                "restored": s.restored,
-                "total": s.triggered,
-                "in_progress": s.in_progress,
-                "completed": s.completed,
-                "failed": s.failed,
-            },
-            "latest": {
-                "completed": s.latest_completed,
-                "failed": s.latest_failed,
-                "restored": s.latest_restored.map(|(id, path)| json!({"id": id, "external_path": path})),
-                "savepoint": Value::Null,
-            },
-            "history": history,
         }))
     })
     .ok_or_else(|| not_found("job"))
@@ -727,28 +1209,77 @@ async fn operation_status(
     }))
 }
 
-fn taskmanager_json(id: &str, t: &super::TaskManagerInfo) -> Value {
-    json!({
+/// A TaskManager in Flink's shape (`TaskManagerInfo`; with `details`, `TaskManagerDetailsInfo`).
+/// Slots count one CPU each; Eddy does not divide memory into Flink's pools, so those sizes
+/// are 0, and the memory figures are the processes' (see `crate::process`).
+fn taskmanager_json(id: &str, t: &super::TaskManagerInfo, details: bool) -> Value {
+    let p = &t.process;
+    let resource = |slots: u32| {
+        json!({"cpuCores": slots as f64, "taskHeapMemory": 0, "taskOffHeapMemory": 0,
+               "managedMemory": 0, "networkMemory": 0, "extendedResources": {}})
+    };
+    let memory: serde_json::Map<String, Value> = [
+        "frameworkHeap",
+        "taskHeap",
+        "frameworkOffHeap",
+        "taskOffHeap",
+        "networkMemory",
+        "managedMemory",
+        "jvmMetaspace",
+        "jvmOverhead",
+        "totalFlinkMemory",
+        "totalProcessMemory",
+    ]
+    .into_iter()
+    .map(|k| (k.to_string(), json!(0)))
+    .collect();
+    let mut v = json!({
         "id": id,
         "path": format!("{}:{}", t.registration.host, t.registration.pid),
         "dataPort": -1,
+        "jmxPort": -1,
         "timeSinceLastHeartbeat": eddy_core::time::now_millis() - t.last_heartbeat.elapsed().as_millis() as i64,
         "slotsNumber": t.registration.slots,
         "freeSlots": t.free_slots,
-        "totalResource": {},
-        "freeResource": {},
+        "assignedTasks": t.registration.slots - t.free_slots,
+        "totalResource": resource(t.registration.slots),
+        "freeResource": resource(t.free_slots),
         "hardware": {
             "cpuCores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            "physicalMemory": -1,
-            "freeMemory": -1,
-            "managedMemory": -1,
+            "physicalMemory": p.physical_memory,
+            "freeMemory": p.physical_memory.saturating_sub(p.rss_bytes),
+            "managedMemory": 0,
         },
-        "memoryConfiguration": {},
-        "metrics": { "rssBytes": t.rss_bytes },
+        "memoryConfiguration": memory,
         "registeredAt": t.registered_at,
         "prometheusPort": t.registration.prometheus_port,
         "logFile": t.registration.log_file,
-    })
+    });
+    if details && let Some(m) = v.as_object_mut() {
+        m.insert("allocatedSlots".into(), json!([]));
+        m.insert(
+            "metrics".into(),
+            json!({
+                "heapUsed": p.anon_bytes,
+                "heapCommitted": p.anon_bytes,
+                "heapMax": p.physical_memory,
+                "nonHeapUsed": p.file_bytes,
+                "nonHeapCommitted": p.file_bytes,
+                "nonHeapMax": -1,
+                "directCount": 0, "directUsed": 0, "directMax": 0,
+                "mappedCount": 0, "mappedUsed": 0, "mappedMax": 0,
+                "nettyShuffleMemorySegmentsAvailable": 0,
+                "nettyShuffleMemorySegmentsUsed": 0,
+                "nettyShuffleMemorySegmentsTotal": 0,
+                "nettyShuffleMemoryAvailable": 0,
+                "nettyShuffleMemoryUsed": 0,
+                "nettyShuffleMemoryTotal": 0,
+                "garbageCollectors": [],
+                "rssBytes": p.rss_bytes,
+            }),
+        );
+    }
+    v
 }
 
 async fn taskmanagers(State(c): State<Shared>) -> Json<Value> {
@@ -756,7 +1287,7 @@ async fn taskmanagers(State(c): State<Shared>) -> Json<Value> {
     let tms: Vec<Value> = r
         .taskmanagers
         .iter()
-        .map(|(id, t)| taskmanager_json(id, t))
+        .map(|(id, t)| taskmanager_json(id, t, false))
         .collect();
     Json(json!({ "taskmanagers": tms }))
 }
@@ -765,7 +1296,7 @@ async fn taskmanager(State(c): State<Shared>, Path(id): Path<String>) -> Answer 
     let r = c.resources.lock();
     r.taskmanagers
         .get(&id)
-        .map(|t| Json(taskmanager_json(&id, t)))
+        .map(|t| Json(taskmanager_json(&id, t, true)))
         .ok_or_else(|| not_found("TaskManager"))
 }
 

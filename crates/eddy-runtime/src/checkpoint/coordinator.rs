@@ -139,8 +139,12 @@ pub enum CheckpointStatus {
 pub struct SubtaskStats {
     /// The task's name.
     pub task: String,
+    /// The task's vertex, by index in the JobGraph.
+    pub vertex: usize,
     /// The subtask's index.
     pub subtask: u32,
+    /// When its acknowledgement arrived (ms since the epoch).
+    pub ack_timestamp: i64,
     /// Timings and size.
     #[serde(flatten)]
     pub stats: SubtaskCheckpointStats,
@@ -475,7 +479,9 @@ impl CheckpointCoordinator {
         p.stats.state_size += stats.state_size;
         p.stats.subtasks.push(SubtaskStats {
             task: self.job.vertices[task.0].name.clone(),
+            vertex: task.0,
             subtask: task.1,
+            ack_timestamp: eddy_core::time::now_millis(),
             stats,
         });
         self.maybe_complete(id, tasks)
