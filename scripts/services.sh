@@ -83,6 +83,24 @@ ensure_kafka() {
     export EDDY_KAFKA_LIBS="$home/libs"
 }
 
+# Apache Flink's own CLI and REST client classes (PyPI's apache-flink, the version the Nexmark
+# and latency benchmarks compare against) in a virtual environment under $EDDY_TOOLS; exports
+# EDDY_FLINK_HOME. The tests drive Flink's CLI and check the REST API with Flink's classes.
+FLINK_VERSION=2.3.0
+ensure_flink() {
+    local venv="$EDDY_TOOLS/flink-venv" home
+    if [ ! -f "$venv/.complete-$FLINK_VERSION" ]; then
+        command -v java >/dev/null || _apt_install openjdk-17-jdk-headless
+        echo "installing apache-flink $FLINK_VERSION into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install -q "apache-flink==$FLINK_VERSION"
+        touch "$venv/.complete-$FLINK_VERSION"
+    fi
+    home="$(ls -d "$venv"/lib/python3*/site-packages/pyflink)"
+    export EDDY_FLINK_HOME="$home"
+}
+
 # A single Kafka broker (KRaft, broker and controller in one) on 127.0.0.1:PORT (default 9092)
 # with its log in DIR (default $EDDY_TOOLS/kafka-broker), in the foreground: the broker the
 # README's Kafka examples talk to. The tests start their own (eddy_kafka::testing).
@@ -121,8 +139,9 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     case "${1:-all}" in
         postgres) ensure_postgres ;;
         kafka) ensure_kafka; echo "EDDY_KAFKA_LIBS=$EDDY_KAFKA_LIBS" ;;
+        flink) ensure_flink; echo "EDDY_FLINK_HOME=$EDDY_FLINK_HOME" ;;
         kafka-broker) shift; kafka_broker "$@" ;;
-        all) ensure_postgres; ensure_kafka ;;
-        *) echo "usage: $0 [postgres|kafka|all] | kafka-broker [PORT [DIR]]" >&2; exit 2 ;;
+        all) ensure_postgres; ensure_kafka; ensure_flink ;;
+        *) echo "usage: $0 [postgres|kafka|flink|all] | kafka-broker [PORT [DIR]]" >&2; exit 2 ;;
     esac
 fi

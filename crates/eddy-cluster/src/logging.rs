@@ -42,3 +42,13 @@ pub fn init(name: &str) -> Option<PathBuf> {
         }
     }
 }
+
+/// A log file as Flink's REST API lists one: `{"name", "size", "mtime"}` (ms since the epoch).
+pub fn log_entry(name: String, meta: &std::fs::Metadata) -> serde_json::Value {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64);
+    serde_json::json!({"name": name, "size": meta.len(), "mtime": mtime})
+}

@@ -183,7 +183,7 @@ fn metrics_text(
     )
 }
 
-/// This TaskManager's log files and its workers': `{"logs": [{"name", "size"}]}`.
+/// This TaskManager's log files and its workers': `{"logs": [{"name", "size", "mtime"}]}`.
 fn log_files(id: &str) -> serde_json::Value {
     let mut logs = Vec::new();
     if let Some(dir) = crate::logging::log_dir()
@@ -192,8 +192,9 @@ fn log_files(id: &str) -> serde_json::Value {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             if is_own_log(id, &name) {
-                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-                logs.push(serde_json::json!({"name": name, "size": size}));
+                if let Ok(meta) = e.metadata() {
+                    logs.push(crate::logging::log_entry(name, &meta));
+                }
             }
         }
     }

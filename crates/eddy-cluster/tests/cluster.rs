@@ -1011,3 +1011,193 @@ fn the_web_ui_shows_the_running_job_and_cancels_it() {
             .unwrap()
     );
 }
+
+/// Apache Flink's distribution (PyPI's apache-flink): `EDDY_FLINK_HOME`, which
+/// `scripts/services.sh flink` installs and `scripts/test.sh` sets.
+fn flink_home() -> PathBuf {
+    let home = std::env::var_os("EDDY_FLINK_HOME").map(PathBuf::from);
+    match home {
+        Some(h) if h.join("bin/flink").exists() => h,
+        _ => panic!(
+            "no Flink distribution: run `scripts/services.sh flink` and set EDDY_FLINK_HOME to \
+             the pyflink directory it prints"
+        ),
+    }
+}
+
+/// Runs Flink's own CLI against `cluster`: `flink VERB -m host:port ARGS`.
+fn flink_cli(flink: &Path, cluster: &TestCluster, verb: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(flink.join("bin/flink"))
+        .arg(verb)
+        .args(["-m", &format!("127.0.0.1:{}", cluster.rest_port)])
+        .args(args)
+        .env("FLINK_HOME", flink)
+        .env("FLINK_LOG_DIR", cluster.dir.path().join("flink-log"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Compiles `sources` against Flink's jars into `classes`.
+fn javac(flink: &Path, classes: &Path, sources: &[PathBuf]) {
+    let status = Command::new("javac")
+        .arg("-nowarn")
+        .arg("-cp")
+        .arg(flink.join("lib/*"))
+        .arg("-d")
+        .arg(classes)
+        .args(sources)
+        .status()
+        .unwrap();
+    assert!(status.success(), "javac {sources:?}");
+}
+
+#[test]
+fn flinks_own_cli_and_rest_client_classes_work_against_the_cluster() {
+    let flink = flink_home();
+    let cluster = TestCluster::start(1, 4);
+    let d = cluster.dir.path().to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let (input, expected) = window_input(&d, 14, 6_000);
+    let (out, args) = window_args(&d, &input, "flink-cli", 250);
+    let job = cluster.submit(2, "event_time_windows", &args);
+    cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
+    cluster.wait_checkpoints(&job, 1);
+
+    // Every endpoint Flink's CLI and dashboard read parses into Flink's own response classes,
+    // with every field Flink sends.
+    let classes = d.join("classes");
+    javac(
+        &flink,
+        &classes,
+        &[root.join("tests/flink/RestContract.java")],
+    );
+    let contract = Command::new("java")
+        .arg("-cp")
+        .arg(format!(
+            "{}:{}",
+            classes.display(),
+            flink.join("lib/*").display()
+        ))
+        .arg("RestContract")
+        .arg(cluster.rest())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&contract.stdout);
+    assert!(
+        contract.status.success() && report.contains("every endpoint matches"),
+        "{report}{}",
+        String::from_utf8_lossy(&contract.stderr)
+    );
+
+    // Flink's CLI: list, savepoint, stop with a savepoint, list -a.
+    let (ok, text) = flink_cli(&flink, &cluster, "list", &[]);
+    assert!(
+        ok && text.contains(&format!("{job} : EventTimeWindows (RUNNING)")),
+        "{text}"
+    );
+    let (ok, text) = flink_cli(
+        &flink,
+        &cluster,
+        "savepoint",
+        &[&job, d.join("sp").to_str().unwrap()],
+    );
+    let savepoint = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("Savepoint completed. Path: "))
+            .map(|p| PathBuf::from(p.trim()))
+    };
+    let sp = savepoint(&text).unwrap_or_else(|| panic!("no savepoint: {text}"));
+    assert!(ok && sp.join("_metadata").exists(), "{text}");
+    let sp2 = d.join("sp2");
+    let (ok, text) = flink_cli(
+        &flink,
+        &cluster,
+        "stop",
+        &["--savepointPath", sp2.to_str().unwrap(), &job],
+    );
+    let stopped = savepoint(&text).unwrap_or_else(|| panic!("no savepoint: {text}"));
+    assert!(ok && stopped.join("_metadata").exists(), "{text}");
+    assert_eq!(cluster.job_state(&job), "FINISHED");
+    let (ok, text) = flink_cli(&flink, &cluster, "list", &["-a"]);
+    assert!(
+        ok && text.contains(&format!("{job} : EventTimeWindows (FINISHED)")),
+        "{text}"
+    );
+
+    // The savepoint Flink's CLI took resumes with Eddy's: together, exactly the oracle's output.
+    let before = committed_lines(&out);
+    assert!(
+        before.len() < expected.len(),
+        "the job was stopped before its end"
+    );
+    let bin = example_bin("event_time_windows");
+    let mut resume = vec![
+        "run",
+        "-p",
+        "2",
+        "-s",
+        stopped.to_str().unwrap(),
+        bin.to_str().unwrap(),
+        "--",
+    ];
+    resume.extend(args.iter().map(String::as_str));
+    cluster.eddy_ok(&resume);
+    assert_eq!(sorted(committed_lines(&out)), expected);
+
+    // Cancel, as Eddy's own CLI does.
+    let (_, args) = window_args(&d, &input, "flink-cancel", 500);
+    let job = cluster.submit(2, "event_time_windows", &args);
+    cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
+    let (ok, text) = flink_cli(&flink, &cluster, "cancel", &[&job]);
+    assert!(
+        ok && text.contains(&format!("Cancelled job {job}")),
+        "{text}"
+    );
+    assert_eq!(cluster.job_state(&job), "CANCELED");
+
+    // A Flink program cannot run here: Flink's CLI shows why.
+    javac(
+        &flink,
+        &classes,
+        &[root.join("bench/flink-latency/LatencyJob.java")],
+    );
+    let jar = d.join("latency.jar");
+    let packed = Command::new("jar")
+        .arg("cf")
+        .arg(&jar)
+        .arg("-C")
+        .arg(&classes)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    let (ok, text) = flink_cli(
+        &flink,
+        &cluster,
+        "run",
+        &[
+            "-d",
+            "-c",
+            "LatencyJob",
+            jar.to_str().unwrap(),
+            "passthrough",
+            "10",
+            "100",
+            "1",
+            "0",
+            "1",
+            d.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && text.contains("this is an Eddy cluster: it runs Eddy programs"),
+        "{text}"
+    );
+    assert_eq!(cluster.get("/overview").unwrap()["jobs-running"], 0);
+}

@@ -140,7 +140,12 @@ fn routes() -> Router<Shared> {
         .route("/index.html", get(web_ui))
         .route("/config", get(config))
         .route("/overview", get(overview))
-        .route("/jobs", get(jobs))
+        .route(
+            "/jobs",
+            get(jobs)
+                .post(submit_job_graph)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+        )
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{id}", get(job_details).patch(job_patch))
         .route("/jobs/{id}/exceptions", get(job_exceptions))
@@ -304,6 +309,16 @@ async fn overview(State(c): State<Shared>) -> Json<Value> {
         "flink-version": env!("CARGO_PKG_VERSION"),
         "flink-commit": "eddy",
     }))
+}
+
+/// `POST /jobs`, where Flink's client submits a JobGraph it built from a Flink program: Eddy
+/// cannot run one, and says so (the body is read, so the client sees the answer).
+async fn submit_job_graph(_body: axum::body::Bytes) -> RestError {
+    bad_request(
+        "this is an Eddy cluster: it runs Eddy programs, not JobGraphs built by Flink's \
+         client from Flink jars. Submit an Eddy program with `eddy run PROGRAM`, or upload it \
+         with POST /jars/upload and start it with POST /jars/:id/run",
+    )
 }
 
 async fn jobs(State(c): State<Shared>) -> Json<Value> {
@@ -1369,9 +1384,9 @@ async fn jobmanager_logs(State(c): State<Shared>) -> Json<Value> {
         .log_file
         .iter()
         .filter_map(|p| {
-            let size = std::fs::metadata(p).ok()?.len();
+            let meta = std::fs::metadata(p).ok()?;
             let name = p.file_name()?.to_string_lossy().to_string();
-            Some(json!({"name": name, "size": size}))
+            Some(crate::logging::log_entry(name, &meta))
         })
         .collect();
     Json(json!({ "logs": logs }))
