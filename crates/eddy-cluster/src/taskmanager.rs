@@ -191,10 +191,10 @@ fn log_files(id: &str) -> serde_json::Value {
     {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if is_own_log(id, &name) {
-                if let Ok(meta) = e.metadata() {
-                    logs.push(crate::logging::log_entry(name, &meta));
-                }
+            if is_own_log(id, &name)
+                && let Ok(meta) = e.metadata()
+            {
+                logs.push(crate::logging::log_entry(name, &meta));
             }
         }
     }
