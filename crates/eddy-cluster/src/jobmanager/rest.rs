@@ -775,16 +775,25 @@ async fn resource_requirements(State(c): State<Shared>, Path(id): Path<String>) 
     .ok_or_else(|| not_found("job"))
 }
 
-/// What the subtask endpoints need of a job's vertex.
-struct VertexView<'a> {
+/// The states whose durations Flink reports per subtask.
+const DURATION_STATES: [&str; 5] = [
+    "CREATED",
+    "SCHEDULED",
+    "DEPLOYING",
+    "INITIALIZING",
+    "RUNNING",
+];
+
+/// What the vertex and subtask endpoints need of a job's vertex.
+pub(super) struct VertexView<'a> {
     e: &'a super::JobEntry,
     v: usize,
     tasks: super::deployer::TaskStates,
-    all: Vec<WireMetric>,
+    pub(super) all: Vec<WireMetric>,
 }
 
 impl VertexView<'_> {
-    fn vertex(&self) -> &eddy_core::graph::JobVertex {
+    pub(super) fn vertex(&self) -> &eddy_core::graph::JobVertex {
         &self.e.graph.vertices[self.v]
     }
 
@@ -812,16 +821,8 @@ impl VertexView<'_> {
     /// the job started counts for the state the subtask is in.
     fn status_duration(&self, s: u32) -> BTreeMap<&'static str, i64> {
         let (_, _, duration) = job_times(self.e);
-        let mut d: BTreeMap<&'static str, i64> = [
-            "CREATED",
-            "SCHEDULED",
-            "DEPLOYING",
-            "INITIALIZING",
-            "RUNNING",
-        ]
-        .into_iter()
-        .map(|k| (k, 0))
-        .collect();
+        let mut d: BTreeMap<&'static str, i64> =
+            DURATION_STATES.into_iter().map(|k| (k, 0)).collect();
         d.insert(self.state(s), duration);
         d
     }
@@ -867,21 +868,15 @@ impl VertexView<'_> {
         .collect();
         let durations: Vec<BTreeMap<&str, i64>> =
             subtasks.iter().map(|s| self.status_duration(*s)).collect();
-        let status_duration: serde_json::Map<String, Value> = [
-            "CREATED",
-            "SCHEDULED",
-            "DEPLOYING",
-            "INITIALIZING",
-            "RUNNING",
-        ]
-        .into_iter()
-        .map(|k| {
-            (
-                k.to_string(),
-                stats(durations.iter().map(|d| d[k] as f64).collect()),
-            )
-        })
-        .collect();
+        let status_duration: serde_json::Map<String, Value> = DURATION_STATES
+            .into_iter()
+            .map(|k| {
+                (
+                    k.to_string(),
+                    stats(durations.iter().map(|d| d[k] as f64).collect()),
+                )
+            })
+            .collect();
         json!({"metrics": metrics, "status-duration": status_duration})
     }
 
@@ -905,7 +900,7 @@ impl VertexView<'_> {
 }
 
 /// Runs `f` on a view of vertex `vid` of job `id`.
-fn vertex_view<R>(
+pub(super) fn vertex_view<R>(
     c: &Shared,
     id: &str,
     vid: &str,

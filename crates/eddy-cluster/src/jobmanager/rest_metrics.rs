@@ -15,7 +15,7 @@ use eddy_core::graph::JobVertex;
 use eddy_runtime::executor::remote::WireMetric;
 use serde_json::{Value, json};
 
-use super::rest::{Answer, Shared, bad_request, io_operators, not_found};
+use super::rest::{Answer, Shared, bad_request, io_operators, not_found, vertex_view};
 use crate::process::ProcessMetrics;
 
 type Params = Query<HashMap<String, String>>;
@@ -35,7 +35,7 @@ fn metric_scope(name: &str) -> String {
 }
 
 /// Every metric of `vertex`'s subtasks, with Flink's ids.
-pub(super) fn vertex_view(all: &[WireMetric], vertex: &JobVertex) -> Vec<SubtaskMetric> {
+pub(super) fn vertex_metric_list(all: &[WireMetric], vertex: &JobVertex) -> Vec<SubtaskMetric> {
     let vid = vertex.id.to_string();
     let (head, outputs) = io_operators(vertex);
     let last = vertex.operators.last().map(|o| o.operator_id.to_string());
@@ -126,29 +126,15 @@ fn metrics_answer(
     }
 }
 
-/// Runs `f` on the job's vertex `vid` and every worker metric of the job.
-fn with_vertex<R>(
-    c: &Shared,
-    id: &str,
-    vid: &str,
-    f: impl FnOnce(&JobVertex, &[WireMetric]) -> R,
-) -> Result<R, super::rest::RestError> {
-    c.job(id, |e| {
-        let vertex = e.graph.vertices.iter().find(|v| v.id.to_string() == vid)?;
-        Some(f(vertex, &e.monitor.all()))
-    })
-    .ok_or_else(|| not_found("job"))?
-    .ok_or_else(|| not_found("vertex"))
-}
-
 /// `GET /jobs/:id/vertices/:vid/metrics`.
 pub(super) async fn vertex_metrics(
     State(c): State<Shared>,
     Path((id, vid)): Path<(String, String)>,
     Query(params): Params,
 ) -> Answer {
-    with_vertex(&c, &id, &vid, |vertex, all| {
-        let view = vertex_view(all, vertex);
+    vertex_view(&c, &id, &vid, |w| {
+        let (vertex, all) = (w.vertex(), w.all.as_slice());
+        let view = vertex_metric_list(all, vertex);
         Json(metrics_answer(
             &params,
             view.into_iter()
@@ -163,11 +149,12 @@ pub(super) async fn subtask_metrics(
     Path((id, vid, index)): Path<(String, String, u32)>,
     Query(params): Params,
 ) -> Answer {
-    with_vertex(&c, &id, &vid, |vertex, all| {
+    vertex_view(&c, &id, &vid, |w| {
+        let (vertex, all) = (w.vertex(), w.all.as_slice());
         if index >= vertex.parallelism {
             return Err(not_found("subtask"));
         }
-        let view = vertex_view(all, vertex);
+        let view = vertex_metric_list(all, vertex);
         Ok(Json(metrics_answer(
             &params,
             view.into_iter()
@@ -216,9 +203,10 @@ pub(super) async fn aggregated_subtask_metrics(
         ),
         None => None,
     };
-    with_vertex(&c, &id, &vid, |vertex, all| {
+    vertex_view(&c, &id, &vid, |w| {
+        let (vertex, all) = (w.vertex(), w.all.as_slice());
         let mut by_id: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for m in vertex_view(all, vertex) {
+        for m in vertex_metric_list(all, vertex) {
             if subtasks.as_ref().is_none_or(|s| s.contains(&m.subtask)) {
                 by_id.entry(m.id).or_default().push(m.value);
             }
@@ -256,8 +244,9 @@ pub(super) async fn watermarks(
     State(c): State<Shared>,
     Path((id, vid)): Path<(String, String)>,
 ) -> Answer {
-    with_vertex(&c, &id, &vid, |vertex, all| {
-        let rows: Vec<Value> = vertex_view(all, vertex)
+    vertex_view(&c, &id, &vid, |w| {
+        let (vertex, all) = (w.vertex(), w.all.as_slice());
+        let rows: Vec<Value> = vertex_metric_list(all, vertex)
             .into_iter()
             .filter(|m| m.id == "currentInputWatermark")
             .map(|m| {
@@ -288,8 +277,9 @@ pub(super) async fn backpressure(
     State(c): State<Shared>,
     Path((id, vid)): Path<(String, String)>,
 ) -> Answer {
-    with_vertex(&c, &id, &vid, |vertex, all| {
-        let view = vertex_view(all, vertex);
+    vertex_view(&c, &id, &vid, |w| {
+        let (vertex, all) = (w.vertex(), w.all.as_slice());
+        let view = vertex_metric_list(all, vertex);
         let ratio = |s: u32, name: &str| {
             view.iter()
                 .find(|m| m.subtask == s && m.id == name)
