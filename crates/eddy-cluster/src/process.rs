@@ -153,6 +153,101 @@ impl ProcessMetrics {
     }
 }
 
+/// What Linux's one-letter thread state (`/proc/*/stat`) means.
+fn state_name(letter: &str) -> &'static str {
+    match letter {
+        "R" => "RUNNING",
+        "S" => "SLEEPING",
+        "D" => "WAITING ON I/O",
+        "T" => "STOPPED",
+        "t" => "STOPPED BY A TRACER",
+        "Z" => "ZOMBIE",
+        "I" => "IDLE",
+        _ => "UNKNOWN",
+    }
+}
+
+/// The threads of process `pid` (`self` for this one) as Flink's thread dump lists them:
+/// `{"threadName", "stringifiedThreadInfo"}`, the latter with the thread's id, state, CPU time
+/// and the kernel function it waits in. A native process has no portable way to sample its own
+/// threads' stacks, so no stack is shown.
+fn threads_of(pid: &str, process: &str) -> Vec<serde_json::Value> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut threads: Vec<(u64, serde_json::Value)> = tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid = t.file_name().to_string_lossy().to_string();
+            let dir = t.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let name = name.trim();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ms = |i: usize| {
+                fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0) * 1000
+                    / TICKS_PER_SECOND
+            };
+            let state = state_name(fields.first().copied().unwrap_or(""));
+            let wchan = std::fs::read_to_string(dir.join("wchan")).unwrap_or_default();
+            let waits = match wchan.trim() {
+                "" | "0" => String::new(),
+                w => format!("\n\twaiting in {w}"),
+            };
+            let info = format!(
+                "\"{name}\" tid={tid} {state} ({process})\n\tCPU time: user {} ms, system {} ms{waits}\n",
+                ms(11),
+                ms(12),
+            );
+            Some((
+                tid.parse().unwrap_or(0),
+                serde_json::json!({ "threadName": name, "stringifiedThreadInfo": info }),
+            ))
+        })
+        .collect();
+    threads.sort_by_key(|(tid, _)| *tid);
+    threads.into_iter().map(|(_, t)| t).collect()
+}
+
+/// A thread dump of this process (named `process`) and of the processes `children` (its
+/// workers), in the shape of Flink's `ThreadDumpInfo`: `{"threadInfos": [...]}`.
+pub fn thread_dump(process: &str, children: &[u32]) -> serde_json::Value {
+    let mut infos = threads_of("self", process);
+    for pid in children {
+        infos.extend(threads_of(
+            &pid.to_string(),
+            &format!("worker process {pid}"),
+        ));
+    }
+    serde_json::json!({ "threadInfos": infos })
+}
+
+/// What this process writes to standard output: the file's last `limit` bytes when it goes
+/// to a file, otherwise a line saying where it goes.
+pub fn stdout_text(limit: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let target = std::fs::read_link("/proc/self/fd/1");
+    let file = target
+        .as_ref()
+        .ok()
+        .filter(|t| t.is_file())
+        .and_then(|t| std::fs::File::open(t).ok());
+    match (file, &target) {
+        (Some(mut f), _) => {
+            let len = f.metadata().map_or(0, |m| m.len());
+            let _ = f.seek(SeekFrom::Start(len.saturating_sub(limit)));
+            let mut bytes = Vec::new();
+            let _ = f.take(limit).read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        (None, Ok(t)) => format!(
+            "This process's standard output goes to {}, not to a file.\n",
+            t.display()
+        ),
+        (None, Err(e)) => format!("This process's standard output is unknown: {e}\n"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +264,45 @@ mod tests {
         assert!(m.physical_memory > m.rss_bytes);
         assert_eq!(m.processes, 1);
         assert!((0.0..=1.0).contains(&m.cpu_load));
+    }
+
+    #[test]
+    fn the_thread_dump_lists_this_processs_threads_and_a_childs() {
+        let named = std::thread::Builder::new()
+            .name("dump-me".into())
+            .spawn(|| std::thread::sleep(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let dump = thread_dump("test", &[child.id()]);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        named.join().unwrap();
+        let infos = dump["threadInfos"].as_array().unwrap();
+        let mine = infos
+            .iter()
+            .find(|t| t["threadName"] == "dump-me")
+            .expect("the named thread is listed");
+        let text = mine["stringifiedThreadInfo"].as_str().unwrap();
+        assert!(
+            text.starts_with("\"dump-me\" tid=") && text.contains("(test)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SLEEPING") && text.contains("CPU time"),
+            "{text}"
+        );
+        let sleeper = infos
+            .iter()
+            .find(|t| t["threadName"] == "sleep")
+            .expect("the child's thread is listed");
+        let text = sleeper["stringifiedThreadInfo"].as_str().unwrap();
+        assert!(
+            text.contains(&format!("worker process {}", child.id())),
+            "{text}"
+        );
     }
 
     #[test]

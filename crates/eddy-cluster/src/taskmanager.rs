@@ -78,8 +78,9 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
 }
 
 /// Serves this TaskManager's metrics and those of its workers' tasks at `/metrics` on a port of
-/// `metrics.reporter.prom.port`, and its own and its workers' log files at `/logs` and
-/// `/logs/:name`, which the JobManager's REST API passes on. Returns the port.
+/// `metrics.reporter.prom.port`, its own and its workers' log files at `/logs` and
+/// `/logs/:name` (its own at `/log`), its standard output at `/stdout` and its threads' and
+/// its workers' at `/thread-dump`, which the JobManager's REST API passes on. Returns the port.
 fn serve_metrics(
     config: &Configuration,
     host: &str,
@@ -99,6 +100,9 @@ fn serve_metrics(
     let metrics_host = host.to_string();
     let logs_id = id.to_string();
     let files_id = id.to_string();
+    let log_id = id.to_string();
+    let dump_id = id.to_string();
+    let dump_workers = workers.clone();
     std::thread::Builder::new()
         .name("prometheus".into())
         .spawn(move || {
@@ -141,6 +145,29 @@ fn serve_metrics(
                             read_log(&files_id, &name)
                         },
                     ),
+                )
+                .route(
+                    "/log",
+                    axum::routing::get(move || async move {
+                        read_log(&log_id, &format!("eddy-taskmanager-{log_id}.log"))
+                    }),
+                )
+                .route(
+                    "/stdout",
+                    axum::routing::get(|| async {
+                        crate::jobmanager::rest::plain_text(crate::process::stdout_text(
+                            STDOUT_LIMIT,
+                        ))
+                    }),
+                )
+                .route(
+                    "/thread-dump",
+                    axum::routing::get(move || {
+                        let pids: Vec<u32> = dump_workers.lock().values().map(Child::id).collect();
+                        let dump =
+                            crate::process::thread_dump(&format!("TaskManager {dump_id}"), &pids);
+                        async move { axum::Json(dump) }
+                    }),
                 );
             if let Err(e) = runtime.block_on(crate::jobmanager::rest::serve_std(listener, app)) {
                 tracing::warn!(error = %e, "metrics endpoint stopped");
@@ -149,6 +176,9 @@ fn serve_metrics(
         .map_err(|e| ClusterError::io("cannot start the metrics thread", e))?;
     Ok(port)
 }
+
+/// The most of a process's standard output file the REST API shows (its end).
+pub(crate) const STDOUT_LIMIT: u64 = 1 << 20;
 
 /// Where the worker of `job`'s attempt `attempt` writes its tasks' metrics.
 fn metrics_file(work_dir: &Path, job: &str, attempt: u32) -> PathBuf {

@@ -859,9 +859,10 @@ impl Browser {
         }
         let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"performance": "ALL"},
             "goog:chromeOptions": {
                 "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1200"],
             },
         }}});
         let r: Value = http
@@ -925,6 +926,37 @@ impl Browser {
             assert!(Instant::now() < deadline, "the page never showed {what}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The HTTP requests the page made since the previous call, from Chromium's performance
+    /// log: every URL answered, and each answer with an error status or load that failed.
+    fn requests(&self) -> (Vec<String>, Vec<String>) {
+        let log = self.call(
+            reqwest::Method::POST,
+            "/se/log",
+            serde_json::json!({"type": "performance"}),
+        );
+        let (mut answered, mut failed) = (Vec::new(), Vec::new());
+        for entry in log.as_array().into_iter().flatten() {
+            let Some(m) = entry["message"]
+                .as_str()
+                .and_then(|m| serde_json::from_str::<Value>(m).ok())
+            else {
+                continue;
+            };
+            let (method, params) = (&m["message"]["method"], &m["message"]["params"]);
+            if method == "Network.responseReceived" {
+                let r = &params["response"];
+                let url = r["url"].as_str().unwrap_or_default().to_string();
+                if r["status"].as_u64().is_some_and(|s| s >= 400) {
+                    failed.push(format!("{} {url}", r["status"]));
+                }
+                answered.push(url);
+            } else if method == "Network.loadingFailed" && params["canceled"] != true {
+                failed.push(format!("load failed: {}", params["errorText"]));
+            }
+        }
+        (answered, failed)
     }
 
     /// Clicks the element `css` selects, as a user would.
@@ -1055,6 +1087,230 @@ fn javac(flink: &Path, classes: &Path, sources: &[PathBuf]) {
         .status()
         .unwrap();
     assert!(status.success(), "javac {sources:?}");
+}
+
+/// Flink's web dashboard, the `web/` folder of the distribution's `flink-dist` jar, unpacked
+/// into `dir`; returns the folder.
+fn flink_dashboard(flink: &Path, dir: &Path) -> PathBuf {
+    let dist = std::fs::read_dir(flink.join("lib"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("flink-dist"))
+        })
+        .expect("flink-dist jar in the Flink distribution");
+    std::fs::create_dir_all(dir).unwrap();
+    let unpacked = Command::new("jar")
+        .arg("xf")
+        .arg(&dist)
+        .arg("web")
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(unpacked.success(), "jar xf {} web", dist.display());
+    dir.join("web")
+}
+
+#[test]
+fn flinks_own_dashboard_shows_the_cluster_and_its_job() {
+    let flink = flink_home();
+    let web = tempfile::tempdir().unwrap();
+    let dashboard = flink_dashboard(&flink, web.path());
+    // Two TaskManagers of one slot each: the keyed exchange crosses processes and moves bytes.
+    let cluster = TestCluster::start_with(
+        2,
+        1,
+        &[&format!("web.dashboard.dir={}", dashboard.display())],
+    );
+    let d = cluster.dir.path().to_path_buf();
+    // 200 s of input: the job runs until it is cancelled.
+    let (input, _) = window_input(&d, 15, 100_000);
+    let (_, mut args) = window_args(&d, &input, "dashboard", 500);
+    // A checkpoint a second: the 20 the JobManager keeps statistics of cover the test's clicks.
+    let interval = args
+        .iter()
+        .position(|a| a == "--checkpoint-interval")
+        .unwrap()
+        + 1;
+    args[interval] = "1000".into();
+    let job = cluster.submit(2, "event_time_windows", &args);
+    cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
+    cluster.wait_checkpoints(&job, 2);
+    let dump = cluster.get("/taskmanagers/tm1/thread-dump").unwrap();
+    let dump = dump["threadInfos"].to_string();
+    assert!(
+        dump.contains("(TaskManager tm1)") && dump.contains("(worker process "),
+        "the TaskManager's threads and its worker's: {dump}"
+    );
+    let details = cluster.get(&format!("/jobs/{job}")).unwrap();
+    let vertices: Vec<String> = details["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    let window = &vertices[1];
+
+    let browser = Browser::start();
+    let base = cluster.rest();
+    let answered = std::cell::RefCell::new(Vec::new());
+    // Opens a page of the dashboard, waits until its text matches `ready` (a JavaScript
+    // condition on `t`, the page's text) and checks that no request failed and no error shows.
+    let page = |route: &str, ready: &str| {
+        browser.goto(&format!("{base}/#/{route}"));
+        browser.wait_for(
+            &format!("{route}: {ready}"),
+            &format!("const t = document.body.innerText.replace(/\\s+/g, ' '); return {ready};"),
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let (ok, failed) = browser.requests();
+        assert!(failed.is_empty(), "{route}: requests failed: {failed:?}");
+        let shown = browser.eval(
+            "return Array.from(document.querySelectorAll('.ant-message-notice, \
+             .ant-notification-notice')).map(e => e.textContent)",
+        );
+        assert_eq!(
+            shown,
+            serde_json::json!([]),
+            "{route}: error messages shown"
+        );
+        answered.borrow_mut().extend(ok);
+    };
+    page(
+        "overview",
+        "t.includes('Available Task Slots') && t.includes('EventTimeWindows')",
+    );
+    // The job graph with back pressure, busy time and the watermark; the vertex list with
+    // bytes and records.
+    let graph = "/Backpressured \\(max\\): \\d+%/.test(t) && /Busy \\(max\\): \\d+%/.test(t) \
+                 && /Low Watermark: \\d+/.test(t) && /\\d+(\\.\\d+)? KB/.test(t) && !t.includes('loading')";
+    page(&format!("job/running/{job}/overview"), graph);
+    let vertex = format!("job/running/{job}/overview/{window}");
+    page(
+        &format!("{vertex}/backpressure"),
+        "t.includes('Back Pressure Status') && /\\d+ \\[attempt-1\\]/.test(t)",
+    );
+    page(
+        &format!("{vertex}/watermarks"),
+        "t.includes('Datetime of Watermark Timestamp') && /\\b1 \\d+ 1970-01-01/.test(t)",
+    );
+    page(
+        &format!("{vertex}/subtasks"),
+        "t.includes('tm0') && t.includes('tm1') && t.includes('Accumulated Time')",
+    );
+    page(
+        &format!("{vertex}/taskmanagers"),
+        "t.includes('Bytes received') && t.includes('tm1')",
+    );
+    page(&format!("{vertex}/metrics"), "t.includes('Add Metric')");
+    page(
+        &format!("{vertex}/flamegraph"),
+        "t.includes('flame graph feature is currently disabled')",
+    );
+    page(
+        &format!("job/running/{job}/exceptions"),
+        "t.includes('No Root Exception')",
+    );
+    page(
+        &format!("job/running/{job}/configuration"),
+        "t.includes('Execution Configuration') && t.includes('execution.checkpointing.interval')",
+    );
+    // Checkpoints: counts, history with one checkpoint's details per operator and subtask,
+    // and the configuration.
+    page(
+        &format!("job/running/{job}/checkpoints"),
+        "/Completed: [1-9]/.test(t) && t.includes('Latest Completed Checkpoint')",
+    );
+    let tab = |name: &str, nth: usize| {
+        browser.eval(&format!(
+            "Array.from(document.querySelectorAll('.ant-tabs-tab')).filter(e => \
+             e.textContent.trim() === '{name}')[{nth}].click(); return true"
+        ));
+    };
+    // Expands a visible row (`first` or last) of the tables `css` selects.
+    let expand = |css: &str, first: bool| {
+        let row = if first { "0" } else { "rows.length - 1" };
+        browser.wait_for(
+            &format!("a row to expand in {css}"),
+            &format!(
+                "const rows = Array.from(document.querySelectorAll('{css} \
+                 .ant-table-row-expand-icon')).filter(e => e.offsetParent !== null); \
+                 if (rows.length === 0) return false; rows[{row}].click(); return true"
+            ),
+        );
+    };
+    tab("History", 0);
+    expand("flink-job-checkpoints", true);
+    expand("flink-job-checkpoints-detail", false);
+    browser.wait_for(
+        "a checkpoint's subtasks",
+        "return document.body.innerText.includes('Sync Duration')",
+    );
+    tab("Configuration", 1);
+    browser.wait_for(
+        "the checkpoint configuration",
+        "return document.body.textContent.includes('Checkpointing Mode')",
+    );
+    let (ok, failed) = browser.requests();
+    assert!(failed.is_empty(), "checkpoint details: {failed:?}");
+    answered.borrow_mut().extend(ok);
+    page(
+        &format!("application/running/{job}"),
+        "t.includes('Running Job List') && t.includes('EventTimeWindows')",
+    );
+    page("task-manager", "t.includes('tm0') && t.includes('tm1')");
+    page(
+        "task-manager/tm1/metrics",
+        "/Heap \\d+(\\.\\d+)? MB \\d+(\\.\\d+)? MB/.test(t)",
+    );
+    // Logs and thread dumps show in an editor that draws only the lines in view.
+    let log_line = "/\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z INFO/.test(t)";
+    page("task-manager/tm1/logs", log_line);
+    page(
+        "task-manager/tm1/thread-dump",
+        "t.includes('(TaskManager tm1)')",
+    );
+    page("job-manager/config", "t.includes('web.dashboard.dir')");
+    page("job-manager/metrics", "/Heap \\d+(\\.\\d+)? MB/.test(t)");
+    page("job-manager/logs", log_line);
+    page("job-manager/thread-dump", "t.includes('(JobManager)')");
+
+    // Every endpoint behind those pages was read.
+    for path in [
+        format!("/jobs/{job}/vertices/{window}/backpressure"),
+        format!("/jobs/{job}/vertices/{window}/watermarks"),
+        format!("/jobs/{job}/vertices/{window}/subtasks/metrics"),
+        format!("/jobs/{job}/checkpoints/config"),
+        format!("/jobs/{job}/checkpoints/details/"),
+        format!("/jobs/{job}/config"),
+        format!("/jobs/{job}/vertices/{window}/taskmanagers"),
+        format!("/jobs/{job}/exceptions"),
+        format!("/applications/{job}"),
+        "/taskmanagers/tm1/metrics".into(),
+        "/jobmanager/environment".into(),
+        "/applications/overview".into(),
+    ] {
+        assert!(
+            answered.borrow().iter().any(|u| u.contains(&path)),
+            "the dashboard never read {path}"
+        );
+    }
+
+    // Cancelling from the dashboard, as a user does.
+    page(&format!("job/running/{job}/overview"), graph);
+    browser.click("flink-job-status a[nz-popconfirm]");
+    browser.wait_for(
+        "the confirmation",
+        "return !!document.querySelector('.ant-popover .ant-btn-primary')",
+    );
+    browser.click(".ant-popover .ant-btn-primary");
+    cluster.wait_state(&job, "CANCELED", Duration::from_secs(30));
+    page(
+        &format!("job/completed/{job}/overview"),
+        "t.includes('CANCELED') && t.includes('EventTimeWindows')",
+    );
 }
 
 #[test]

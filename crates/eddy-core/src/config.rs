@@ -290,6 +290,8 @@ pub mod options {
         REST_ADDRESS: String = "rest.address", default "localhost";
         /// Address the REST server binds to.
         REST_BIND_ADDRESS: String = "rest.bind-address", default "localhost";
+        /// A directory of web dashboard files served by the REST server in place of Eddy's own page, for any path the REST API does not answer: Flink's dashboard (the `web/` folder of a Flink distribution's `flink-dist` jar) works against Eddy's REST API.
+        WEB_DASHBOARD_DIR: String = "web.dashboard.dir";
         /// Address of the JobManager's RPC endpoint.
         JOBMANAGER_RPC_ADDRESS: String = "jobmanager.rpc.address", default "localhost";
         /// Port of the JobManager's RPC endpoint.

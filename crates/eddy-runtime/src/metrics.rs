@@ -420,6 +420,12 @@ impl MetricGroup {
         c
     }
 
+    /// Registers `counter`, which its owner updates, under `name`.
+    pub fn register_counter(&self, name: &str, counter: Arc<Counter>) {
+        self.registry
+            .register(&self.scope, name, Metric::Counter(counter));
+    }
+
     /// Registers a gauge that reads `f` when reported.
     pub fn gauge(&self, name: &str, f: impl Fn() -> f64 + Send + Sync + 'static) {
         self.registry

@@ -28,6 +28,7 @@ use crate::exchange::{
     KeyGroupPartitioner, Partitioner, RebalancePartitioner, RecordWriter, ShufflePartitioner,
     TaskSignals, local_channel,
 };
+use crate::metrics::Counter;
 use crate::operator::OperatorContext;
 use crate::task::{StreamTask, TaskEnv};
 
@@ -77,24 +78,28 @@ pub trait DataPort: Send + Sync {
     fn side_output(&self, outputs: Vec<AnyBox>) -> Result<Box<dyn SideOutput>>;
     /// Records per batch for this type.
     fn batch_size(&self, segment_size: u64) -> usize;
-    /// The sending end of channel `id` to another process (`ChannelSender<T>`).
+    /// The sending end of channel `id` to another process (`ChannelSender<T>`), counting the
+    /// bytes it sends in `bytes`.
     fn remote_sender(
         &self,
         conn: &Arc<DataConnection>,
         id: u64,
         capacity: usize,
+        bytes: Arc<Counter>,
     ) -> Result<AnySendBox>;
-    /// The receiving end of channel `id` from another process (`ChannelReceiver<T>`).
+    /// The receiving end of channel `id` from another process (`ChannelReceiver<T>`),
+    /// counting the bytes it receives in `bytes`.
     fn remote_receiver(
         &self,
         conn: &Arc<DataConnection>,
         id: u64,
         capacity: usize,
+        bytes: Arc<Counter>,
     ) -> Result<AnySendBox>;
 }
 
 /// Builds one end of a channel between processes.
-type RemoteEnd = fn(&Arc<DataConnection>, u64, usize) -> AnySendBox;
+type RemoteEnd = fn(&Arc<DataConnection>, u64, usize, Arc<Counter>) -> AnySendBox;
 
 /// The [`DataPort`] of element type `T`. A port made with [`Port::networked`] (every
 /// DataStream edge) can also build channels that cross processes; the default one cannot.
@@ -121,11 +126,11 @@ where
     pub fn networked() -> Self {
         Port {
             remote: Some((
-                |conn, id, capacity| {
-                    Box::new(ChannelSender::<T>::remote(conn.sender(id, capacity)))
+                |conn, id, capacity, bytes| {
+                    Box::new(ChannelSender::<T>::remote(conn.sender(id, capacity, bytes)))
                 },
-                |conn, id, capacity| {
-                    let (rx, credit) = conn.receiver::<T>(id, capacity);
+                |conn, id, capacity, bytes| {
+                    let (rx, credit) = conn.receiver::<T>(id, capacity, bytes);
                     Box::new(ChannelReceiver::<T>::remote(rx, credit))
                 },
             )),
@@ -209,8 +214,9 @@ impl<T: Clone + Send + 'static> DataPort for Port<T> {
         conn: &Arc<DataConnection>,
         id: u64,
         capacity: usize,
+        bytes: Arc<Counter>,
     ) -> Result<AnySendBox> {
-        Ok(self.remote_ends()?.0(conn, id, capacity))
+        Ok(self.remote_ends()?.0(conn, id, capacity, bytes))
     }
 
     fn remote_receiver(
@@ -218,8 +224,9 @@ impl<T: Clone + Send + 'static> DataPort for Port<T> {
         conn: &Arc<DataConnection>,
         id: u64,
         capacity: usize,
+        bytes: Arc<Counter>,
     ) -> Result<AnySendBox> {
-        Ok(self.remote_ends()?.1(conn, id, capacity))
+        Ok(self.remote_ends()?.1(conn, id, capacity, bytes))
     }
 }
 

@@ -93,9 +93,18 @@ pub struct TaskStates {
 }
 
 impl JobMonitor {
-    /// Every metric of every worker.
+    /// Every metric of every worker, each with the id of its TaskManager as variable `tm_id`.
     pub fn all(&self) -> Vec<WireMetric> {
-        self.metrics.lock().values().flatten().cloned().collect()
+        let metrics = self.metrics.lock();
+        let mut all = Vec::with_capacity(metrics.values().map(Vec::len).sum());
+        for (tm, list) in metrics.iter() {
+            all.extend(list.iter().map(|m| {
+                let mut m = m.clone();
+                m.variables.insert("tm_id".into(), tm.clone());
+                m
+            }));
+        }
+        all
     }
 
     /// The subtasks' states.

@@ -13,8 +13,10 @@
 
 pub mod deployer;
 pub mod rest;
+mod rest_applications;
 mod rest_checkpoints;
 mod rest_metrics;
+mod rest_process;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufReader, BufWriter, Read};

@@ -13,14 +13,17 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use eddy_core::config::options;
 use eddy_core::graph::{JobGraph, PartitionerKind};
 use eddy_runtime::executor::JobStatus;
 use eddy_runtime::executor::remote::WireMetric;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::rest_applications as applications;
 use super::rest_checkpoints as checkpoints;
 use super::rest_metrics as metrics;
+use super::rest_process as process;
 use super::{Cluster, Operation, RunRequest};
 use crate::{ClusterError, Result};
 
@@ -106,14 +109,27 @@ pub fn metrics_text(text: String) -> Response {
 
 /// The REST API's routes, under `/` and, as Flink serves its API and its CLI asks for it, under
 /// `/v1/`.
+///
+/// Other paths are Eddy's web UI, or, with `web.dashboard.dir`, that directory's files (Flink's
+/// dashboard, which reads this API by relative paths, so it is served from `/`).
 pub fn router(cluster: Shared) -> Router {
     let api = routes();
-    Router::new()
-        .merge(api.clone())
-        .nest("/v1", api)
-        .fallback(|| async { not_found("page") })
-        .layer(axum::middleware::map_response(errors_as_json))
+    let app = Router::new().merge(api.clone()).nest("/v1", api);
+    let app = match cluster.config.get_optional(&options::WEB_DASHBOARD_DIR) {
+        Ok(Some(dir)) => app.fallback_service(tower_http::services::ServeDir::new(dir).fallback(
+            axum::handler::HandlerWithoutStateExt::into_service(page_not_found),
+        )),
+        _ => app
+            .route("/", get(web_ui))
+            .route("/index.html", get(web_ui))
+            .fallback(page_not_found),
+    };
+    app.layer(axum::middleware::map_response(errors_as_json))
         .with_state(cluster)
+}
+
+async fn page_not_found() -> RestError {
+    not_found("page")
 }
 
 /// Answers every error in Flink's shape, also those axum gives itself (a body over the size
@@ -136,8 +152,6 @@ async fn errors_as_json(response: Response) -> Response {
 
 fn routes() -> Router<Shared> {
     Router::new()
-        .route("/", get(web_ui))
-        .route("/index.html", get(web_ui))
         .route("/config", get(config))
         .route("/overview", get(overview))
         .route(
@@ -147,8 +161,22 @@ fn routes() -> Router<Shared> {
                 .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
         )
         .route("/jobs/overview", get(jobs_overview))
+        .route(
+            "/applications/overview",
+            get(applications::applications_overview),
+        )
+        .route("/applications/{id}", get(applications::application_details))
+        .route(
+            "/applications/{id}/exceptions",
+            get(applications::application_exceptions),
+        )
+        .route(
+            "/applications/{id}/cancel",
+            post(applications::cancel_application),
+        )
         .route("/jobs/{id}", get(job_details).patch(job_patch))
         .route("/jobs/{id}/exceptions", get(job_exceptions))
+        .route("/jobs/{id}/yarn-cancel", get(cancel_job))
         .route("/jobs/{id}/status", get(job_status))
         .route("/jobs/{id}/config", get(job_config))
         .route("/jobs/{id}/accumulators", get(job_accumulators))
@@ -215,6 +243,10 @@ fn routes() -> Router<Shared> {
         )
         .route("/jobs/{id}/vertices/{vid}/subtasktimes", get(subtask_times))
         .route(
+            "/jobs/{id}/vertices/{vid}/flamegraph",
+            get(process::flame_graph),
+        )
+        .route(
             "/jobs/{id}/vertices/{vid}/taskmanagers",
             get(vertex_taskmanagers),
         )
@@ -227,13 +259,39 @@ fn routes() -> Router<Shared> {
             "/taskmanagers/{id}/metrics",
             get(metrics::taskmanager_metrics),
         )
-        .route("/taskmanagers/{id}/logs", get(taskmanager_logs))
-        .route("/taskmanagers/{id}/logs/{name}", get(taskmanager_log))
+        .route("/taskmanagers/{id}/logs", get(process::taskmanager_logs))
+        .route(
+            "/taskmanagers/{id}/logs/{name}",
+            get(process::taskmanager_log),
+        )
+        .route("/taskmanagers/{id}/log", get(process::taskmanager_main_log))
+        .route(
+            "/taskmanagers/{id}/stdout",
+            get(process::taskmanager_stdout),
+        )
+        .route(
+            "/taskmanagers/{id}/thread-dump",
+            get(process::taskmanager_thread_dump),
+        )
+        .route(
+            "/taskmanagers/{id}/profiler",
+            get(process::profiling_list).post(process::no_profiler),
+        )
         .route("/jobmanager/config", get(jobmanager_config))
         .route("/jobmanager/environment", get(jobmanager_environment))
         .route("/jobmanager/metrics", get(metrics::jobmanager_metrics))
-        .route("/jobmanager/logs", get(jobmanager_logs))
-        .route("/jobmanager/logs/{name}", get(jobmanager_log))
+        .route("/jobmanager/logs", get(process::jobmanager_logs))
+        .route("/jobmanager/logs/{name}", get(process::jobmanager_log))
+        .route("/jobmanager/log", get(process::jobmanager_main_log))
+        .route("/jobmanager/stdout", get(process::jobmanager_stdout))
+        .route(
+            "/jobmanager/thread-dump",
+            get(process::jobmanager_thread_dump),
+        )
+        .route(
+            "/jobmanager/profiler",
+            get(process::profiling_list).post(process::no_profiler),
+        )
         .route("/jars", get(jars))
         .route(
             "/jars/upload",
@@ -252,7 +310,7 @@ async fn web_ui() -> Response {
         .into_response()
 }
 
-fn status_name(s: JobStatus) -> &'static str {
+pub(super) fn status_name(s: JobStatus) -> &'static str {
     match s {
         JobStatus::Created => "CREATED",
         JobStatus::Running => "RUNNING",
@@ -396,7 +454,7 @@ fn vertex_states(tasks: &super::deployer::TaskStates, v: usize) -> &[&'static st
 }
 
 /// A job's start, end (-1 while it runs) and duration, in ms.
-fn job_times(e: &super::JobEntry) -> (i64, i64, i64) {
+pub(super) fn job_times(e: &super::JobEntry) -> (i64, i64, i64) {
     let end = e.client.end_time();
     let duration = end.unwrap_or_else(eddy_core::time::now_millis) - e.start_time;
     (e.start_time, end.unwrap_or(-1), duration)
@@ -410,7 +468,7 @@ fn job_type(graph: &JobGraph) -> &'static str {
     }
 }
 
-fn job_summary(id: &eddy_core::ids::JobId, e: &super::JobEntry) -> Value {
+pub(super) fn job_summary(id: &eddy_core::ids::JobId, e: &super::JobEntry) -> Value {
     let (start, end, duration) = job_times(e);
     let tasks = e.monitor.tasks();
     json!({
@@ -440,13 +498,13 @@ async fn jobs_overview(State(c): State<Shared>) -> Json<Value> {
 }
 
 /// The values of metric `name` of vertex `vertex`, from `operators` (any metric of the task
-/// when `None`) and from subtask `subtask` (all when `None`).
+/// when `None`) and from `subtasks` (all when `None`).
 fn metric_values<'a>(
     all: &'a [WireMetric],
     vertex: &'a str,
     name: &'a str,
     operators: Option<&'a [String]>,
-    subtask: Option<&'a str>,
+    subtasks: Option<&'a [u32]>,
 ) -> impl Iterator<Item = f64> + 'a {
     let var = |m: &'a WireMetric, k: &str| m.variables.get(k).map(String::as_str);
     all.iter()
@@ -456,7 +514,11 @@ fn metric_values<'a>(
                 && operators.is_none_or(|ops| {
                     var(m, "operator_id").is_some_and(|o| ops.iter().any(|x| x == o))
                 })
-                && subtask.is_none_or(|s| var(m, "subtask_index") == Some(s))
+                && subtasks.is_none_or(|s| {
+                    var(m, "subtask_index")
+                        .and_then(|i| i.parse().ok())
+                        .is_some_and(|i| s.contains(&i))
+                })
         })
         .map(|m| m.value)
 }
@@ -479,30 +541,32 @@ pub(super) fn io_operators(vertex: &eddy_core::graph::JobVertex) -> (Vec<String>
     (head, outputs)
 }
 
-/// Flink's `IOMetricsInfo` of a vertex, or of one of its subtasks: records in (its head
+/// Flink's `IOMetricsInfo` of a vertex, or of some of its subtasks: records in (its head
 /// operator's) and out (its output operators'), and the highest back-pressured, idle and busy
-/// time per second. Eddy does not count bytes.
+/// time per second. Bytes are those sent and received on channels between processes: an
+/// exchange inside one process hands records over without serializing them.
 fn io_metrics(
     all: &[WireMetric],
     vertex: &eddy_core::graph::JobVertex,
-    subtask: Option<&str>,
+    subtasks: Option<&[u32]>,
 ) -> Value {
     let vid = vertex.id.to_string();
     let (head, outputs) = io_operators(vertex);
-    let read = metric_values(all, &vid, "numRecordsIn", Some(&head), subtask).sum::<f64>();
-    let write = metric_values(all, &vid, "numRecordsOut", Some(&outputs), subtask).sum::<f64>();
-    let max = |name| metric_values(all, &vid, name, None, subtask).fold(0.0, f64::max);
+    let read = metric_values(all, &vid, "numRecordsIn", Some(&head), subtasks).sum::<f64>();
+    let write = metric_values(all, &vid, "numRecordsOut", Some(&outputs), subtasks).sum::<f64>();
+    let sum = |name| metric_values(all, &vid, name, None, subtasks).sum::<f64>() as u64;
+    let max = |name| metric_values(all, &vid, name, None, subtasks).fold(0.0, f64::max);
     let watermark =
-        metric_values(all, &vid, "currentInputWatermark", Some(&head), subtask).reduce(f64::min);
+        metric_values(all, &vid, "currentInputWatermark", Some(&head), subtasks).reduce(f64::min);
     json!({
         "read-records": read as u64,
         "read-records-complete": true,
         "write-records": write as u64,
         "write-records-complete": true,
-        "read-bytes": 0,
-        "read-bytes-complete": false,
-        "write-bytes": 0,
-        "write-bytes-complete": false,
+        "read-bytes": sum("numBytesIn"),
+        "read-bytes-complete": true,
+        "write-bytes": sum("numBytesOut"),
+        "write-bytes-complete": true,
         "accumulated-backpressured-time": max("backPressuredTimeMsPerSecond") as u64,
         "accumulated-idle-time": max("idleTimeMsPerSecond") as u64,
         "accumulated-busy-time": max("busyTimeMsPerSecond"),
@@ -847,7 +911,7 @@ impl VertexView<'_> {
         };
         let io: Vec<Value> = subtasks
             .iter()
-            .map(|s| io_metrics(&self.all, self.vertex(), Some(&s.to_string())))
+            .map(|s| io_metrics(&self.all, self.vertex(), Some(&[*s])))
             .collect();
         let metrics: serde_json::Map<String, Value> = [
             "read-bytes",
@@ -891,7 +955,7 @@ impl VertexView<'_> {
             "start-time": start,
             "end-time": end,
             "duration": duration,
-            "metrics": io_metrics(&self.all, self.vertex(), Some(&s.to_string())),
+            "metrics": io_metrics(&self.all, self.vertex(), Some(&[s])),
             "taskmanager-id": self.taskmanager(s),
             "status-duration": self.status_duration(s),
             "start_time": start,
@@ -995,12 +1059,6 @@ async fn vertex_taskmanagers(
             .iter()
             .map(|(tm, subtasks)| {
                 let states: Vec<&'static str> = subtasks.iter().map(|s| w.state(*s)).collect();
-                let metrics: Vec<Value> = subtasks
-                    .iter()
-                    .map(|s| io_metrics(&w.all, w.vertex(), Some(&s.to_string())))
-                    .collect();
-                let sum = |k: &str| metrics.iter().filter_map(|m| m[k].as_f64()).sum::<f64>();
-                let max = |k: &str| metrics.iter().filter_map(|m| m[k].as_f64()).fold(0.0, f64::max);
                 json!({
                     "endpoint": tm,
                     "taskmanager-id": tm,
@@ -1008,19 +1066,7 @@ async fn vertex_taskmanagers(
                     "start-time": start,
                     "end-time": end,
                     "duration": duration,
-                    "metrics": {
-                        "read-records": sum("read-records") as u64,
-                        "read-records-complete": true,
-                        "write-records": sum("write-records") as u64,
-                        "write-records-complete": true,
-                        "read-bytes": 0,
-                        "read-bytes-complete": false,
-                        "write-bytes": 0,
-                        "write-bytes-complete": false,
-                        "accumulated-backpressured-time": max("accumulated-backpressured-time") as u64,
-                        "accumulated-idle-time": max("accumulated-idle-time") as u64,
-                        "accumulated-busy-time": max("accumulated-busy-time"),
-                    },
+                    "metrics": io_metrics(&w.all, w.vertex(), Some(subtasks)),
                     "status-counts": task_counts(&states),
                     "aggregated": w.aggregated(subtasks),
                 })
@@ -1116,8 +1162,25 @@ async fn job_patch(
             )));
         }
     }
-    c.job(&id, |e| e.client.cancel())
-        .ok_or_else(|| not_found("job"))?;
+    cancel(&c, &id, "job")
+}
+
+/// `GET /jobs/:id/yarn-cancel`, where Flink's dashboard cancels a job.
+async fn cancel_job(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+) -> std::result::Result<(StatusCode, Json<Value>), RestError> {
+    cancel(&c, &id, "job")
+}
+
+/// Cancels job `id`, answering as Flink does (202); `what` names it when it is not found.
+pub(super) fn cancel(
+    c: &Shared,
+    id: &str,
+    what: &str,
+) -> std::result::Result<(StatusCode, Json<Value>), RestError> {
+    c.job(id, |e| e.client.cancel())
+        .ok_or_else(|| not_found(what))?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
 }
 
@@ -1311,59 +1374,6 @@ async fn taskmanager(State(c): State<Shared>, Path(id): Path<String>) -> Answer 
 }
 
 /// Fetches `path` from TaskManager `id`'s own HTTP endpoint.
-async fn from_taskmanager(
-    c: &Shared,
-    id: &str,
-    path: String,
-) -> std::result::Result<reqwest::Response, RestError> {
-    let base = {
-        let r = c.resources.lock();
-        let t = r
-            .taskmanagers
-            .get(id)
-            .ok_or_else(|| not_found("TaskManager"))?;
-        let port = t.registration.prometheus_port.ok_or_else(|| {
-            RestError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "TaskManager {id} serves no HTTP endpoint (no free metrics.reporter.prom.port)"
-                ),
-            )
-        })?;
-        format!("http://{}:{port}", t.registration.host)
-    };
-    reqwest::get(format!("{base}{path}"))
-        .await
-        .map_err(|e| RestError(StatusCode::BAD_GATEWAY, format!("TaskManager {id}: {e}")))
-}
-
-async fn taskmanager_logs(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
-    let r = from_taskmanager(&c, &id, "/logs".into()).await?;
-    let v: Value = r
-        .json()
-        .await
-        .map_err(|e| RestError(StatusCode::BAD_GATEWAY, e.to_string()))?;
-    Ok(Json(v))
-}
-
-async fn taskmanager_log(
-    State(c): State<Shared>,
-    Path((id, name)): Path<(String, String)>,
-) -> std::result::Result<Response, RestError> {
-    if !crate::is_safe_file_name(&name) {
-        return Err(bad_request("malformed log file name"));
-    }
-    let r = from_taskmanager(&c, &id, format!("/logs/{name}")).await?;
-    if !r.status().is_success() {
-        return Err(not_found("log file"));
-    }
-    let text = r
-        .text()
-        .await
-        .map_err(|e| RestError(StatusCode::BAD_GATEWAY, e.to_string()))?;
-    Ok(plain_text(text))
-}
-
 async fn jobmanager_config(State(c): State<Shared>) -> Json<Value> {
     let entries: Vec<Value> = c
         .config
@@ -1372,35 +1382,6 @@ async fn jobmanager_config(State(c): State<Shared>) -> Json<Value> {
         .map(|(k, v)| json!({"key": k, "value": v}))
         .collect();
     Json(json!(entries))
-}
-
-async fn jobmanager_logs(State(c): State<Shared>) -> Json<Value> {
-    let logs: Vec<Value> = c
-        .log_file
-        .iter()
-        .filter_map(|p| {
-            let meta = std::fs::metadata(p).ok()?;
-            let name = p.file_name()?.to_string_lossy().to_string();
-            Some(crate::logging::log_entry(name, &meta))
-        })
-        .collect();
-    Json(json!({ "logs": logs }))
-}
-
-async fn jobmanager_log(
-    State(c): State<Shared>,
-    Path(name): Path<String>,
-) -> std::result::Result<Response, RestError> {
-    // Only the JobManager's own log file, found by its name, is served.
-    let path = c
-        .log_file
-        .clone()
-        .filter(|p| p.file_name().is_some_and(|f| f.to_string_lossy() == name))
-        .ok_or_else(|| not_found("log file"))?;
-    let text = tokio::fs::read_to_string(&path)
-        .await
-        .map_err(|e| RestError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(plain_text(text))
 }
 
 async fn jars(State(c): State<Shared>) -> Json<Value> {

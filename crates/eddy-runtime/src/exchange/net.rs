@@ -26,11 +26,14 @@ use serde::de::DeserializeOwned;
 
 use super::channel::TaskSignals;
 use crate::error::{Result, RuntimeError};
+use crate::metrics::Counter;
 
 const KIND_DATA: u8 = 0;
 const KIND_CREDIT: u8 = 1;
 const KIND_CLOSE: u8 = 2;
 const HEADER: usize = 1 + 8;
+/// A frame's bytes besides its payload: the length, kind and channel.
+const FRAME_HEADER: usize = 4 + HEADER;
 /// The largest frame a peer may send: an element larger than this is a protocol error.
 const MAX_FRAME: usize = 256 << 20;
 /// How long a sender without credit waits before it checks whether its task was cancelled.
@@ -128,11 +131,13 @@ impl DataConnection {
         })
     }
 
-    /// The sending end of channel `id`, whose receiver holds `capacity` elements.
+    /// The sending end of channel `id`, whose receiver holds `capacity` elements; the bytes it
+    /// sends are added to `bytes`.
     pub fn sender<T: Serialize + Send + 'static>(
         self: &Arc<Self>,
         id: u64,
         capacity: usize,
+        bytes: Arc<Counter>,
     ) -> NetSender<T> {
         let capacity = capacity.max(1) as u32;
         let credits = Arc::new(Credits {
@@ -147,21 +152,25 @@ impl DataConnection {
         NetSender {
             id,
             credits,
+            bytes,
             out: self.out.clone(),
             _type: std::marker::PhantomData,
         }
     }
 
     /// The receiving end of channel `id`: a local queue of `capacity` elements that the
-    /// connection fills, and the credit return for the task that reads it.
+    /// connection fills, and the credit return for the task that reads it. The bytes received
+    /// are added to `received`.
     pub fn receiver<T: DeserializeOwned + Send + 'static>(
         self: &Arc<Self>,
         id: u64,
         capacity: usize,
+        received: Arc<Counter>,
     ) -> (Receiver<StreamElement<T>>, CreditReturn) {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         let peer = self.peer.clone();
         let deliver: Deliver = Box::new(move |bytes| {
+            received.inc_by((bytes.len() + FRAME_HEADER) as u64);
             let element: StreamElement<T> = postcard::from_bytes(bytes).map_err(|e| {
                 RuntimeError::Serialization(format!(
                     "cannot read an element of channel {id:#x} from {peer}: {e}"
@@ -366,6 +375,7 @@ fn read_loop(stream: TcpStream, routes: &Mutex<Routes>) -> Result<()> {
 pub struct NetSender<T> {
     id: u64,
     credits: Arc<Credits>,
+    bytes: Arc<Counter>,
     out: Sender<Outgoing>,
     _type: std::marker::PhantomData<fn(T)>,
 }
@@ -377,6 +387,7 @@ impl<T: Serialize> NetSender<T> {
             RuntimeError::Serialization(format!("cannot serialize an element: {e}"))
         })?;
         self.credits.acquire(signals)?;
+        self.bytes.inc_by((bytes.len() + FRAME_HEADER) as u64);
         self.out
             .send(Outgoing::Data(self.id, bytes))
             .map_err(|_| RuntimeError::ChannelClosed)

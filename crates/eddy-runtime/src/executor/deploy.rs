@@ -18,7 +18,7 @@ use crate::checkpoint::coordinator::CheckpointSettings;
 use crate::checkpoint::restore::RestorePlan;
 use crate::error::{Result, RuntimeError, panic_message};
 use crate::exchange::{TaskSignals, net, net::DataConnection};
-use crate::metrics::{MetricGroup, MetricRegistry, TaskTimeMetrics};
+use crate::metrics::{Counter, MetricGroup, MetricRegistry, TaskTimeMetrics};
 use crate::operator::{OperatorContext, ProcessingTimeService, TaskInfo};
 use crate::registry::{AnyBox, AnySendBox, DataPort, OutputParts, TaskInputs, UserCodeRegistry};
 use crate::state::StateContext;
@@ -107,6 +107,11 @@ pub(super) struct TaskChannels {
     input_ports: BTreeMap<u8, Arc<dyn DataPort>>,
     /// Senders per network edge, ordered by downstream subtask.
     outputs: BTreeMap<u32, Vec<AnySendBox>>,
+    /// Bytes received on channels from other processes (`numBytesIn`); in-process channels
+    /// move records, not bytes.
+    bytes_in: Arc<Counter>,
+    /// Bytes sent on channels to other processes (`numBytesOut`).
+    bytes_out: Arc<Counter>,
 }
 
 /// Creates every channel of the job.
@@ -176,14 +181,18 @@ fn create_channels(
                                 let (tx, rx) = code.port.channel(capacity);
                                 (Some(tx), Some(rx))
                             }
-                            (true, false) => (
-                                Some(code.port.remote_sender(conn(to)?, id, capacity)?),
-                                None,
-                            ),
-                            (false, true) => (
-                                None,
-                                Some(code.port.remote_receiver(conn(from)?, id, capacity)?),
-                            ),
+                            (true, false) => {
+                                let bytes = plans[sv][s].bytes_out.clone();
+                                let tx = code.port.remote_sender(conn(to)?, id, capacity, bytes)?;
+                                (Some(tx), None)
+                            }
+                            (false, true) => {
+                                let bytes = plans[tv][t as usize].bytes_in.clone();
+                                let rx =
+                                    code.port
+                                        .remote_receiver(conn(from)?, id, capacity, bytes)?;
+                                (None, Some(rx))
+                            }
                             (false, false) => (None, None),
                         }
                     }
@@ -336,6 +345,13 @@ impl TaskSpec {
         // without a buffer per record.
         let batch_size_of = |port: &dyn DataPort| -> usize { port.batch_size(segment_size) };
         let task_group = self.task_metric_group();
+        for (name, bytes) in [
+            ("numBytesIn", &self.channels.bytes_in),
+            ("numBytesOut", &self.channels.bytes_out),
+        ] {
+            task_group.register_counter(name, bytes.clone());
+            task_group.meter_over(&format!("{name}PerSecond"), bytes.clone());
+        }
         let time_metrics =
             TaskTimeMetrics::register(&task_group, self.signals.back_pressured.clone());
         let auto_watermark_interval =
