@@ -126,20 +126,20 @@ impl RestClient {
         }
     }
 
-    /// Polls an asynchronous operation until it completes; returns the savepoint location.
+    /// Polls an asynchronous operation until it completes; returns the savepoint location. A
+    /// failed savepoint's status is an error naming its cause.
     pub fn wait_operation(&self, job_id: &str, trigger: &str) -> Result<String> {
         loop {
-            let v = self.get(&format!("/jobs/{job_id}/savepoints/{trigger}"))?;
+            let v = self
+                .get(&format!("/jobs/{job_id}/savepoints/{trigger}"))
+                .map_err(|e| ClusterError::Rest(format!("the savepoint failed: {e}")))?;
             if v["status"]["id"] == "COMPLETED" {
-                if let Some(l) = v["operation"]["location"].as_str() {
-                    return Ok(l.to_string());
-                }
-                return Err(ClusterError::Rest(format!(
-                    "the savepoint failed: {}",
-                    v["operation"]["failure-cause"]["stack-trace"]
-                        .as_str()
-                        .unwrap_or("unknown cause")
-                )));
+                return v["operation"]["location"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        ClusterError::Rest(format!("the savepoint's status names no location: {v}"))
+                    });
             }
             std::thread::sleep(Duration::from_millis(100));
         }

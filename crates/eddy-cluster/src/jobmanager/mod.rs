@@ -16,6 +16,7 @@ pub mod rest;
 mod rest_applications;
 mod rest_checkpoints;
 mod rest_metrics;
+mod rest_operations;
 mod rest_process;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -113,13 +114,42 @@ pub struct JobEntry {
     pub monitor: deployer::JobMonitor,
 }
 
+impl JobEntry {
+    /// The job's metrics in Flink's job scope, as of `now` (ms since the epoch).
+    pub fn metrics(&self, now: i64) -> [(&'static str, f64); 8] {
+        let c = self.client.checkpoint_statistics();
+        let status = self.client.job_status();
+        let uptime = match status {
+            JobStatus::Running => (now - self.start_time) as f64,
+            _ => 0.0,
+        };
+        let last = c.latest_completed.as_ref();
+        [
+            ("uptime", uptime),
+            ("numRestarts", self.monitor.tasks().attempt as f64),
+            ("totalNumberOfCheckpoints", c.triggered as f64),
+            ("numberOfCompletedCheckpoints", c.completed as f64),
+            ("numberOfFailedCheckpoints", c.failed as f64),
+            ("numberOfInProgressCheckpoints", c.in_progress as f64),
+            (
+                "lastCheckpointDuration",
+                last.map_or(0.0, |l| l.end_to_end_duration_ms as f64),
+            ),
+            (
+                "lastCheckpointSize",
+                last.map_or(0.0, |l| l.state_size as f64),
+            ),
+        ]
+    }
+}
+
 /// Asynchronous operations (savepoints, stop) the REST API reports by trigger id.
 #[derive(Clone, Debug)]
 pub enum Operation {
     /// Still running.
     InProgress,
-    /// Done: the savepoint's location.
-    Completed(String),
+    /// Done: Flink's description of the result (`{"location": ...}` for a savepoint).
+    Completed(serde_json::Value),
     /// Failed: why.
     Failed(String),
 }
@@ -144,7 +174,7 @@ pub struct Cluster {
     pub jars: Mutex<BTreeMap<String, Jar>>,
     /// Jobs, in submission order (finished ones up to `jobstore.max-capacity`).
     pub jobs: Mutex<VecDeque<(JobId, JobEntry)>>,
-    /// Savepoint and stop operations by trigger id.
+    /// Asynchronous operations (savepoints, checkpoints, disposals) by `kind/trigger id`.
     pub operations: Mutex<HashMap<String, Operation>>,
     /// Worker processes that have connected and await their job master.
     pending_workers: Mutex<HashMap<(JobId, u32), Sender<ConnectedWorker>>>,
@@ -440,23 +470,7 @@ impl Cluster {
                 ("job_name".to_string(), e.graph.name.clone()),
             ]
             .into();
-            let c = e.client.checkpoint_statistics();
-            let uptime = match e.client.job_status() {
-                JobStatus::Running => (now - e.start_time) as f64,
-                _ => 0.0,
-            };
-            let last_duration = c
-                .latest_completed
-                .as_ref()
-                .map_or(0.0, |l| l.end_to_end_duration_ms as f64);
-            for (name, value) in [
-                ("uptime", uptime),
-                ("totalNumberOfCheckpoints", c.triggered as f64),
-                ("numberOfCompletedCheckpoints", c.completed as f64),
-                ("numberOfFailedCheckpoints", c.failed as f64),
-                ("numberOfInProgressCheckpoints", c.in_progress as f64),
-                ("lastCheckpointDuration", last_duration),
-            ] {
+            for (name, value) in e.metrics(now) {
                 metrics.push((labels.clone(), name, value));
             }
         }

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use eddy_core::config::options;
 use eddy_core::graph::{JobGraph, PartitionerKind};
 use eddy_runtime::executor::JobStatus;
@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 use super::rest_applications as applications;
 use super::rest_checkpoints as checkpoints;
 use super::rest_metrics as metrics;
+use super::rest_operations as operations;
 use super::rest_process as process;
-use super::{Cluster, Operation, RunRequest};
+use super::{Cluster, RunRequest};
 use crate::{ClusterError, Result};
 
 /// The largest program upload accepted.
@@ -161,11 +162,17 @@ fn routes() -> Router<Shared> {
                 .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
         )
         .route("/jobs/overview", get(jobs_overview))
+        .route("/jobs/metrics", get(metrics::aggregated_job_metrics))
+        .route("/jobs/{id}/metrics", get(metrics::job_metrics))
         .route(
             "/applications/overview",
             get(applications::applications_overview),
         )
         .route("/applications/{id}", get(applications::application_details))
+        .route(
+            "/applications/{id}/jobmanager/config",
+            get(job_jobmanager_config),
+        )
         .route(
             "/applications/{id}/exceptions",
             get(applications::application_exceptions),
@@ -178,6 +185,7 @@ fn routes() -> Router<Shared> {
         .route("/jobs/{id}/exceptions", get(job_exceptions))
         .route("/jobs/{id}/yarn-cancel", get(cancel_job))
         .route("/jobs/{id}/status", get(job_status))
+        .route("/jobs/{id}/execution-result", get(execution_result))
         .route("/jobs/{id}/config", get(job_config))
         .route("/jobs/{id}/accumulators", get(job_accumulators))
         .route("/jobs/{id}/jobmanager/config", get(job_jobmanager_config))
@@ -194,7 +202,6 @@ fn routes() -> Router<Shared> {
             "/jobs/{id}/resource-requirements",
             get(resource_requirements),
         )
-        .route("/jobs/{id}/checkpoints", get(checkpoints::job_checkpoints))
         .route(
             "/jobs/{id}/checkpoints/config",
             get(checkpoints::checkpoint_config),
@@ -243,6 +250,19 @@ fn routes() -> Router<Shared> {
         )
         .route("/jobs/{id}/vertices/{vid}/subtasktimes", get(subtask_times))
         .route(
+            "/jobs/{id}/vertices/{vid}/subtasks/{index}/attempts/{attempt}",
+            get(subtask_attempt),
+        )
+        .route(
+            "/jobs/{id}/vertices/{vid}/subtasks/{index}/attempts/{attempt}/accumulators",
+            get(subtask_attempt_accumulators),
+        )
+        .route(
+            "/jobs/{id}/vertices/{vid}/jm-operator-metrics",
+            get(jobmanager_operator_metrics),
+        )
+        .route("/datasets", get(datasets))
+        .route(
             "/jobs/{id}/vertices/{vid}/flamegraph",
             get(process::flame_graph),
         )
@@ -250,10 +270,31 @@ fn routes() -> Router<Shared> {
             "/jobs/{id}/vertices/{vid}/taskmanagers",
             get(vertex_taskmanagers),
         )
-        .route("/jobs/{id}/savepoints", post(trigger_savepoint))
-        .route("/jobs/{id}/savepoints/{tid}", get(operation_status))
-        .route("/jobs/{id}/stop", post(stop_job))
+        .route("/jobs/{id}/savepoints", post(operations::trigger_savepoint))
+        .route(
+            "/jobs/{id}/savepoints/{tid}",
+            get(operations::savepoint_status),
+        )
+        .route("/jobs/{id}/stop", post(operations::stop_job))
+        .route(
+            "/jobs/{id}/checkpoints",
+            get(checkpoints::job_checkpoints).post(operations::trigger_checkpoint),
+        )
+        .route(
+            "/jobs/{id}/checkpoints/{tid}",
+            get(operations::checkpoint_status),
+        )
+        .route("/jobs/{id}/rescaling", patch(operations::rescale))
+        .route("/savepoint-disposal", post(operations::dispose_savepoint))
+        .route(
+            "/savepoint-disposal/{tid}",
+            get(operations::disposal_status),
+        )
         .route("/taskmanagers", get(taskmanagers))
+        .route(
+            "/taskmanagers/metrics",
+            get(metrics::aggregated_taskmanager_metrics),
+        )
         .route("/taskmanagers/{id}", get(taskmanager))
         .route(
             "/taskmanagers/{id}/metrics",
@@ -733,6 +774,35 @@ async fn job_status(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
     .ok_or_else(|| not_found("job"))
 }
 
+/// `GET /jobs/:id/execution-result`, which Flink's CLI polls for an attached job: in progress,
+/// or the job's end (`SUCCEEDED`, `FAILED`, `CANCELED`) and run time. Accumulator values and
+/// a failure's cause are Java-serialized objects in Flink's answer, which a native process
+/// cannot write: the accumulators are left out and the cause is in `/jobs/:id/exceptions`.
+async fn execution_result(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
+    c.job(&id, |e| {
+        let status = e.client.job_status();
+        if !status.is_terminal() {
+            return Json(json!({"status": {"id": "IN_PROGRESS"}}));
+        }
+        let application_status = match status {
+            JobStatus::Finished => "SUCCEEDED",
+            JobStatus::Canceled => "CANCELED",
+            _ => "FAILED",
+        };
+        let (_, _, duration) = job_times(e);
+        Json(json!({
+            "status": {"id": "COMPLETED"},
+            "job-execution-result": {
+                "id": e.graph.job_id.to_string(),
+                "application-status": application_status,
+                "accumulator-results": {},
+                "net-runtime": duration,
+            },
+        }))
+    })
+    .ok_or_else(|| not_found("job"))
+}
+
 async fn job_config(State(c): State<Shared>, Path(id): Path<String>) -> Answer {
     c.job(&id, |e| {
         let conf = e.graph.config.to_map();
@@ -1019,6 +1089,55 @@ async fn subtask_details(
     })?
 }
 
+/// `GET /jobs/:id/vertices/:vid/subtasks/:index/attempts/:attempt`: the current attempt's
+/// details (Eddy keeps no history of earlier attempts' subtasks).
+async fn subtask_attempt(
+    State(c): State<Shared>,
+    Path((id, vid, index, attempt)): Path<(String, String, u32, u32)>,
+) -> Answer {
+    vertex_view(&c, &id, &vid, |w| {
+        if index >= w.vertex().parallelism {
+            Err(not_found("subtask"))
+        } else if attempt != w.tasks.attempt {
+            Err(not_found("attempt (only the current one is kept)"))
+        } else {
+            Ok(Json(w.subtask(index)))
+        }
+    })?
+}
+
+/// `GET /jobs/:id/vertices/:vid/subtasks/:index/attempts/:attempt/accumulators`.
+async fn subtask_attempt_accumulators(
+    State(c): State<Shared>,
+    Path((id, vid, index, attempt)): Path<(String, String, u32, u32)>,
+) -> Answer {
+    vertex_view(&c, &id, &vid, |w| {
+        if index >= w.vertex().parallelism || attempt != w.tasks.attempt {
+            return Err(not_found("attempt"));
+        }
+        Ok(Json(json!({
+            "subtask": index,
+            "attempt": attempt,
+            "id": format!("{}_{index}_{attempt}", w.vertex().id),
+            "user-accumulators": [],
+        })))
+    })?
+}
+
+/// `GET /jobs/:id/vertices/:vid/jm-operator-metrics`: metrics of operator coordinators in the
+/// JobManager; Eddy's operators run in their tasks only, so there are none.
+async fn jobmanager_operator_metrics(
+    State(c): State<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer {
+    vertex_view(&c, &id, &vid, |_| Json(json!([])))
+}
+
+/// `GET /datasets`: cluster partitions kept for later jobs; Eddy keeps none.
+async fn datasets() -> Json<Value> {
+    Json(json!({ "dataSets": [] }))
+}
+
 async fn subtask_times(State(c): State<Shared>, Path((id, vid)): Path<(String, String)>) -> Answer {
     vertex_view(&c, &id, &vid, |w| {
         let (start, _, duration) = job_times(w.e);
@@ -1184,102 +1303,13 @@ pub(super) fn cancel(
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
 }
 
-#[derive(Deserialize, Default)]
-struct SavepointRequest {
-    #[serde(rename = "target-directory", alias = "targetDirectory")]
-    target_directory: Option<String>,
-    #[serde(rename = "cancel-job", default)]
-    cancel_job: bool,
-    #[serde(default)]
-    drain: bool,
-}
-
-fn parse_body<T: for<'de> Deserialize<'de> + Default>(
+pub(super) fn parse_body<T: for<'de> Deserialize<'de> + Default>(
     body: &str,
 ) -> std::result::Result<T, RestError> {
     if body.trim().is_empty() {
         return Ok(T::default());
     }
     serde_json::from_str(body).map_err(|e| bad_request(format!("malformed request body: {e}")))
-}
-
-fn start_operation(
-    c: &Shared,
-    id: &str,
-    run: impl FnOnce(&eddy_runtime::executor::JobClient) -> eddy_runtime::Result<String>
-    + Send
-    + 'static,
-) -> std::result::Result<(StatusCode, Json<Value>), RestError> {
-    let client = c
-        .job(id, |e| e.client.clone())
-        .ok_or_else(|| not_found("job"))?;
-    let trigger = uuid::Uuid::new_v4().simple().to_string();
-    c.operations
-        .lock()
-        .insert(trigger.clone(), Operation::InProgress);
-    let c2 = c.clone();
-    let t2 = trigger.clone();
-    std::thread::spawn(move || {
-        let result = match run(&client) {
-            Ok(path) => Operation::Completed(path),
-            Err(e) => Operation::Failed(e.to_string()),
-        };
-        c2.operations.lock().insert(t2, result);
-    });
-    Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
-}
-
-async fn trigger_savepoint(
-    State(c): State<Shared>,
-    Path(id): Path<String>,
-    body: String,
-) -> std::result::Result<(StatusCode, Json<Value>), RestError> {
-    let req: SavepointRequest = parse_body(&body)?;
-    let dir = req.target_directory;
-    if req.cancel_job {
-        start_operation(&c, &id, move |client| {
-            client.stop_with_savepoint(false, dir.as_deref())
-        })
-    } else {
-        start_operation(&c, &id, move |client| {
-            client.trigger_savepoint(dir.as_deref())
-        })
-    }
-}
-
-async fn stop_job(
-    State(c): State<Shared>,
-    Path(id): Path<String>,
-    body: String,
-) -> std::result::Result<(StatusCode, Json<Value>), RestError> {
-    let req: SavepointRequest = parse_body(&body)?;
-    let dir = req.target_directory;
-    let drain = req.drain;
-    start_operation(&c, &id, move |client| {
-        client.stop_with_savepoint(drain, dir.as_deref())
-    })
-}
-
-async fn operation_status(
-    State(c): State<Shared>,
-    Path((_id, tid)): Path<(String, String)>,
-) -> Answer {
-    let op = c
-        .operations
-        .lock()
-        .get(&tid)
-        .cloned()
-        .ok_or_else(|| not_found("trigger"))?;
-    Ok(Json(match op {
-        Operation::InProgress => json!({"status": {"id": "IN_PROGRESS"}}),
-        Operation::Completed(location) => {
-            json!({"status": {"id": "COMPLETED"}, "operation": {"location": location}})
-        }
-        Operation::Failed(cause) => json!({
-            "status": {"id": "COMPLETED"},
-            "operation": {"failure-cause": {"class": "RuntimeError", "stack-trace": cause}},
-        }),
-    }))
 }
 
 /// A TaskManager in Flink's shape (`TaskManagerInfo`; with `details`, `TaskManagerDetailsInfo`).

@@ -15,7 +15,7 @@ use eddy_core::graph::JobVertex;
 use eddy_runtime::executor::remote::WireMetric;
 use serde_json::{Value, json};
 
-use super::rest::{Answer, Shared, bad_request, io_operators, not_found, vertex_view};
+use super::rest::{Answer, RestError, Shared, bad_request, io_operators, not_found, vertex_view};
 use crate::process::ProcessMetrics;
 
 type Params = Query<HashMap<String, String>>;
@@ -174,30 +174,77 @@ fn skew(values: &[f64]) -> f64 {
     (deviation / avg * 100.0).min(100.0)
 }
 
-/// `GET /jobs/:id/vertices/:vid/subtasks/metrics?get=..&agg=..&subtasks=..`.
-pub(super) async fn aggregated_subtask_metrics(
-    State(c): State<Shared>,
-    Path((id, vid)): Path<(String, String)>,
-    Query(params): Params,
-) -> Answer {
+/// The aggregations `?agg=` asks for (all by default).
+fn aggregations(params: &HashMap<String, String>) -> std::result::Result<Vec<String>, RestError> {
     let aggs: Vec<String> = match params.get("agg") {
         Some(a) => a.split(',').map(|s| s.trim().to_string()).collect(),
         None => ["min", "max", "avg", "sum", "skew"]
             .map(String::from)
             .to_vec(),
     };
-    if let Some(bad) = aggs
+    match aggs
         .iter()
         .find(|a| !matches!(a.as_str(), "min" | "max" | "avg" | "sum" | "skew"))
     {
-        return Err(bad_request(format!(
+        Some(bad) => Err(bad_request(format!(
             "unknown aggregation '{bad}'; use min, max, avg, sum or skew"
-        )));
+        ))),
+        None => Ok(aggs),
     }
-    let subtasks: Option<Vec<u32>> = match params.get("subtasks") {
+}
+
+/// Flink's answer to an aggregated metrics request over the values of each metric id in
+/// `by_id` (one per subtask, job or TaskManager): the ids without `get`, else a row per
+/// requested id with the aggregations `agg` asks for.
+fn aggregated_answer(
+    params: &HashMap<String, String>,
+    by_id: BTreeMap<String, Vec<f64>>,
+) -> std::result::Result<Value, RestError> {
+    let aggs = aggregations(params)?;
+    let Some(ids) = requested(params) else {
+        return Ok(json!(
+            by_id.keys().map(|id| json!({"id": id})).collect::<Vec<_>>()
+        ));
+    };
+    let rows: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| {
+            let values = by_id.get(*id).filter(|v| !v.is_empty())?;
+            let mut row = serde_json::Map::new();
+            row.insert("id".into(), json!(id));
+            for a in &aggs {
+                let v = match a.as_str() {
+                    "min" => values.iter().copied().fold(f64::INFINITY, f64::min),
+                    "max" => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    "sum" => values.iter().sum(),
+                    "avg" => values.iter().sum::<f64>() / values.len() as f64,
+                    _ => skew(values),
+                };
+                row.insert(a.clone(), json!(v));
+            }
+            Some(Value::Object(row))
+        })
+        .collect();
+    Ok(json!(rows))
+}
+
+/// The list `?name=a,b` selects, if given.
+fn selection<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<Vec<&'a str>> {
+    params
+        .get(name)
+        .map(|s| s.split(',').map(str::trim).collect())
+}
+
+/// `GET /jobs/:id/vertices/:vid/subtasks/metrics?get=..&agg=..&subtasks=..`.
+pub(super) async fn aggregated_subtask_metrics(
+    State(c): State<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+    Query(params): Params,
+) -> Answer {
+    let subtasks: Option<Vec<u32>> = match selection(&params, "subtasks") {
         Some(s) => Some(
-            s.split(',')
-                .map(|i| i.trim().parse())
+            s.iter()
+                .map(|i| i.parse())
                 .collect::<Result<_, _>>()
                 .map_err(|_| bad_request("subtasks must be a list of subtask indexes"))?,
         ),
@@ -211,32 +258,73 @@ pub(super) async fn aggregated_subtask_metrics(
                 by_id.entry(m.id).or_default().push(m.value);
             }
         }
-        let Some(ids) = requested(&params) else {
-            return Json(json!(
-                by_id.keys().map(|id| json!({"id": id})).collect::<Vec<_>>()
-            ));
-        };
-        let rows: Vec<Value> = ids
-            .iter()
-            .filter_map(|id| {
-                let values = by_id.get(*id)?;
-                let mut row = serde_json::Map::new();
-                row.insert("id".into(), json!(id));
-                for a in &aggs {
-                    let v = match a.as_str() {
-                        "min" => values.iter().copied().fold(f64::INFINITY, f64::min),
-                        "max" => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                        "sum" => values.iter().sum(),
-                        "avg" => values.iter().sum::<f64>() / values.len() as f64,
-                        _ => skew(values),
-                    };
-                    row.insert(a.clone(), json!(v));
-                }
-                Some(Value::Object(row))
-            })
-            .collect();
-        Json(json!(rows))
+        aggregated_answer(&params, by_id).map(Json)
+    })?
+}
+
+/// `GET /jobs/:id/metrics`: the job's metrics in Flink's job scope.
+pub(super) async fn job_metrics(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> Answer {
+    let now = eddy_core::time::now_millis();
+    c.job(&id, |e| {
+        let all = e.metrics(now).map(|(k, v)| (k.to_string(), v));
+        Json(metrics_answer(&params, all))
     })
+    .ok_or_else(|| not_found("job"))
+}
+
+/// `GET /jobs/metrics?get=..&agg=..&jobs=..`: job metrics aggregated over the jobs.
+pub(super) async fn aggregated_job_metrics(
+    State(c): State<Shared>,
+    Query(params): Params,
+) -> Answer {
+    let now = eddy_core::time::now_millis();
+    let jobs = selection(&params, "jobs");
+    let mut by_id: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (id, e) in c.jobs.lock().iter() {
+        if jobs
+            .as_ref()
+            .is_none_or(|j| j.contains(&id.to_string().as_str()))
+        {
+            for (k, v) in e.metrics(now) {
+                by_id.entry(k.to_string()).or_default().push(v);
+            }
+        }
+    }
+    aggregated_answer(&params, by_id).map(Json)
+}
+
+/// A TaskManager's metrics: its processes' and its slots.
+fn taskmanager_metric_list(t: &super::TaskManagerInfo) -> impl Iterator<Item = (String, f64)> {
+    t.process
+        .flink_metrics()
+        .into_iter()
+        .chain([
+            ("Status.Slots.Total", t.registration.slots as f64),
+            ("Status.Slots.Free", t.free_slots as f64),
+        ])
+        .map(|(k, v)| (k.to_string(), v))
+}
+
+/// `GET /taskmanagers/metrics?get=..&agg=..&taskmanagers=..`: TaskManager metrics aggregated
+/// over the TaskManagers.
+pub(super) async fn aggregated_taskmanager_metrics(
+    State(c): State<Shared>,
+    Query(params): Params,
+) -> Answer {
+    let selected = selection(&params, "taskmanagers");
+    let mut by_id: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (id, t) in c.resources.lock().taskmanagers.iter() {
+        if selected.as_ref().is_none_or(|s| s.contains(&id.as_str())) {
+            for (k, v) in taskmanager_metric_list(t) {
+                by_id.entry(k).or_default().push(v);
+            }
+        }
+    }
+    aggregated_answer(&params, by_id).map(Json)
 }
 
 /// `GET /jobs/:id/vertices/:vid/watermarks`: each subtask's input watermark.
@@ -353,16 +441,7 @@ pub(super) async fn taskmanager_metrics(
         .taskmanagers
         .get(&id)
         .ok_or_else(|| not_found("TaskManager"))?;
-    let all = t
-        .process
-        .flink_metrics()
-        .into_iter()
-        .chain([
-            ("Status.Slots.Total", t.registration.slots as f64),
-            ("Status.Slots.Free", t.free_slots as f64),
-        ])
-        .map(|(k, v)| (k.to_string(), v));
-    Ok(Json(metrics_answer(&params, all)))
+    Ok(Json(metrics_answer(&params, taskmanager_metric_list(t))))
 }
 
 #[cfg(test)]
