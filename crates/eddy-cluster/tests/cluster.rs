@@ -1134,6 +1134,23 @@ fn flinks_own_dashboard_shows_the_cluster_and_its_job() {
     let flink = flink_home();
     let web = tempfile::tempdir().unwrap();
     let dashboard = flink_dashboard(&flink, web.path());
+    // A directory without a dashboard is a configuration error the JobManager names.
+    let refused = Command::new(eddy_bin())
+        .args([
+            "-D",
+            "web.dashboard.dir=/nonexistent/web",
+            "-D",
+            "rest.port=0",
+        ])
+        .args(["jobmanager", "--work-dir"])
+        .arg(web.path().join("jm"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("web.dashboard.dir: /nonexistent/web"),
+        "{stderr}"
+    );
     // Two TaskManagers of one slot each: the keyed exchange crosses processes and moves bytes.
     let cluster = TestCluster::start_with(
         2,
@@ -1144,7 +1161,8 @@ fn flinks_own_dashboard_shows_the_cluster_and_its_job() {
     // 200 s of input: the job runs until it is cancelled.
     let (input, _) = window_input(&d, 15, 100_000);
     let (_, mut args) = window_args(&d, &input, "dashboard", 500);
-    // A checkpoint a second: the 20 the JobManager keeps statistics of cover the test's clicks.
+    // A checkpoint a second: the 10 the JobManager keeps statistics of (web.checkpoints.history)
+    // cover the test's clicks.
     let interval = args
         .iter()
         .position(|a| a == "--checkpoint-interval")
@@ -1168,6 +1186,20 @@ fn flinks_own_dashboard_shows_the_cluster_and_its_job() {
         .map(|v| v["id"].as_str().unwrap().to_string())
         .collect();
     let window = &vertices[1];
+
+    // Only the dashboard's own files are served.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", cluster.rest_port)).unwrap();
+    std::io::Write::write_all(
+        &mut raw,
+        b"GET /../../../../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut raw, &mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 404") && !answer.contains("root:"),
+        "{answer}"
+    );
 
     let browser = Browser::start();
     let base = cluster.rest();

@@ -364,6 +364,8 @@ pub mod options {
         PROMETHEUS_PORT: String = "metrics.reporter.prom.port", default "9249-9260";
         /// Interval of latency markers; 0 disables them.
         LATENCY_INTERVAL: Duration = "metrics.latency.interval", default "0 ms";
+        /// Checkpoints whose statistics the JobManager keeps for the REST API and dashboards.
+        WEB_CHECKPOINTS_HISTORY: u32 = "web.checkpoints.history", default "10";
         /// Finished jobs the JobManager remembers.
         JOBSTORE_MAX_CAPACITY: u32 = "jobstore.max-capacity", default "64";
         /// Heartbeat interval between TaskManagers and the JobManager.

@@ -512,7 +512,8 @@ pub struct TaskTimeMetrics {
 impl TaskTimeMetrics {
     /// Registers `idleTimeMsPerSecond`, `backPressuredTimeMsPerSecond` (over the given gauge,
     /// which the task's writers update) and `busyTimeMsPerSecond` (the rest of each second) in
-    /// `group`.
+    /// `group`, and the times since the task started: `accumulatedIdleTimeMs`,
+    /// `accumulatedBackPressuredTimeMs` and `accumulatedBusyTimeMs`.
     pub fn register(group: &MetricGroup, back_pressured: Arc<TimeGauge>) -> Self {
         let idle = group.time_gauge("idleTimeMsPerSecond");
         group.registry.register(
@@ -523,6 +524,19 @@ impl TaskTimeMetrics {
         let (i, b) = (idle.clone(), back_pressured.clone());
         group.gauge("busyTimeMsPerSecond", move || {
             1000f64 - (i.ms_per_second() + b.ms_per_second()).min(1000) as f64
+        });
+        let started = Instant::now();
+        let (i, b) = (idle.clone(), back_pressured.clone());
+        group.gauge("accumulatedIdleTimeMs", move || {
+            i.total().as_millis() as f64
+        });
+        group.gauge("accumulatedBackPressuredTimeMs", move || {
+            b.total().as_millis() as f64
+        });
+        let (i, b) = (idle.clone(), back_pressured.clone());
+        group.gauge("accumulatedBusyTimeMs", move || {
+            let waiting = i.total() + b.total();
+            started.elapsed().saturating_sub(waiting).as_millis() as f64
         });
         TaskTimeMetrics {
             idle,

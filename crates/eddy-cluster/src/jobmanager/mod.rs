@@ -376,6 +376,14 @@ pub fn plan(
 /// the REST server runs.
 pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
     let log_file = crate::logging::init("eddy-jobmanager");
+    if let Some(dir) = config.get_optional(&options::WEB_DASHBOARD_DIR)?
+        && !std::path::Path::new(&dir).join("index.html").is_file()
+    {
+        return Err(ClusterError::Invalid(format!(
+            "web.dashboard.dir: {dir} holds no index.html (for Flink's dashboard, unpack the \
+             web/ folder of a Flink distribution's lib/flink-dist-*.jar and name that folder)"
+        )));
+    }
     let rpc_host = config.get(&options::JOBMANAGER_RPC_ADDRESS)?;
     let rpc_port = config.get(&options::JOBMANAGER_RPC_PORT)?;
     let rpc = TcpListener::bind((rpc_host.as_str(), rpc_port))

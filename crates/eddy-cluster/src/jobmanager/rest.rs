@@ -583,9 +583,10 @@ pub(super) fn io_operators(vertex: &eddy_core::graph::JobVertex) -> (Vec<String>
 }
 
 /// Flink's `IOMetricsInfo` of a vertex, or of some of its subtasks: records in (its head
-/// operator's) and out (its output operators'), and the highest back-pressured, idle and busy
-/// time per second. Bytes are those sent and received on channels between processes: an
-/// exchange inside one process hands records over without serializing them.
+/// operator's) and out (its output operators'), and the time spent back-pressured, idle and
+/// busy since the subtasks started; also, for Eddy's own page, the highest back-pressured time
+/// per second of a subtask now. Bytes are those sent and received on channels between
+/// processes: an exchange inside one process hands records over without serializing them.
 fn io_metrics(
     all: &[WireMetric],
     vertex: &eddy_core::graph::JobVertex,
@@ -608,10 +609,11 @@ fn io_metrics(
         "read-bytes-complete": true,
         "write-bytes": sum("numBytesOut"),
         "write-bytes-complete": true,
-        "accumulated-backpressured-time": max("backPressuredTimeMsPerSecond") as u64,
-        "accumulated-idle-time": max("idleTimeMsPerSecond") as u64,
-        "accumulated-busy-time": max("busyTimeMsPerSecond"),
+        "accumulated-backpressured-time": sum("accumulatedBackPressuredTimeMs"),
+        "accumulated-idle-time": sum("accumulatedIdleTimeMs"),
+        "accumulated-busy-time": sum("accumulatedBusyTimeMs") as f64,
         "current-input-watermark": watermark.map(|w| w as i64),
+        "backpressured-ms-per-second": max("backPressuredTimeMsPerSecond") as u64,
     })
 }
 

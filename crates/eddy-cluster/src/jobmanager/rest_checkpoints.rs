@@ -247,7 +247,9 @@ fn find(
         .history
         .into_iter()
         .find(|h| h.id == cid)
-        .ok_or_else(|| not_found(&format!("checkpoint {cid} (only recent ones are kept)")))?;
+        .ok_or_else(|| not_found(&format!(
+            "checkpoint {cid} (statistics of the last web.checkpoints.history checkpoints are kept)"
+        )))?;
     Ok((h, vs))
 }
 

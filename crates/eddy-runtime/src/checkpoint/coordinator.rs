@@ -56,6 +56,8 @@ pub struct CheckpointSettings {
     pub savepoints_dir: Option<String>,
     /// Keyed state backend.
     pub backend: BackendConfig,
+    /// Checkpoints whose statistics are kept (`web.checkpoints.history`).
+    pub history: usize,
 }
 
 impl CheckpointSettings {
@@ -113,6 +115,7 @@ impl CheckpointSettings {
                 incremental,
                 max_deltas: conf.get(&options::LSM_MAX_DELTAS)?,
             },
+            history: conf.get(&options::WEB_CHECKPOINTS_HISTORY)?.max(1) as usize,
         })
     }
 
@@ -199,8 +202,6 @@ pub struct CheckpointingStatistics {
     /// The last restore: checkpoint id and path.
     pub latest_restored: Option<(u64, String)>,
 }
-
-const HISTORY: usize = 20;
 
 /// How the coordinator reaches tasks.
 pub trait TaskMessenger {
@@ -583,7 +584,7 @@ impl CheckpointCoordinator {
                     s.in_progress = s.in_progress.saturating_sub(1);
                     s.completed += 1;
                     s.latest_completed = Some(p.stats.clone());
-                    push_history(&mut s, p.stats.clone());
+                    push_history(&mut s, p.stats.clone(), self.settings.history);
                 }
                 for t in tasks.tasks() {
                     if !self.exited.contains_key(&t) {
@@ -745,7 +746,7 @@ impl CheckpointCoordinator {
             s.in_progress = s.in_progress.saturating_sub(1);
             s.failed += 1;
             s.latest_failed = Some(p.stats.clone());
-            push_history(&mut s, p.stats.clone());
+            push_history(&mut s, p.stats.clone(), self.settings.history);
         }
         if let Some(reply) = p.reply.take() {
             let _ = reply.send(Err(format!("savepoint {id} failed: {reason}")));
@@ -907,13 +908,13 @@ pub enum JobOutcome {
     Failed,
 }
 
-fn push_history(s: &mut CheckpointingStatistics, stats: CheckpointStats) {
+fn push_history(s: &mut CheckpointingStatistics, stats: CheckpointStats, keep: usize) {
     if let Some(existing) = s.history.iter_mut().find(|h| h.id == stats.id) {
         *existing = stats;
         return;
     }
     s.history.push_back(stats);
-    while s.history.len() > HISTORY {
+    while s.history.len() > keep {
         s.history.pop_front();
     }
 }
