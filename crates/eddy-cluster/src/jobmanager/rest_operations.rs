@@ -49,41 +49,36 @@ fn start(
     Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
 }
 
-/// An operation on job `id` that ends with a snapshot's location.
-fn start_snapshot(
-    c: &Shared,
-    id: &str,
-    run: impl FnOnce(&eddy_runtime::executor::JobClient) -> eddy_runtime::Result<String>
-    + Send
-    + 'static,
-) -> Accepted {
+/// A savepoint of job `id` into `dir` (or the configured directory) as an operation; with
+/// `stop` (`Some(drain)`) the job stops with it. The result is the savepoint's location.
+fn start_savepoint(c: &Shared, id: &str, dir: Option<String>, stop: Option<bool>) -> Accepted {
     let client = c
         .job(id, |e| e.client.clone())
         .ok_or_else(|| not_found("job"))?;
     start(c, "savepoint", move || {
-        run(&client)
+        let location = match stop {
+            Some(drain) => client.stop_with_savepoint(drain, dir.as_deref()),
+            None => client.trigger_savepoint(dir.as_deref()),
+        };
+        location
             .map(|location| json!({ "location": location }))
             .map_err(|e| e.to_string())
     })
 }
 
-/// `POST /jobs/:id/savepoints`.
+/// `POST /jobs/:id/savepoints` (with `cancel-job`, the job stops with the savepoint).
 pub(super) async fn trigger_savepoint(
     State(c): State<Shared>,
     Path(id): Path<String>,
     body: String,
 ) -> Accepted {
     let req: SavepointRequest = parse_body(&body)?;
-    let dir = req.target_directory;
-    if req.cancel_job {
-        start_snapshot(&c, &id, move |client| {
-            client.stop_with_savepoint(false, dir.as_deref())
-        })
-    } else {
-        start_snapshot(&c, &id, move |client| {
-            client.trigger_savepoint(dir.as_deref())
-        })
-    }
+    start_savepoint(
+        &c,
+        &id,
+        req.target_directory,
+        req.cancel_job.then_some(false),
+    )
 }
 
 /// `POST /jobs/:id/stop`.
@@ -93,11 +88,7 @@ pub(super) async fn stop_job(
     body: String,
 ) -> Accepted {
     let req: SavepointRequest = parse_body(&body)?;
-    let dir = req.target_directory;
-    let drain = req.drain;
-    start_snapshot(&c, &id, move |client| {
-        client.stop_with_savepoint(drain, dir.as_deref())
-    })
+    start_savepoint(&c, &id, req.target_directory, Some(req.drain))
 }
 
 #[derive(Deserialize, Default)]
