@@ -467,13 +467,52 @@ fn window_args(dir: &Path, input: &Path, run: &str, rate: u32) -> (PathBuf, Vec<
 
 #[test]
 fn a_killed_taskmanager_fails_the_job_over_with_exactly_once_output() {
+    killed_taskmanager_case(false);
+}
+
+#[test]
+fn a_killed_taskmanager_fails_over_from_unaligned_checkpoints_with_exactly_once_output() {
+    killed_taskmanager_case(true);
+}
+
+/// Kills a TaskManager under a checkpointed job of four subtasks on two TaskManagers, and
+/// checks that the job fails over and its output is the oracle's; with `unaligned`, after
+/// checkpoints that held in-flight data from channels between processes.
+fn killed_taskmanager_case(unaligned: bool) {
     let mut cluster = TestCluster::start(2, 2);
     let d = cluster.dir.path().to_path_buf();
     let (input, expected) = window_input(&d, 11, 8_000);
-    let (out, args) = window_args(&d, &input, "run", 1000);
+    let (out, mut args) = window_args(&d, &input, "run", 1000);
+    if unaligned {
+        args.extend([
+            "-D".into(),
+            "execution.checkpointing.unaligned.enabled=true".into(),
+        ]);
+    }
     let job = cluster.submit(4, "event_time_windows", &args);
     cluster.wait_state(&job, "RUNNING", Duration::from_secs(60));
     cluster.wait_checkpoints(&job, 2);
+    if unaligned {
+        // Records waiting in the writers' buffers (flushed every 100 ms) are overtaken by the
+        // barriers and go into the checkpoints.
+        cluster.wait_until(
+            "a completed unaligned checkpoint holds in-flight data",
+            Duration::from_secs(30),
+            |c| {
+                c.get(&format!("/jobs/{job}/checkpoints")).is_some_and(|v| {
+                    v["history"].as_array().unwrap().iter().any(|h| {
+                        h["status"] == "COMPLETED"
+                            && h["checkpoint_type"] == "UNALIGNED_CHECKPOINT"
+                            && h["persisted_data"].as_u64().unwrap_or(0) > 0
+                    })
+                })
+            },
+        );
+        let config = cluster
+            .get(&format!("/jobs/{job}/checkpoints/config"))
+            .unwrap();
+        assert_eq!(config["unaligned_checkpoints"], true, "{config}");
+    }
 
     // Each TaskManager serves the metrics of the tasks it runs, labelled with its id.
     cluster.wait_until(

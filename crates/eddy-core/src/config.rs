@@ -314,6 +314,8 @@ pub mod options {
         CHECKPOINTING_EXTERNALIZED: ExternalizedCheckpointRetention = "execution.checkpointing.externalized-checkpoint-retention", default "NO_EXTERNALIZED_CHECKPOINTS";
         /// Whether checkpoints persist in-flight data instead of aligning barriers.
         CHECKPOINTING_UNALIGNED: bool = "execution.checkpointing.unaligned.enabled" ["execution.checkpointing.unaligned"], default "false";
+        /// With unaligned checkpoints: how long barriers stay aligned before a task switches to unaligned (0: unaligned at once).
+        CHECKPOINTING_ALIGNED_TIMEOUT: Duration = "execution.checkpointing.aligned-checkpoint-timeout" ["execution.checkpointing.alignment-timeout"], default "0 ms";
         /// Where checkpoints are written: a path, `file://` or `s3://` URL.
         CHECKPOINTS_DIR: String = "execution.checkpointing.dir" ["state.checkpoints.dir"];
         /// Default directory for savepoints.

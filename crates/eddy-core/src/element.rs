@@ -135,6 +135,10 @@ pub struct CheckpointBarrier {
     pub timestamp: i64,
     /// Checkpoint or savepoint.
     pub kind: SnapshotKind,
+    /// An unaligned barrier overtakes the records queued ahead of it, which go into the
+    /// checkpoint as in-flight data instead (`execution.checkpointing.unaligned.enabled`).
+    #[serde(default)]
+    pub unaligned: bool,
 }
 
 /// A latency marker: emitted periodically by sources, carried to sinks, never delayed by

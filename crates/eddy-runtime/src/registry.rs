@@ -25,8 +25,8 @@ use crate::error::{Result, RuntimeError};
 use crate::exchange::net::DataConnection;
 use crate::exchange::{
     BroadcastPartitioner, ChannelReceiver, ChannelSender, ForwardPartitioner, InputGate,
-    KeyGroupPartitioner, Partitioner, RebalancePartitioner, RecordWriter, ShufflePartitioner,
-    TaskSignals, local_channel,
+    KeyGroupPartitioner, Partitioner, RebalancePartitioner, RecordCodec, RecordWriter,
+    ShufflePartitioner, TaskSignals, local_channel,
 };
 use crate::metrics::Counter;
 use crate::operator::OperatorContext;
@@ -106,6 +106,8 @@ type RemoteEnd = fn(&Arc<DataConnection>, u64, usize, Arc<Counter>) -> AnySendBo
 pub struct Port<T> {
     /// The sender and receiver constructors, for a serializable `T`.
     remote: Option<(RemoteEnd, RemoteEnd)>,
+    /// Encodes batches of a serializable `T` (in-flight data of unaligned checkpoints).
+    codec: Option<RecordCodec<T>>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -113,6 +115,7 @@ impl<T> Default for Port<T> {
     fn default() -> Self {
         Port {
             remote: None,
+            codec: None,
             _type: PhantomData,
         }
     }
@@ -130,10 +133,11 @@ where
                     Box::new(ChannelSender::<T>::remote(conn.sender(id, capacity, bytes)))
                 },
                 |conn, id, capacity, bytes| {
-                    let (rx, credit) = conn.receiver::<T>(id, capacity, bytes);
-                    Box::new(ChannelReceiver::<T>::remote(rx, credit))
+                    let (rx, priority, credit) = conn.receiver::<T>(id, capacity, bytes);
+                    Box::new(ChannelReceiver::<T>::remote(rx, priority, credit))
                 },
             )),
+            codec: Some(RecordCodec::postcard()),
             _type: PhantomData,
         }
     }
@@ -194,7 +198,7 @@ impl<T: Clone + Send + 'static> DataPort for Port<T> {
             .into_iter()
             .map(|r| downcast_send::<ChannelReceiver<T>>(r, "channel receiver"))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(InputGate::new(receivers)))
+        Ok(Box::new(InputGate::new(receivers).with_codec(self.codec)))
     }
 
     fn fanout(&self, outputs: Vec<AnyBox>) -> Result<AnyBox> {

@@ -5,7 +5,9 @@
 //!   incremental checkpoints, also the next checkpoint after 1% of the keys changed;
 //! - **throughput**: the tumbling-window pipeline of `core_bench` with checkpoints every second
 //!   against checkpoints off, on each backend;
-//! - **recovery**: time from a failure to processing again, with 1 M keys of state.
+//! - **recovery**: time from a failure to processing again, with 1 M keys of state;
+//! - **back pressure**: checkpoint durations, aligned against unaligned, while a sink slowed
+//!   to a tenth of the source's rate holds the job back.
 //!
 //! Every case runs in a process of its own.
 //!
@@ -27,7 +29,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
 struct Args {
-    /// Run one case (`state`, `throughput`, `recovery`) and print one result line.
+    /// Run one case (`state`, `throughput`, `recovery`, `backpressure`) and print one result
+    /// line.
     #[arg(long)]
     case: Option<String>,
     /// `hashmap` or `lsm`.
@@ -42,6 +45,12 @@ struct Args {
     /// Records for `throughput`.
     #[arg(long, default_value_t = 20_000_000)]
     records: u64,
+    /// Unaligned checkpoints for `backpressure`.
+    #[arg(long)]
+    unaligned: bool,
+    /// How long `backpressure` runs, in seconds.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
     /// In table mode, run only this case.
     #[arg(long)]
     only: Option<String>,
@@ -266,6 +275,98 @@ fn recovery_case(backend: &str) -> Result<()> {
     Ok(())
 }
 
+/// Source rate of the back-pressure case; its sink takes ten times as long per record.
+const BACKPRESSURE_RATE: f64 = 20_000.0;
+
+/// A source at `BACKPRESSURE_RATE` records/s, a keyed map, and a sink at a tenth of that rate
+/// (two subtasks of 1 ms per record), checkpointing every 2 s for `seconds`: the durations of
+/// the checkpoints completed and the in-flight data they held.
+fn backpressure_case(unaligned: bool, seconds: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let env = env_for(
+        "hashmap",
+        dir.path(),
+        &[
+            ("execution.checkpointing.interval", "2 s".into()),
+            (
+                "execution.checkpointing.unaligned.enabled",
+                unaligned.to_string(),
+            ),
+        ],
+    );
+    env.set_parallelism(2);
+    let written = Arc::new(AtomicU64::new(0));
+    let w = written.clone();
+    env.from_source(
+        DataGeneratorSource::new(
+            |i| Value {
+                key: eddy_benchmarks::pipelines::mix(i) % 10_000,
+                seq: i,
+                payload: [[i as u8; 25]; 4],
+            },
+            u64::MAX,
+        )
+        .with_rate_limit(BACKPRESSURE_RATE),
+        WatermarkStrategy::no_watermarks(),
+        "values",
+    )
+    .set_parallelism(1)
+    .key_by(|v: &Value| v.key)
+    .map(|mut v: Value| {
+        v.seq += 1;
+        v
+    })
+    .rebalance()
+    .map(move |v: Value| {
+        std::thread::sleep(Duration::from_millis(1));
+        w.fetch_add(1, Ordering::Relaxed);
+        v.seq
+    })
+    .name("Slow Sink")
+    .sink_to(DiscardingSink);
+    env.set_runtime_mode(RuntimeMode::Streaming);
+    let client = env.execute_async("backpressure")?;
+    std::thread::sleep(Duration::from_secs(seconds));
+    let stats = client.checkpoint_statistics();
+    client.cancel();
+    let _ = client.get_job_execution_result();
+    let completed: Vec<_> = stats
+        .history
+        .iter()
+        .filter(|c| c.status == eddy::runtime::checkpoint::coordinator::CheckpointStatus::Completed)
+        .collect();
+    let mut durations: Vec<u64> = completed.iter().map(|c| c.end_to_end_duration_ms).collect();
+    durations.sort_unstable();
+    let pick = |q: f64| {
+        durations
+            .get(((durations.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let persisted =
+        completed.iter().map(|c| c.persisted_data).sum::<u64>() / completed.len().max(1) as u64;
+    // Checkpoints still running when the case ended count with their age so far.
+    let in_progress = stats
+        .history
+        .iter()
+        .filter(|c| {
+            c.status == eddy::runtime::checkpoint::coordinator::CheckpointStatus::InProgress
+        })
+        .map(|c| c.end_to_end_duration_ms)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "backpressure\t{}\t{}\t{}\t{}\t{}\t{persisted}\t{in_progress}\t{}",
+        if unaligned { "unaligned" } else { "aligned" },
+        stats.completed,
+        pick(0.5),
+        pick(0.9),
+        durations.last().copied().unwrap_or(0),
+        written.load(Ordering::Relaxed) as f64 / seconds as f64
+    );
+    Ok(())
+}
+
 /// Fails once when told to; records when the failure happened and when the next attempt
 /// processed its first record.
 struct Probe {
@@ -308,6 +409,7 @@ fn main() -> Result<()> {
             return throughput_case(&args.backend, args.interval_ms, args.records);
         }
         Some("recovery") => return recovery_case(&args.backend),
+        Some("backpressure") => return backpressure_case(args.unaligned, args.seconds),
         Some(other) => anyhow::bail!("unknown case {other}"),
         None => {}
     }
@@ -404,6 +506,38 @@ fn main() -> Result<()> {
                 f[2],
                 f[3].parse::<f64>()? / (1024.0 * 1024.0),
                 f[4]
+            );
+        }
+    }
+    if only.is_none_or(|o| o == "backpressure") {
+        println!(
+            "\n{:<10} {:>10} {:>8} {:>8} {:>8} {:>15} {:>16} {:>11}",
+            "mode",
+            "completed",
+            "p50 ms",
+            "p90 ms",
+            "max ms",
+            "in-flight KiB",
+            "running ms",
+            "sink rec/s"
+        );
+        let seconds = args.seconds.to_string();
+        for unaligned in [false, true] {
+            let mut a = vec!["--case", "backpressure", "--seconds", &seconds];
+            if unaligned {
+                a.push("--unaligned");
+            }
+            let f = run(&a)?;
+            println!(
+                "{:<10} {:>10} {:>8} {:>8} {:>8} {:>15.1} {:>16} {:>11.0}",
+                f[1],
+                f[2],
+                f[3],
+                f[4],
+                f[5],
+                f[6].parse::<f64>()? / 1024.0,
+                f[7],
+                f[8].parse::<f64>()?
             );
         }
     }

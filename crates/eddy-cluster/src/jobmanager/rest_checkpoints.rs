@@ -43,6 +43,7 @@ fn task_statistics(h: &CheckpointStats, vertex: usize, parallelism: u32) -> Valu
     let subtasks: Vec<&SubtaskStats> = h.subtasks.iter().filter(|s| s.vertex == vertex).collect();
     let ack = latest_ack(&subtasks, h.trigger_timestamp);
     let size: u64 = subtasks.iter().map(|s| s.stats.state_size).sum();
+    let persisted: u64 = subtasks.iter().map(|s| s.stats.persisted_data).sum();
     let status = if subtasks.len() == parallelism as usize {
         "COMPLETED"
     } else {
@@ -57,7 +58,7 @@ fn task_statistics(h: &CheckpointStats, vertex: usize, parallelism: u32) -> Valu
         "end_to_end_duration": (ack - h.trigger_timestamp).max(0),
         "alignment_buffered": 0,
         "processed_data": 0,
-        "persisted_data": 0,
+        "persisted_data": persisted,
         "num_subtasks": parallelism,
         "num_acknowledged_subtasks": subtasks.len(),
     })
@@ -85,10 +86,14 @@ fn statistics(h: &CheckpointStats, tasks: Option<&[(String, u32)]>) -> Value {
         "end_to_end_duration": h.end_to_end_duration_ms,
         "alignment_buffered": 0,
         "processed_data": 0,
-        "persisted_data": 0,
+        "persisted_data": h.persisted_data,
         "num_subtasks": h.num_subtasks,
         "num_acknowledged_subtasks": h.num_acknowledged_subtasks,
-        "checkpoint_type": if h.is_savepoint { "SAVEPOINT" } else { "CHECKPOINT" },
+        "checkpoint_type": match (h.is_savepoint, h.unaligned) {
+            (true, _) => "SAVEPOINT",
+            (false, true) => "UNALIGNED_CHECKPOINT",
+            (false, false) => "CHECKPOINT",
+        },
         "tasks": per_task,
     });
     let m = v.as_object_mut().expect("an object");
@@ -167,7 +172,7 @@ pub(super) async fn job_checkpoints(State(c): State<Shared>, Path(id): Path<Stri
                 "end_to_end_duration": summary(completed.iter().map(|h| h.end_to_end_duration_ms)),
                 "alignment_buffered": zero(),
                 "processed_data": zero(),
-                "persisted_data": zero(),
+                "persisted_data": summary(completed.iter().map(|h| h.persisted_data)),
             },
             "latest": {
                 "completed": latest(s.latest_completed.as_ref()),
@@ -223,9 +228,9 @@ pub(super) async fn checkpoint_config(State(c): State<Shared>, Path(id): Path<St
             BackendKind::Lsm(_) => "LsmStateBackend",
         },
         "checkpoint_storage": format!("FileSystemCheckpointStorage ({})", s.checkpoints_dir),
-        "unaligned_checkpoints": false,
+        "unaligned_checkpoints": s.unaligned.is_some(),
         "tolerable_failed_checkpoints": s.tolerable_failures,
-        "aligned_checkpoint_timeout": 0,
+        "aligned_checkpoint_timeout": s.unaligned.map_or(0, |t| t.as_millis() as u64),
         "checkpoints_after_tasks_finish": true,
         "state_changelog_enabled": false,
         "changelog_periodic_materialization_interval": 0,
@@ -285,10 +290,11 @@ pub(super) async fn checkpoint_subtasks(
                 "checkpointed_size": s.stats.state_size,
                 "state_size": s.stats.state_size,
                 "checkpoint": {"sync": s.stats.sync_ms, "async": s.stats.async_ms},
-                "alignment": {"buffered": 0, "processed": 0, "persisted": 0,
+                "alignment": {"buffered": 0, "processed": 0,
+                              "persisted": s.stats.persisted_data,
                               "duration": s.stats.alignment_ms},
                 "start_delay": 0,
-                "unaligned_checkpoint": false,
+                "unaligned_checkpoint": s.stats.unaligned,
                 "aborted": false,
             }),
             None => json!({"className": "pending_or_failed", "index": i,
@@ -313,7 +319,7 @@ pub(super) async fn checkpoint_subtasks(
                 "alignment": {
                     "buffered": summary([0]),
                     "processed": summary([0]),
-                    "persisted": summary([0]),
+                    "persisted": summary(acked.iter().map(|s| s.stats.persisted_data)),
                     "duration": summary(acked.iter().map(|s| s.stats.alignment_ms)),
                 },
                 "start_delay": summary([0]),

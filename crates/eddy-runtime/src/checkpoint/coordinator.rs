@@ -38,6 +38,9 @@ pub struct CheckpointSettings {
     pub interval: Option<Duration>,
     /// Exactly-once or at-least-once.
     pub mode: CheckpointingMode,
+    /// With unaligned checkpoints (exactly-once only), the aligned-checkpoint timeout after
+    /// which a task stops aligning (zero: barriers are unaligned from the start).
+    pub unaligned: Option<Duration>,
     /// A checkpoint not complete after this long is aborted.
     pub timeout: Duration,
     /// Least time between the end of one checkpoint and the start of the next.
@@ -66,17 +69,21 @@ impl CheckpointSettings {
         let interval = conf
             .get_optional(&options::CHECKPOINTING_INTERVAL)?
             .filter(|d| !d.is_zero());
-        if conf.get(&options::CHECKPOINTING_UNALIGNED)? {
-            return Err(RuntimeError::InvalidJob(
-                "execution.checkpointing.unaligned.enabled: true is not supported yet: \
-                 checkpoints align barriers (see ARCHITECTURE.md, \"Unaligned checkpoints\")"
-                    .into(),
-            ));
-        }
         let mode = match conf.get(&options::CHECKPOINTING_MODE)? {
             CheckpointingModeOption::ExactlyOnce => CheckpointingMode::ExactlyOnce,
             CheckpointingModeOption::AtLeastOnce => CheckpointingMode::AtLeastOnce,
         };
+        // As in Flink, unaligned checkpoints apply to exactly-once only: at-least-once does
+        // not align anyway.
+        let unaligned = conf.get(&options::CHECKPOINTING_UNALIGNED)?;
+        if unaligned && mode == CheckpointingMode::AtLeastOnce {
+            tracing::warn!(
+                "execution.checkpointing.unaligned.enabled is ignored with execution.checkpointing.mode: AT_LEAST_ONCE"
+            );
+        }
+        let unaligned = (unaligned && mode == CheckpointingMode::ExactlyOnce)
+            .then(|| conf.get(&options::CHECKPOINTING_ALIGNED_TIMEOUT))
+            .transpose()?;
         let tmp_base = conf
             .get_optional(&options::IO_TMP_DIRS)?
             .and_then(|d| d.split([';', ',']).next().map(str::to_string))
@@ -102,6 +109,7 @@ impl CheckpointSettings {
         Ok(CheckpointSettings {
             interval,
             mode,
+            unaligned,
             timeout: conf.get(&options::CHECKPOINTING_TIMEOUT)?,
             min_pause: conf.get(&options::CHECKPOINTING_MIN_PAUSE)?,
             max_concurrent: conf.get(&options::CHECKPOINTING_MAX_CONCURRENT)?.max(1),
@@ -168,6 +176,10 @@ pub struct CheckpointStats {
     pub end_to_end_duration_ms: u64,
     /// Bytes written by all subtasks.
     pub state_size: u64,
+    /// Bytes of in-flight data in it (unaligned checkpoints).
+    pub persisted_data: u64,
+    /// Whether some subtask took it unaligned.
+    pub unaligned: bool,
     /// Subtasks that take part.
     pub num_subtasks: usize,
     /// Subtasks that acknowledged.
@@ -322,10 +334,17 @@ impl CheckpointCoordinator {
             .values()
             .map(|p| p.started + self.settings.timeout)
             .min();
-        let trigger = if self.final_requested {
+        let trigger = if self.pending.len() >= self.settings.max_concurrent as usize {
+            // The completion (or abort) of a pending checkpoint comes with an event.
+            None
+        } else if self.final_requested {
             Some(Instant::now())
         } else {
             self.next_periodic
+        };
+        let trigger = match (trigger, self.last_end) {
+            (Some(t), Some(end)) => Some(t.max(end + self.settings.min_pause)),
+            (t, _) => t,
         };
         match (timeout, trigger) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -405,10 +424,14 @@ impl CheckpointCoordinator {
         };
         self.targets.insert(id, files_dir);
         let timestamp = eddy_core::time::now_millis();
+        // Savepoints are always aligned, as in Flink.
+        let unaligned = kind == SnapshotKind::Checkpoint
+            && self.settings.unaligned.is_some_and(|t| t.is_zero());
         let barrier = CheckpointBarrier {
             id,
             timestamp,
             kind,
+            unaligned,
         };
         let all = tasks.tasks();
         let mut pending = Pending {
@@ -425,6 +448,8 @@ impl CheckpointCoordinator {
                 trigger_timestamp: timestamp,
                 end_to_end_duration_ms: 0,
                 state_size: 0,
+                persisted_data: 0,
+                unaligned: barrier.unaligned,
                 num_subtasks: all.len(),
                 num_acknowledged_subtasks: 0,
                 external_path: None,
@@ -478,6 +503,8 @@ impl CheckpointCoordinator {
         p.acks.insert(task, states);
         p.stats.num_acknowledged_subtasks += 1;
         p.stats.state_size += stats.state_size;
+        p.stats.persisted_data += stats.persisted_data;
+        p.stats.unaligned |= stats.unaligned;
         p.stats.subtasks.push(SubtaskStats {
             task: self.job.vertices[task.0].name.clone(),
             vertex: task.0,

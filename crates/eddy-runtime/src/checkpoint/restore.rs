@@ -287,6 +287,19 @@ fn redistribute_lists(
                 let all: Vec<Vec<u8>> = per_old.into_iter().flatten().collect();
                 vec![all; p]
             }
+            Redistribution::InFlight if per_old.len() == p => per_old,
+            Redistribution::InFlight => {
+                return Err(RuntimeError::Restore(format!(
+                    "cannot restore: {} is an unaligned checkpoint holding in-flight data of \
+                     '{}', taken at parallelism {}; the data belongs to those subtasks' \
+                     channels, so restore it at parallelism {} (or rescale from a savepoint, \
+                     which is always aligned)",
+                    source.location.display(),
+                    snap.describe(),
+                    per_old.len(),
+                    per_old.len()
+                )));
+            }
             Redistribution::Broadcast => {
                 let first = per_old
                     .into_iter()

@@ -1,11 +1,20 @@
 //! One bounded channel between two subtasks.
+//!
+//! Besides its bounded data lane a channel has a priority lane for barriers of unaligned
+//! checkpoints: such a barrier overtakes the elements queued in the data lane. It carries how
+//! many data elements were sent before it, so the receiver knows which of the elements still
+//! queued precede it (they go into the checkpoint as in-flight data), and the records the
+//! sender had buffered but not yet sent, which the receiver puts back in their place.
 
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
-use eddy_core::element::StreamElement;
+use eddy_core::element::{CheckpointBarrier, StreamElement, StreamRecord};
+use serde::{Deserialize, Serialize};
 
 use super::net::{CreditReturn, NetSender};
 use crate::error::{Result, RuntimeError};
@@ -36,25 +45,43 @@ impl TaskSignals {
     }
 }
 
+/// A barrier on a channel's priority lane: it overtakes the data lane.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PriorityBarrier<T> {
+    /// The barrier.
+    pub barrier: CheckpointBarrier,
+    /// How many data-lane elements the sender had sent before the barrier.
+    pub sequence: u64,
+    /// Records the sender had buffered and not sent: they follow element `sequence - 1`.
+    pub overtaken: Vec<StreamRecord<T>>,
+}
+
 /// The sending end of a channel.
 pub struct ChannelSender<T> {
     inner: SenderKind<T>,
+    /// Data-lane elements sent.
+    sent: Cell<u64>,
 }
 
 enum SenderKind<T> {
-    Local(Sender<StreamElement<T>>),
+    Local(Sender<StreamElement<T>>, Sender<PriorityBarrier<T>>),
     Remote(Box<dyn RemoteSend<T>>),
 }
 
 /// The sending end of a channel to another process.
 pub(crate) trait RemoteSend<T>: Send {
     fn send(&self, element: StreamElement<T>, signals: &TaskSignals) -> Result<()>;
+    fn send_priority(&self, barrier: PriorityBarrier<T>) -> Result<()>;
     fn in_flight(&self) -> usize;
 }
 
-impl<T: serde::Serialize + Send + 'static> RemoteSend<T> for NetSender<T> {
+impl<T: Serialize + Send + 'static> RemoteSend<T> for NetSender<T> {
     fn send(&self, element: StreamElement<T>, signals: &TaskSignals) -> Result<()> {
         NetSender::send(self, &element, signals)
+    }
+
+    fn send_priority(&self, barrier: PriorityBarrier<T>) -> Result<()> {
+        NetSender::send_priority(self, &barrier)
     }
 
     fn in_flight(&self) -> usize {
@@ -62,40 +89,80 @@ impl<T: serde::Serialize + Send + 'static> RemoteSend<T> for NetSender<T> {
     }
 }
 
+/// What arrived on a channel and has not been read yet, besides its data lane: records an
+/// unaligned barrier carried, to be read after data element `sequence - 1`.
+struct Overtaken<T> {
+    checkpoint_id: u64,
+    sequence: u64,
+    records: Vec<StreamRecord<T>>,
+}
+
 /// The receiving end of a channel.
 pub struct ChannelReceiver<T> {
     pub(crate) rx: Receiver<StreamElement<T>>,
+    pub(crate) priority: Receiver<PriorityBarrier<T>>,
     credit: Option<CreditReturn>,
+    /// Data-lane elements taken.
+    taken: u64,
+    /// Whether every element taken is followed by a look at the priority lane.
+    watch_priority: bool,
+    /// Barriers taken from the priority lane and not yet handed to the task.
+    barriers: VecDeque<(CheckpointBarrier, u64)>,
+    /// Records that barriers carried, each to be read in its place.
+    overtaken: VecDeque<Overtaken<T>>,
+    /// An element taken that must wait for overtaken records to be read first.
+    held: Option<(u64, StreamElement<T>)>,
 }
 
 /// A channel inside one process that holds at most `capacity` elements.
 pub fn local_channel<T>(capacity: usize) -> (ChannelSender<T>, ChannelReceiver<T>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+    let (ptx, prx) = crossbeam_channel::unbounded();
     (
         ChannelSender {
-            inner: SenderKind::Local(tx),
+            inner: SenderKind::Local(tx, ptx),
+            sent: Cell::new(0),
         },
-        ChannelReceiver { rx, credit: None },
+        ChannelReceiver::new(rx, prx, None),
     )
 }
 
-impl<T: serde::Serialize + Send + 'static> ChannelSender<T> {
+impl<T: Serialize + Send + 'static> ChannelSender<T> {
     /// The sending end of a channel over a connection to another process.
     pub fn remote(sender: NetSender<T>) -> Self {
         ChannelSender {
             inner: SenderKind::Remote(Box::new(sender)),
+            sent: Cell::new(0),
         }
     }
 }
 
 impl<T> ChannelReceiver<T> {
-    /// The receiving end of a channel from another process: `rx` is filled by the connection,
-    /// and every element taken returns a credit to the sender.
-    pub fn remote(rx: Receiver<StreamElement<T>>, credit: CreditReturn) -> Self {
+    fn new(
+        rx: Receiver<StreamElement<T>>,
+        priority: Receiver<PriorityBarrier<T>>,
+        credit: Option<CreditReturn>,
+    ) -> Self {
         ChannelReceiver {
             rx,
-            credit: Some(credit),
+            priority,
+            credit,
+            taken: 0,
+            watch_priority: false,
+            barriers: VecDeque::new(),
+            overtaken: VecDeque::new(),
+            held: None,
         }
+    }
+
+    /// The receiving end of a channel from another process: `rx` and `priority` are filled by
+    /// the connection, and every data element taken returns a credit to the sender.
+    pub fn remote(
+        rx: Receiver<StreamElement<T>>,
+        priority: Receiver<PriorityBarrier<T>>,
+        credit: CreditReturn,
+    ) -> Self {
+        Self::new(rx, priority, Some(credit))
     }
 }
 
@@ -104,14 +171,33 @@ impl<T> ChannelSender<T> {
     /// receiver is gone or the task is cancelled while blocked.
     #[inline]
     pub fn send(&self, element: StreamElement<T>, signals: &TaskSignals) -> Result<()> {
+        self.sent.set(self.sent.get() + 1);
         let tx = match &self.inner {
-            SenderKind::Local(tx) => tx,
+            SenderKind::Local(tx, _) => tx,
             SenderKind::Remote(remote) => return remote.send(element, signals),
         };
         match tx.try_send(element) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(_)) => Err(RuntimeError::ChannelClosed),
             Err(TrySendError::Full(element)) => Self::send_blocking(tx, element, signals),
+        }
+    }
+
+    /// Sends `barrier` ahead of everything queued, with `overtaken`, the records buffered for
+    /// this channel and not sent. Never blocks.
+    pub fn send_priority(
+        &self,
+        barrier: CheckpointBarrier,
+        overtaken: Vec<StreamRecord<T>>,
+    ) -> Result<()> {
+        let barrier = PriorityBarrier {
+            barrier,
+            sequence: self.sent.get(),
+            overtaken,
+        };
+        match &self.inner {
+            SenderKind::Local(_, ptx) => ptx.send(barrier).map_err(|_| RuntimeError::ChannelClosed),
+            SenderKind::Remote(remote) => remote.send_priority(barrier),
         }
     }
 
@@ -141,7 +227,7 @@ impl<T> ChannelSender<T> {
     /// Number of elements waiting in the channel.
     pub fn len(&self) -> usize {
         match &self.inner {
-            SenderKind::Local(tx) => tx.len(),
+            SenderKind::Local(tx, _) => tx.len(),
             SenderKind::Remote(remote) => remote.in_flight(),
         }
     }
@@ -154,23 +240,95 @@ impl<T> ChannelSender<T> {
 
 /// What a non-blocking read found.
 pub(crate) enum Polled<T> {
-    Element(StreamElement<T>),
+    /// Data-lane element number `index`.
+    Element(u64, StreamElement<T>),
+    /// Records that checkpoint `id`'s unaligned barrier carried past the data lane.
+    Overtaken(u64, Vec<StreamRecord<T>>),
     Empty,
     Closed,
 }
 
 impl<T> ChannelReceiver<T> {
+    /// Looks at the priority lane after every element taken, so that an element sent after an
+    /// unaligned barrier is never read before the records the barrier carried.
+    pub(crate) fn watch_priority(&mut self) {
+        self.watch_priority = true;
+    }
+
+    /// The index of the next data-lane element to be read.
+    fn next_index(&self) -> u64 {
+        self.held.as_ref().map_or(self.taken, |(i, _)| *i)
+    }
+
+    fn overtaken_due(&self) -> bool {
+        self.overtaken
+            .front()
+            .is_some_and(|o| o.sequence <= self.next_index())
+    }
+
     #[inline]
-    pub(crate) fn try_recv(&self) -> Polled<T> {
+    pub(crate) fn try_recv(&mut self) -> Polled<T> {
+        if self.overtaken_due()
+            && let Some(o) = self.overtaken.pop_front()
+        {
+            return Polled::Overtaken(o.checkpoint_id, o.records);
+        }
+        if let Some((i, e)) = self.held.take() {
+            return Polled::Element(i, e);
+        }
         match self.rx.try_recv() {
             Ok(e) => {
                 if let Some(credit) = &self.credit {
                     credit.consumed();
                 }
-                Polled::Element(e)
+                let index = self.taken;
+                self.taken += 1;
+                if self.watch_priority && self.drain_priority() {
+                    // A barrier was sent meanwhile: records it carried may precede `e`.
+                    self.held = Some((index, e));
+                    return self.try_recv();
+                }
+                Polled::Element(index, e)
             }
             Err(TryRecvError::Empty) => Polled::Empty,
             Err(TryRecvError::Disconnected) => Polled::Closed,
         }
+    }
+
+    /// Moves what the priority lane holds into `barriers`; whether there was anything.
+    fn drain_priority(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(p) = self.priority.try_recv() {
+            any = true;
+            if !p.overtaken.is_empty() {
+                self.overtaken.push_back(Overtaken {
+                    checkpoint_id: p.barrier.id,
+                    sequence: p.sequence,
+                    records: p.overtaken,
+                });
+            }
+            self.barriers.push_back((p.barrier, p.sequence));
+        }
+        any
+    }
+
+    /// The next barrier from the priority lane, with the number of data elements sent before
+    /// it. The records it carried are kept to be read in their place.
+    pub(crate) fn try_recv_priority(&mut self) -> Option<(CheckpointBarrier, u64)> {
+        if self.barriers.is_empty() {
+            self.drain_priority();
+        }
+        self.barriers.pop_front()
+    }
+
+    /// Whether every data element before index `end`, and every record carried by a barrier
+    /// of checkpoint `id` or older, has been read.
+    pub(crate) fn has_read_up_to(&self, end: u64, id: u64) -> bool {
+        self.next_index() >= end && !self.overtaken.iter().any(|o| o.checkpoint_id <= id)
+    }
+
+    /// Data-lane elements taken so far.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken
     }
 }

@@ -1,12 +1,74 @@
 //! The input gate: all channels of one logical input of a task.
+//!
+//! For unaligned checkpoints the gate also records in-flight data: from the moment a task
+//! takes checkpoint *n*'s snapshot, every batch it reads from a channel before that channel's
+//! barrier *n* (which arrives on the priority lane, with the number of data elements sent
+//! before it, or in-band) is encoded and kept; the records the barrier carried past the data
+//! lane count too. Once every channel's barrier has arrived and everything before it has been
+//! read, the recording is complete and goes into the checkpoint.
 
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select};
-use eddy_core::element::StreamElement;
+use eddy_core::element::{CheckpointBarrier, StreamElement, StreamRecord};
 
 use super::channel::{ChannelReceiver, Polled};
 use crate::error::{Result, RuntimeError};
+
+/// Encodes and decodes batches of a gate's records: the in-flight data of unaligned
+/// checkpoints.
+pub struct RecordCodec<T> {
+    /// Encodes one batch.
+    pub encode: fn(&[StreamRecord<T>]) -> Result<Vec<u8>>,
+    /// Decodes one batch.
+    pub decode: fn(&[u8]) -> Result<Vec<StreamRecord<T>>>,
+}
+
+impl<T> Clone for RecordCodec<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for RecordCodec<T> {}
+
+impl<T> RecordCodec<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    /// The postcard codec.
+    pub fn postcard() -> Self {
+        RecordCodec {
+            encode: |batch| {
+                postcard::to_stdvec(batch).map_err(|e| RuntimeError::Serialization(e.to_string()))
+            },
+            decode: |bytes| {
+                postcard::from_bytes(bytes).map_err(|e| {
+                    RuntimeError::Serialization(format!(
+                        "cannot decode the in-flight data of an unaligned checkpoint: {e}"
+                    ))
+                })
+            },
+        }
+    }
+}
+
+/// The in-flight data of one unaligned checkpoint on one channel.
+#[derive(Default)]
+struct ChannelRecording {
+    /// The number of data elements sent before the barrier, once it arrived.
+    end: Option<u64>,
+    /// Everything before the barrier has been read (or the channel ended).
+    done: bool,
+    /// Encoded batches with the index of the data element each came in (`None` for records a
+    /// barrier carried, which always precede their own barrier).
+    batches: Vec<(Option<u64>, Vec<u8>)>,
+}
+
+struct Recording {
+    checkpoint_id: u64,
+    channels: Vec<ChannelRecording>,
+}
 
 /// The channels of one input, read round-robin. Channels can be blocked (during barrier
 /// alignment) and are retired once they deliver end-of-partition.
@@ -16,6 +78,8 @@ pub struct InputGate<T> {
     finished: Vec<bool>,
     num_finished: usize,
     next: usize,
+    codec: Option<RecordCodec<T>>,
+    recordings: Vec<Recording>,
 }
 
 impl<T> InputGate<T> {
@@ -28,7 +92,158 @@ impl<T> InputGate<T> {
             finished: vec![false; n],
             num_finished: 0,
             next: 0,
+            codec: None,
+            recordings: Vec::new(),
         }
+    }
+
+    /// The gate with `codec` for its records, which unaligned checkpoints need.
+    pub fn with_codec(mut self, codec: Option<RecordCodec<T>>) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Prepares the gate for unaligned checkpoints; fails if its records cannot be encoded.
+    pub fn enable_unaligned(&mut self) -> Result<()> {
+        if self.codec.is_none() {
+            return Err(RuntimeError::InvalidJob(format!(
+                "unaligned checkpoints need the records of every edge to be serializable, and \
+                 {} is not: set execution.checkpointing.unaligned.enabled: false",
+                std::any::type_name::<T>()
+            )));
+        }
+        for ch in &mut self.channels {
+            ch.watch_priority();
+        }
+        Ok(())
+    }
+
+    /// The next barrier that arrived on a channel's priority lane: the channel, the barrier,
+    /// and the number of data elements sent on the channel before it.
+    pub fn poll_priority(&mut self) -> Option<(usize, CheckpointBarrier, u64)> {
+        // Finished channels too: a barrier may have been taken from the lane together with
+        // the channel's last element.
+        for c in 0..self.channels.len() {
+            if let Some((barrier, sequence)) = self.channels[c].try_recv_priority() {
+                return Some((c, barrier, sequence));
+            }
+        }
+        None
+    }
+
+    /// Starts recording checkpoint `id`'s in-flight data: its snapshot has just been taken.
+    pub fn start_recording(&mut self, id: u64) {
+        let channels = (0..self.channels.len())
+            .map(|c| ChannelRecording {
+                done: self.finished[c],
+                ..Default::default()
+            })
+            .collect();
+        self.recordings.push(Recording {
+            checkpoint_id: id,
+            channels,
+        });
+    }
+
+    /// Whether checkpoint `id`'s in-flight data is being recorded.
+    pub fn is_recording(&self, id: u64) -> bool {
+        self.recordings.iter().any(|r| r.checkpoint_id == id)
+    }
+
+    /// Channel `c` delivered checkpoint `id`'s barrier after `end` data elements: what came
+    /// later is not in-flight data of `id`. Nothing happens if `id` is not being recorded.
+    pub fn end_recording(&mut self, id: u64, c: usize, end: u64) {
+        if let Some(r) = self.recordings.iter_mut().find(|r| r.checkpoint_id == id) {
+            let ch = &mut r.channels[c];
+            ch.end = Some(end);
+            ch.batches
+                .retain(|(index, _)| index.is_none_or(|i| i < end));
+            ch.done = ch.done || self.channels[c].has_read_up_to(end, id);
+        }
+    }
+
+    /// Channel `c` delivered checkpoint `id`'s barrier in-band, as the last element read.
+    pub fn end_recording_here(&mut self, id: u64, c: usize) {
+        let end = self.channels[c].taken();
+        self.end_recording(id, c, end);
+    }
+
+    /// Whether checkpoint `id`'s in-flight data is complete on every channel.
+    pub fn is_recording_complete(&self, id: u64) -> bool {
+        self.recordings
+            .iter()
+            .find(|r| r.checkpoint_id == id)
+            .is_none_or(|r| r.channels.iter().all(|c| c.done))
+    }
+
+    /// Takes checkpoint `id`'s in-flight data: encoded batches, channel by channel.
+    pub fn take_recording(&mut self, id: u64) -> Vec<Vec<u8>> {
+        match self.recordings.iter().position(|r| r.checkpoint_id == id) {
+            Some(i) => self
+                .recordings
+                .remove(i)
+                .channels
+                .into_iter()
+                .flat_map(|c| c.batches.into_iter().map(|(_, b)| b))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Stops recording checkpoint `id` and everything older (they were aborted).
+    pub fn abort_recordings(&mut self, id: u64) {
+        self.recordings.retain(|r| r.checkpoint_id > id);
+    }
+
+    /// Decodes a batch of in-flight data restored from a checkpoint.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Vec<StreamRecord<T>>> {
+        match &self.codec {
+            Some(codec) => (codec.decode)(bytes),
+            None => Err(RuntimeError::Restore(format!(
+                "in-flight data of records of type {} cannot be decoded",
+                std::any::type_name::<T>()
+            ))),
+        }
+    }
+
+    /// Adds what channel `c` just delivered to the recordings it belongs to.
+    #[cold]
+    fn record(
+        &mut self,
+        c: usize,
+        index: Option<u64>,
+        overtaken_by: u64,
+        batch: &[StreamRecord<T>],
+    ) -> Result<()> {
+        let mut encoded: Option<Vec<u8>> = None;
+        for r in &mut self.recordings {
+            let ch = &mut r.channels[c];
+            if ch.done {
+                continue;
+            }
+            let belongs = match index {
+                Some(i) => ch.end.is_none_or(|end| i < end),
+                None => overtaken_by <= r.checkpoint_id,
+            };
+            if belongs && !batch.is_empty() {
+                let bytes = match &encoded {
+                    Some(b) => b.clone(),
+                    None => {
+                        let codec = self.codec.as_ref().ok_or_else(|| {
+                            RuntimeError::Internal("unaligned checkpoint without a codec".into())
+                        })?;
+                        let b = (codec.encode)(batch)?;
+                        encoded = Some(b.clone());
+                        b
+                    }
+                };
+                ch.batches.push((index, bytes));
+            }
+            if let Some(end) = ch.end {
+                ch.done = self.channels[c].has_read_up_to(end, r.checkpoint_id);
+            }
+        }
+        Ok(())
     }
 
     /// Number of channels.
@@ -46,9 +261,23 @@ impl<T> InputGate<T> {
                 continue;
             }
             match self.channels[c].try_recv() {
-                Polled::Element(e) => {
+                Polled::Element(index, e) => {
                     self.next = c + 1;
+                    if !self.recordings.is_empty() {
+                        let batch = match &e {
+                            StreamElement::Records(b) => b.as_slice(),
+                            _ => &[],
+                        };
+                        self.record(c, Some(index), 0, batch)?;
+                    }
                     return Ok(Some((c, e)));
+                }
+                Polled::Overtaken(id, records) => {
+                    self.next = c + 1;
+                    if !self.recordings.is_empty() {
+                        self.record(c, None, id, &records)?;
+                    }
+                    return Ok(Some((c, StreamElement::Records(records))));
                 }
                 Polled::Empty => {}
                 Polled::Closed => return Err(RuntimeError::ChannelClosed),
@@ -77,6 +306,9 @@ impl<T> InputGate<T> {
         if !self.finished[c] {
             self.finished[c] = true;
             self.num_finished += 1;
+        }
+        for r in &mut self.recordings {
+            r.channels[c].done = true;
         }
     }
 
@@ -107,8 +339,11 @@ pub trait Waitable {
 impl<T> Waitable for InputGate<T> {
     fn register<'a>(&'a self, select: &mut Select<'a>) {
         for (c, ch) in self.channels.iter().enumerate() {
-            if !self.blocked[c] && !self.finished[c] {
-                select.recv(&ch.rx);
+            if !self.finished[c] {
+                if !self.blocked[c] {
+                    select.recv(&ch.rx);
+                }
+                select.recv(&ch.priority);
             }
         }
     }
@@ -176,6 +411,134 @@ mod tests {
         assert!(gate.is_finished());
         drop(tx0);
         drop(tx1);
+    }
+
+    fn barrier(id: u64) -> CheckpointBarrier {
+        CheckpointBarrier {
+            id,
+            timestamp: 0,
+            kind: eddy_core::element::SnapshotKind::Checkpoint,
+            unaligned: true,
+        }
+    }
+
+    fn records(values: &[u32]) -> StreamElement<u32> {
+        StreamElement::Records(values.iter().map(|v| StreamRecord::new(*v)).collect())
+    }
+
+    fn values(e: StreamElement<u32>) -> Vec<u32> {
+        match e {
+            StreamElement::Records(b) => b.into_iter().map(|r| r.value).collect(),
+            other => panic!("expected records, got {other:?}"),
+        }
+    }
+
+    fn unaligned_gate(rx: Vec<ChannelReceiver<u32>>) -> InputGate<u32> {
+        let mut gate = InputGate::new(rx).with_codec(Some(RecordCodec::postcard()));
+        gate.enable_unaligned().unwrap();
+        gate
+    }
+
+    #[test]
+    fn an_unaligned_barrier_overtakes_the_queue_and_what_it_overtook_is_recorded() {
+        let signals = TaskSignals::default();
+        let (tx, rx) = local_channel::<u32>(8);
+        let mut gate = unaligned_gate(vec![rx]);
+        tx.send(records(&[1, 2]), &signals).unwrap();
+        tx.send(records(&[3]), &signals).unwrap();
+        tx.send_priority(barrier(1), vec![StreamRecord::new(4)])
+            .unwrap();
+        tx.send(records(&[5]), &signals).unwrap();
+
+        let (c, b, sequence) = gate.poll_priority().expect("the barrier comes first");
+        assert_eq!((c, b.id, sequence), (0, 1, 2));
+        gate.start_recording(1);
+        gate.end_recording(1, 0, sequence);
+        let mut read = Vec::new();
+        while !gate.is_recording_complete(1) {
+            read.extend(values(gate.try_next().unwrap().unwrap().1));
+        }
+        assert_eq!(
+            read,
+            [1, 2, 3, 4],
+            "the overtaken records come in their place"
+        );
+        assert_eq!(values(gate.try_next().unwrap().unwrap().1), [5]);
+        let recorded: Vec<u32> = gate
+            .take_recording(1)
+            .iter()
+            .flat_map(|b| gate.decode(b).unwrap())
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(
+            recorded,
+            [1, 2, 3, 4],
+            "what precedes the barrier, not what follows"
+        );
+    }
+
+    #[test]
+    fn records_sent_after_an_unaligned_barrier_wait_for_the_records_it_carried() {
+        let signals = TaskSignals::default();
+        let (tx, rx) = local_channel::<u32>(8);
+        let mut gate = unaligned_gate(vec![rx]);
+        tx.send(records(&[1]), &signals).unwrap();
+        tx.send_priority(barrier(1), vec![StreamRecord::new(2)])
+            .unwrap();
+        tx.send(records(&[3]), &signals).unwrap();
+        // The task reads before it looks at the priority lane: the order still holds, and the
+        // barrier is waiting for it after the first element.
+        assert_eq!(values(gate.try_next().unwrap().unwrap().1), [1]);
+        let (_, b, sequence) = gate.poll_priority().unwrap();
+        assert_eq!((b.id, sequence), (1, 1));
+        gate.start_recording(1);
+        gate.end_recording(1, 0, sequence);
+        assert_eq!(values(gate.try_next().unwrap().unwrap().1), [2]);
+        assert!(gate.is_recording_complete(1));
+        assert_eq!(values(gate.try_next().unwrap().unwrap().1), [3]);
+        assert_eq!(gate.take_recording(1).len(), 1, "only the carried record");
+    }
+
+    #[test]
+    fn recording_on_several_channels_ends_at_each_barrier() {
+        let signals = TaskSignals::default();
+        let (tx0, rx0) = local_channel::<u32>(8);
+        let (tx1, rx1) = local_channel::<u32>(8);
+        let mut gate = unaligned_gate(vec![rx0, rx1]);
+        tx0.send_priority(barrier(3), Vec::new()).unwrap();
+        tx0.send(records(&[10]), &signals).unwrap();
+        tx1.send(records(&[20]), &signals).unwrap();
+        let (c, b, sequence) = gate.poll_priority().unwrap();
+        assert_eq!((c, sequence), (0, 0));
+        gate.start_recording(b.id);
+        gate.end_recording(b.id, c, sequence);
+        // Channel 1 has not delivered its barrier: what it delivers is in flight.
+        let mut seen = Vec::new();
+        while let Some((_, e)) = gate.try_next().unwrap() {
+            seen.extend(values(e));
+        }
+        seen.sort();
+        assert_eq!(seen, [10, 20]);
+        assert!(!gate.is_recording_complete(3));
+        tx1.send(
+            StreamElement::Barrier(CheckpointBarrier {
+                unaligned: false,
+                ..barrier(3)
+            }),
+            &signals,
+        )
+        .unwrap();
+        let (c, e) = gate.try_next().unwrap().unwrap();
+        assert!(matches!(e, StreamElement::Barrier(_)));
+        gate.end_recording_here(3, c);
+        assert!(gate.is_recording_complete(3));
+        let recorded: Vec<u32> = gate
+            .take_recording(3)
+            .iter()
+            .flat_map(|b| gate.decode(b).unwrap())
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(recorded, [20], "channel 0's record followed its barrier");
     }
 
     #[test]

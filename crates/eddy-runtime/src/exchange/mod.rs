@@ -17,8 +17,8 @@ pub mod net;
 mod partitioner;
 mod writer;
 
-pub use channel::{ChannelReceiver, ChannelSender, TaskSignals, local_channel};
-pub use gate::{InputGate, wait_for_input};
+pub use channel::{ChannelReceiver, ChannelSender, PriorityBarrier, TaskSignals, local_channel};
+pub use gate::{InputGate, RecordCodec, wait_for_input};
 pub use partitioner::{
     BroadcastPartitioner, ForwardPartitioner, KeyGroupPartitioner, Partitioner,
     RebalancePartitioner, ShufflePartitioner,

@@ -9,7 +9,8 @@
 //! memory held by a channel stays bounded on both sides.
 //!
 //! A connection carries frames `[u32 length][u8 kind][u64 channel][payload]`: a serialized
-//! element, a credit grant, or the close of a channel. One thread writes a connection's frames,
+//! element, a credit grant, the close of a channel, or an unaligned barrier, which takes no
+//! credit and overtakes what the receiver has queued. One thread writes a connection's frames,
 //! one reads them and hands each element to its channel.
 
 use std::collections::HashMap;
@@ -24,13 +25,16 @@ use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::channel::TaskSignals;
+use super::channel::{PriorityBarrier, TaskSignals};
 use crate::error::{Result, RuntimeError};
 use crate::metrics::Counter;
 
 const KIND_DATA: u8 = 0;
 const KIND_CREDIT: u8 = 1;
 const KIND_CLOSE: u8 = 2;
+/// A barrier of an unaligned checkpoint: it takes no credit and goes to the channel's priority
+/// lane, ahead of the elements queued there.
+const KIND_PRIORITY: u8 = 3;
 const HEADER: usize = 1 + 8;
 /// A frame's bytes besides its payload: the length, kind and channel.
 const FRAME_HEADER: usize = 4 + HEADER;
@@ -47,6 +51,7 @@ pub fn channel_id(edge: u32, source_subtask: u32, target_subtask: u32) -> u64 {
 
 enum Outgoing {
     Data(u64, Vec<u8>),
+    Priority(u64, Vec<u8>),
     Credit(u64, u32),
     Close(u64),
 }
@@ -102,6 +107,7 @@ type Deliver = Box<dyn Fn(&[u8]) -> Result<()> + Send>;
 #[derive(Default)]
 struct Routes {
     inbound: HashMap<u64, Deliver>,
+    priority: HashMap<u64, Deliver>,
     credits: HashMap<u64, Arc<Credits>>,
 }
 
@@ -159,16 +165,31 @@ impl DataConnection {
     }
 
     /// The receiving end of channel `id`: a local queue of `capacity` elements that the
-    /// connection fills, and the credit return for the task that reads it. The bytes received
-    /// are added to `received`.
+    /// connection fills, its priority lane, and the credit return for the task that reads it.
+    /// The bytes received are added to `received`.
     pub fn receiver<T: DeserializeOwned + Send + 'static>(
         self: &Arc<Self>,
         id: u64,
         capacity: usize,
         received: Arc<Counter>,
-    ) -> (Receiver<StreamElement<T>>, CreditReturn) {
+    ) -> (
+        Receiver<StreamElement<T>>,
+        Receiver<PriorityBarrier<T>>,
+        CreditReturn,
+    ) {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-        let peer = self.peer.clone();
+        let (ptx, prx) = crossbeam_channel::unbounded();
+        let (peer, priority_peer) = (self.peer.clone(), self.peer.clone());
+        let priority_received = received.clone();
+        let deliver_priority: Deliver = Box::new(move |bytes| {
+            priority_received.inc_by((bytes.len() + FRAME_HEADER) as u64);
+            let barrier: PriorityBarrier<T> = postcard::from_bytes(bytes).map_err(|e| {
+                RuntimeError::Serialization(format!(
+                    "cannot read a barrier of channel {id:#x} from {priority_peer}: {e}"
+                ))
+            })?;
+            ptx.send(barrier).map_err(|_| RuntimeError::ChannelClosed)
+        });
         let deliver: Deliver = Box::new(move |bytes| {
             received.inc_by((bytes.len() + FRAME_HEADER) as u64);
             let element: StreamElement<T> = postcard::from_bytes(bytes).map_err(|e| {
@@ -184,9 +205,14 @@ impl DataConnection {
                 crossbeam_channel::TrySendError::Disconnected(_) => RuntimeError::ChannelClosed,
             })
         });
-        self.routes.lock().inbound.insert(id, deliver);
+        {
+            let mut routes = self.routes.lock();
+            routes.inbound.insert(id, deliver);
+            routes.priority.insert(id, deliver_priority);
+        }
         (
             rx,
+            prx,
             CreditReturn {
                 id,
                 out: self.out.clone(),
@@ -250,6 +276,7 @@ impl DataConnection {
                 // Channels that did not end cleanly now report a closed channel to their task.
                 let mut r = routes.lock();
                 r.inbound.clear();
+                r.priority.clear();
                 for c in r.credits.values() {
                     c.kill();
                 }
@@ -299,6 +326,7 @@ fn write_loop(stream: TcpStream, rx: Receiver<Outgoing>) -> std::io::Result<()> 
         };
         match msg {
             Outgoing::Data(id, bytes) => write_frame(&mut w, KIND_DATA, id, &bytes)?,
+            Outgoing::Priority(id, bytes) => write_frame(&mut w, KIND_PRIORITY, id, &bytes)?,
             Outgoing::Credit(id, n) => write_frame(&mut w, KIND_CREDIT, id, &n.to_le_bytes())?,
             Outgoing::Close(u64::MAX) => break,
             Outgoing::Close(id) => write_frame(&mut w, KIND_CLOSE, id, &[])?,
@@ -340,9 +368,14 @@ fn read_loop(stream: TcpStream, routes: &Mutex<Routes>) -> Result<()> {
         let id = u64::from_le_bytes(id);
         let payload = &buf[HEADER..];
         match kind {
-            KIND_DATA => {
+            KIND_DATA | KIND_PRIORITY => {
                 let routes = routes.lock();
-                match routes.inbound.get(&id) {
+                let lane = if kind == KIND_DATA {
+                    &routes.inbound
+                } else {
+                    &routes.priority
+                };
+                match lane.get(&id) {
                     Some(deliver) => match deliver(payload) {
                         Ok(()) | Err(RuntimeError::ChannelClosed) => {}
                         Err(e) => return Err(e),
@@ -360,7 +393,9 @@ fn read_loop(stream: TcpStream, routes: &Mutex<Routes>) -> Result<()> {
                 }
             }
             KIND_CLOSE => {
-                routes.lock().inbound.remove(&id);
+                let mut routes = routes.lock();
+                routes.inbound.remove(&id);
+                routes.priority.remove(&id);
             }
             other => {
                 return Err(RuntimeError::Serialization(format!(
@@ -393,6 +428,16 @@ impl<T: Serialize> NetSender<T> {
             .map_err(|_| RuntimeError::ChannelClosed)
     }
 
+    /// Queues an unaligned barrier on the connection, without waiting for a credit.
+    pub fn send_priority(&self, barrier: &PriorityBarrier<T>) -> Result<()> {
+        let bytes = postcard::to_allocvec(barrier)
+            .map_err(|e| RuntimeError::Serialization(format!("cannot serialize a barrier: {e}")))?;
+        self.bytes.inc_by((bytes.len() + FRAME_HEADER) as u64);
+        self.out
+            .send(Outgoing::Priority(self.id, bytes))
+            .map_err(|_| RuntimeError::ChannelClosed)
+    }
+
     /// Elements sent that the receiver has not yet taken.
     pub fn in_flight(&self) -> usize {
         let s = self.credits.state.lock();
@@ -416,5 +461,69 @@ impl CreditReturn {
     #[inline]
     pub(crate) fn consumed(&self) {
         let _ = self.out.send(Outgoing::Credit(self.id, 1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use eddy_core::element::{CheckpointBarrier, SnapshotKind, StreamRecord};
+
+    use super::*;
+    use crate::exchange::{ChannelReceiver, ChannelSender, InputGate, RecordCodec};
+
+    #[test]
+    fn an_unaligned_barrier_overtakes_the_elements_queued_at_the_receiver() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (a, b) = (DataConnection::new("b"), DataConnection::new("a"));
+        let id = channel_id(1, 0, 0);
+        let bytes = Arc::new(Counter::default());
+        let tx = ChannelSender::<u32>::remote(a.sender(id, 4, bytes.clone()));
+        let (rx, priority, credit) = b.receiver::<u32>(id, 4, bytes);
+        a.start(client).unwrap();
+        b.start(server).unwrap();
+        let mut gate = InputGate::new(vec![ChannelReceiver::remote(rx, priority, credit)])
+            .with_codec(Some(RecordCodec::postcard()));
+        gate.enable_unaligned().unwrap();
+
+        let signals = TaskSignals::default();
+        for v in 0..4 {
+            tx.send(StreamElement::Records(vec![StreamRecord::new(v)]), &signals)
+                .unwrap();
+        }
+        // The receiver holds four elements and has granted no more credit: only a barrier
+        // that takes none can pass.
+        let barrier = CheckpointBarrier {
+            id: 1,
+            timestamp: 0,
+            kind: SnapshotKind::Checkpoint,
+            unaligned: true,
+        };
+        tx.send_priority(barrier, vec![StreamRecord::new(4)])
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (c, got, sequence) = loop {
+            if let Some(p) = gate.poll_priority() {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "the barrier did not arrive");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!((c, got, sequence), (0, barrier, 4));
+        gate.start_recording(1);
+        gate.end_recording(1, 0, sequence);
+        let mut read = Vec::new();
+        while !gate.is_recording_complete(1) {
+            match gate.try_next().unwrap() {
+                Some((_, StreamElement::Records(b))) => read.extend(b.into_iter().map(|r| r.value)),
+                Some((_, other)) => panic!("unexpected {other:?}"),
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        assert_eq!(read, [0, 1, 2, 3, 4]);
+        assert_eq!(gate.take_recording(1).len(), 5);
     }
 }

@@ -29,6 +29,9 @@ pub struct RecordWriter<T> {
     /// and may already be gone, so nothing more is sent (a barrier that still reaches this task
     /// from an upstream that has not finished yet, for instance).
     partition_ended: bool,
+    /// End-of-data has been sent: a barrier goes in-band behind it, so that the receiver's
+    /// snapshot follows its end of input (the checkpoint after which a finished task may exit).
+    data_ended: bool,
 }
 
 impl<T: Clone> RecordWriter<T> {
@@ -51,6 +54,7 @@ impl<T: Clone> RecordWriter<T> {
             signals,
             dirty,
             partition_ended: false,
+            data_ended: false,
         }
     }
 
@@ -171,10 +175,23 @@ impl<T: Clone> Output<T> for RecordWriter<T> {
 
 impl<T: Clone> ChainOutput<T> for RecordWriter<T> {
     fn emit_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()> {
-        self.broadcast_event(StreamElement::Barrier(barrier))
+        if !barrier.unaligned || self.data_ended {
+            return self.broadcast_event(StreamElement::Barrier(barrier));
+        }
+        if self.partition_ended {
+            return Ok(());
+        }
+        // Ahead of everything queued, with the records buffered here: they precede the
+        // barrier, and the receiver reads them in their place.
+        for (c, ch) in self.channels.iter().enumerate() {
+            let overtaken = std::mem::take(&mut self.buffers[c]);
+            ch.send_priority(barrier, overtaken)?;
+        }
+        Ok(())
     }
 
     fn emit_end_of_data(&mut self, mode: StopMode) -> Result<()> {
+        self.data_ended = true;
         self.broadcast_event(StreamElement::EndOfData(mode))
     }
 
@@ -214,6 +231,7 @@ mod tests {
             id: 7,
             timestamp: 0,
             kind: SnapshotKind::Checkpoint,
+            unaligned: false,
         };
         writer.emit_barrier(barrier).unwrap();
         writer.emit_watermark(Watermark(5)).unwrap();

@@ -478,6 +478,7 @@ impl TaskSpec {
             let mut checkpointing = TaskCheckpointing::new(
                 self.settings.enabled(),
                 self.settings.mode,
+                self.settings.unaligned.filter(|_| self.settings.enabled()),
                 self.reporter.clone(),
                 self.targets.clone(),
                 finished_on_restore && any_restored,

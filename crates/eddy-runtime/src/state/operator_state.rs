@@ -23,6 +23,9 @@ pub enum Redistribution {
     Union,
     /// Every subtask holds the same value; one copy is restored everywhere (broadcast state).
     Broadcast,
+    /// In-flight data of an unaligned checkpoint: it belongs to the subtask's channels and is
+    /// restored to the same subtask, which needs the same parallelism.
+    InFlight,
 }
 
 /// Encodes a state's elements, one byte string each.
@@ -268,6 +271,12 @@ impl OperatorStateStore {
             out.push((name.clone(), *mode, elements.clone()));
         }
         Ok(out)
+    }
+
+    /// The elements of state `name` as restored, if it was and no one has asked for it;
+    /// it is then no longer carried into snapshots.
+    pub fn take_restored(&self, name: &str) -> Option<Vec<Vec<u8>>> {
+        self.restored.borrow_mut().remove(name).map(|(_, e)| e)
     }
 
     /// Whether state `name` was restored and not yet asked for.

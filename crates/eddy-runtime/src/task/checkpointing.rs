@@ -97,6 +97,117 @@ pub struct SubtaskCheckpointStats {
     pub async_ms: u64,
     /// Bytes written.
     pub state_size: u64,
+    /// Bytes of in-flight data in the snapshot (unaligned checkpoints).
+    #[serde(default)]
+    pub persisted_data: u64,
+    /// Whether the subtask took the checkpoint unaligned.
+    #[serde(default)]
+    pub unaligned: bool,
+}
+
+/// The name of the list state of a task's head operator that holds in-flight data of
+/// `input` (1 or 2) in an unaligned checkpoint.
+pub(crate) fn in_flight_state(input: u8) -> String {
+    format!("_in-flight-input-{input}")
+}
+
+/// The synchronous part of a snapshot, waiting to be written.
+pub struct CapturedSnapshot {
+    id: u64,
+    jobs: Vec<(OperatorId, OperatorSnapshotJob)>,
+    sync: Duration,
+    alignment: Duration,
+    location: StorageLocation,
+    file_name: String,
+    finished: bool,
+}
+
+impl CapturedSnapshot {
+    /// The checkpoint.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// A task's unaligned checkpoints: those whose snapshot has been taken and whose in-flight
+/// data its gates are still recording.
+pub(crate) struct UnalignedCheckpoints {
+    /// The aligned-checkpoint timeout, when unaligned checkpoints are on.
+    timeout: Option<Duration>,
+    active: Vec<CapturedSnapshot>,
+    /// The newest checkpoint taken unaligned.
+    newest: u64,
+}
+
+impl UnalignedCheckpoints {
+    pub(crate) fn new(timeout: Option<Duration>) -> Self {
+        UnalignedCheckpoints {
+            timeout,
+            active: Vec::new(),
+            newest: 0,
+        }
+    }
+
+    /// Whether unaligned checkpoints are on.
+    pub(crate) fn enabled(&self) -> bool {
+        self.timeout.is_some()
+    }
+
+    /// Whether checkpoint `id` has not been taken unaligned yet.
+    pub(crate) fn is_new(&self, id: u64) -> bool {
+        id > self.newest
+    }
+
+    /// Checkpoint `id` was taken unaligned; its in-flight data is recorded until complete.
+    pub(crate) fn started(&mut self, id: u64, captured: Option<CapturedSnapshot>) {
+        self.newest = self.newest.max(id);
+        self.active.extend(captured);
+    }
+
+    /// Whether in-flight data is being recorded.
+    #[inline]
+    pub(crate) fn has_active(&self) -> bool {
+        !self.active.is_empty()
+    }
+
+    /// Forgets checkpoint `id` and older ones (aborted).
+    pub(crate) fn abort(&mut self, id: u64) {
+        self.active.retain(|c| c.id > id);
+        self.newest = self.newest.max(id);
+    }
+
+    /// Takes the checkpoints whose in-flight data is complete.
+    pub(crate) fn take_complete(
+        &mut self,
+        complete: impl Fn(u64) -> bool,
+    ) -> Vec<CapturedSnapshot> {
+        let (done, rest) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|c| complete(c.id));
+        self.active = rest;
+        done
+    }
+
+    /// The aligned checkpoint `pending` (started `elapsed` ago by the coordinator's clock)
+    /// should now be taken unaligned; `Some(deadline)` if not yet but it will.
+    pub(crate) fn timed_out(&self, pending: Option<CheckpointBarrier>) -> (bool, Option<Instant>) {
+        let (Some(timeout), Some(b)) = (self.timeout, pending) else {
+            return (false, None);
+        };
+        if b.kind.is_savepoint() {
+            return (false, None);
+        }
+        let age = eddy_core::time::now_millis()
+            .saturating_sub(b.timestamp)
+            .max(0) as u128;
+        match timeout.as_millis().checked_sub(age) {
+            Some(left) if left > 0 => (
+                false,
+                Some(Instant::now() + Duration::from_millis(left as u64)),
+            ),
+            _ => (true, None),
+        }
+    }
 }
 
 /// How a task talks to its job master.
@@ -172,6 +283,8 @@ pub struct TaskCheckpointing {
     pub enabled: bool,
     /// Exactly-once (aligned) or at-least-once.
     pub mode: CheckpointingMode,
+    /// With unaligned checkpoints, the aligned-checkpoint timeout (zero: unaligned at once).
+    pub unaligned: Option<Duration>,
     /// Reports to the job master.
     pub reporter: TaskReporter,
     /// Where state files go.
@@ -207,6 +320,7 @@ impl TaskCheckpointing {
     pub fn new(
         enabled: bool,
         mode: CheckpointingMode,
+        unaligned: Option<Duration>,
         reporter: TaskReporter,
         targets: SnapshotTargets,
         finished_on_restore: bool,
@@ -214,6 +328,7 @@ impl TaskCheckpointing {
         TaskCheckpointing {
             enabled,
             mode,
+            unaligned,
             reporter,
             targets,
             operators: Vec::new(),
@@ -293,6 +408,22 @@ impl TaskCheckpointing {
         alignment: Duration,
         hooks: Duration,
     ) -> Result<()> {
+        if let Some(captured) = self.capture(info, barrier, alignment, hooks)? {
+            self.write(captured, Vec::new());
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of the snapshot for `barrier`, to be written by
+    /// [`TaskCheckpointing::write`]; `None` if the checkpoint is no longer in progress (it has
+    /// been declined).
+    pub(crate) fn capture(
+        &mut self,
+        info: &TaskInfo,
+        barrier: CheckpointBarrier,
+        alignment: Duration,
+        hooks: Duration,
+    ) -> Result<Option<CapturedSnapshot>> {
         let started = Instant::now();
         let id = barrier.id;
         let savepoint = barrier.kind.is_savepoint();
@@ -309,9 +440,8 @@ impl TaskCheckpointing {
             // The coordinator already gave up on this checkpoint.
             self.reporter
                 .decline(id, "the checkpoint is no longer in progress".into(), false);
-            return Ok(());
+            return Ok(None);
         };
-        let reporter = self.reporter.clone();
         let file_name = format!(
             "{id}-{}-{}-{}",
             info.task_name
@@ -322,10 +452,50 @@ impl TaskCheckpointing {
             info.subtask_index,
             uuid::Uuid::new_v4().simple()
         );
+        Ok(Some(CapturedSnapshot {
+            id,
+            jobs,
+            sync,
+            alignment,
+            location,
+            file_name,
+            finished,
+        }))
+    }
+
+    /// Writes `captured` on the I/O pool with `in_flight`, the in-flight data of each input
+    /// (unaligned checkpoints), as list state of the head operator; the pool acknowledges (or
+    /// declines) the checkpoint when done.
+    pub(crate) fn write(
+        &mut self,
+        mut captured: CapturedSnapshot,
+        in_flight: Vec<(u8, Vec<Vec<u8>>)>,
+    ) {
+        let unaligned = !in_flight.is_empty();
+        let mut persisted_data = 0;
+        for (input, batches) in in_flight {
+            persisted_data += batches.iter().map(|b| b.len() as u64).sum::<u64>();
+            if let Some((_, job)) = captured.jobs.first_mut()
+                && !batches.is_empty()
+            {
+                job.lists
+                    .push((in_flight_state(input), Redistribution::InFlight, batches));
+            }
+        }
+        let reporter = self.reporter.clone();
         self.uploads.retain(|h| !h.is_finished());
         let abandoned = self.abandoned.clone();
         let handle = runtime().spawn_blocking(move || {
             let start = Instant::now();
+            let CapturedSnapshot {
+                id,
+                jobs,
+                sync,
+                alignment,
+                location,
+                file_name,
+                finished,
+            } = captured;
             match write_snapshot(jobs, &location, &file_name, finished, abandoned) {
                 Ok((states, size)) => reporter.ack(
                     id,
@@ -335,6 +505,8 @@ impl TaskCheckpointing {
                         sync_ms: sync.as_millis() as u64,
                         async_ms: start.elapsed().as_millis() as u64,
                         state_size: size,
+                        persisted_data,
+                        unaligned,
                     },
                 ),
                 Err(e) => {
@@ -348,7 +520,15 @@ impl TaskCheckpointing {
             }
         });
         self.uploads.push(handle);
-        Ok(())
+    }
+
+    /// The in-flight data of `input` (1 or 2) that the head operator's snapshot held, to be
+    /// read before anything else.
+    pub(crate) fn take_in_flight(&self, input: u8) -> Vec<Vec<u8>> {
+        self.operators
+            .first()
+            .and_then(|(_, ctx)| ctx.operator_state().take_restored(&in_flight_state(input)))
+            .unwrap_or_default()
     }
 }
 
@@ -529,6 +709,32 @@ impl BarrierAligner {
         step
     }
 
+    /// The barrier being aligned, if any.
+    pub(crate) fn pending_barrier(&self) -> Option<CheckpointBarrier> {
+        self.pending.as_ref().map(|p| p.barrier)
+    }
+
+    /// Whether a barrier of checkpoint `id` is stale: that checkpoint or a newer one was
+    /// taken, given up, or is being aligned.
+    pub(crate) fn is_stale(&self, id: u64) -> bool {
+        id <= self.last_done || self.pending.as_ref().is_some_and(|p| p.barrier.id > id)
+    }
+
+    /// Checkpoint `id` is taken unaligned instead: an older alignment is given up (returned
+    /// to be declined), and if `id` itself was being aligned, the channels that had delivered
+    /// its barrier are returned with the time spent aligning. Every channel is read again.
+    pub(crate) fn take_over(&mut self, id: u64) -> (Option<u64>, Vec<usize>, Duration) {
+        self.last_done = self.last_done.max(id);
+        match self.pending.take() {
+            Some(p) if p.barrier.id == id => {
+                let seen = (0..p.seen.len()).filter(|&c| p.seen[c]).collect();
+                (None, seen, p.started.elapsed())
+            }
+            Some(p) => (Some(p.barrier.id), Vec::new(), Duration::ZERO),
+            None => (None, Vec::new(), Duration::ZERO),
+        }
+    }
+
     /// `channel` delivered end-of-partition: it counts as aligned from now on.
     pub(crate) fn on_channel_closed(&mut self, channel: usize) -> BarrierStep {
         let mut step = BarrierStep::default();
@@ -562,6 +768,7 @@ mod tests {
             id,
             timestamp: 0,
             kind: SnapshotKind::Checkpoint,
+            unaligned: false,
         }
     }
 

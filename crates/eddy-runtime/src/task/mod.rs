@@ -162,6 +162,11 @@ impl InputEnds {
         true
     }
 
+    /// Whether some channel has ended.
+    pub(crate) fn any_ended(&self) -> bool {
+        self.count > 0
+    }
+
     /// Whether `channel` has ended.
     pub(crate) fn is_ended(&self, channel: usize) -> bool {
         self.ended[channel].is_some()

@@ -3,9 +3,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use eddy_core::element::{StopMode, StreamElement, StreamRecord};
+use eddy_core::element::{CheckpointBarrier, StopMode, StreamElement, StreamRecord};
 
-use super::checkpointing::{BarrierAligner, BarrierStep};
+use super::checkpointing::{BarrierAligner, BarrierStep, UnalignedCheckpoints};
 use super::pacer::{BatchPacer, MAX_INPUT_CHUNK, next_chunk};
 use super::valve::ValveOutput;
 use super::{
@@ -23,6 +23,7 @@ pub struct OneInputTask<IN> {
     chain: Box<dyn ChainOutput<IN>>,
     valve: WatermarkValve,
     aligner: BarrierAligner,
+    unaligned: UnalignedCheckpoints,
     ends: InputEnds,
     partition_ended: bool,
     flush: FlushTimer,
@@ -37,6 +38,7 @@ impl<IN> OneInputTask<IN> {
             flush: FlushTimer::new(env.buffer_timeout, env.dirty.clone()),
             pacer: BatchPacer::new(MAX_INPUT_CHUNK, env.signals.back_pressured.clone()),
             aligner: BarrierAligner::new(n, env.checkpointing.mode),
+            unaligned: UnalignedCheckpoints::new(env.checkpointing.unaligned),
             valve: WatermarkValve::new(n),
             ends: InputEnds::new(n),
             env,
@@ -82,6 +84,8 @@ impl<IN> OneInputTask<IN> {
                 }
                 TaskMessage::NotifyCheckpointAborted(id) => {
                     self.chain.notify_checkpoint(id, false)?;
+                    self.unaligned.abort(id);
+                    self.gate.abort_recordings(id);
                     let step = self.aligner.abort(id);
                     self.apply_step(step)?;
                     self.env.checkpointing.on_abort(id);
@@ -91,6 +95,85 @@ impl<IN> OneInputTask<IN> {
             }
         }
         Ok(())
+    }
+
+    /// Barriers that overtook the data lane, and an alignment that has taken too long.
+    fn handle_unaligned(&mut self) -> Result<()> {
+        while let Some((channel, barrier, sequence)) = self.gate.poll_priority() {
+            self.checkpoint_unaligned(barrier)?;
+            self.gate.end_recording(barrier.id, channel, sequence);
+        }
+        if let (true, _) = self.alignment_timed_out()
+            && let Some(barrier) = self.aligner.pending_barrier()
+        {
+            self.checkpoint_unaligned(barrier)?;
+        }
+        self.complete_unaligned();
+        Ok(())
+    }
+
+    /// Whether the alignment in progress should switch to unaligned now, or when it will.
+    /// Not once an input has ended: the barriers behind end-of-data align, so that the task's
+    /// snapshot follows its own end when every input has ended (the checkpoint after which it
+    /// may exit), and channels that ended hold nothing to wait for.
+    fn alignment_timed_out(&self) -> (bool, Option<Instant>) {
+        if self.ends.any_ended() {
+            return (false, None);
+        }
+        self.unaligned.timed_out(self.aligner.pending_barrier())
+    }
+
+    /// Takes checkpoint `barrier` unaligned, if it is new: the snapshot now, the barrier ahead
+    /// of everything queued downstream, and from here on, until each channel's barrier, what
+    /// is read goes into the checkpoint as in-flight data.
+    fn checkpoint_unaligned(&mut self, barrier: CheckpointBarrier) -> Result<()> {
+        if !self.unaligned.is_new(barrier.id) || self.aligner.is_stale(barrier.id) {
+            return Ok(());
+        }
+        let (aborted, seen, alignment) = self.aligner.take_over(barrier.id);
+        self.gate.unblock_all();
+        if let Some(old) = aborted {
+            self.env.checkpointing.decline(
+                old,
+                "a newer checkpoint's barrier arrived before it aligned",
+            );
+        }
+        let barrier = CheckpointBarrier {
+            unaligned: true,
+            ..barrier
+        };
+        let started = Instant::now();
+        self.chain.snapshot_state(barrier.id)?;
+        let hooks = started.elapsed();
+        self.chain.emit_barrier(barrier)?;
+        let captured = self
+            .env
+            .checkpointing
+            .capture(&self.env.info, barrier, alignment, hooks)?;
+        if captured.is_some() {
+            self.gate.start_recording(barrier.id);
+            for c in seen {
+                self.gate.end_recording_here(barrier.id, c);
+            }
+        }
+        tracing::debug!(task = %self.env.info.task_name_with_subtask(), checkpoint = barrier.id, "snapshot taken unaligned");
+        self.unaligned.started(barrier.id, captured);
+        Ok(())
+    }
+
+    /// Writes the unaligned checkpoints whose in-flight data is complete.
+    fn complete_unaligned(&mut self) {
+        if !self.unaligned.has_active() {
+            return;
+        }
+        let gate = &self.gate;
+        for captured in self
+            .unaligned
+            .take_complete(|id| gate.is_recording_complete(id))
+        {
+            let data = self.gate.take_recording(captured.id());
+            self.env.checkpointing.write(captured, vec![(1, data)]);
+        }
     }
 
     fn run_loop(&mut self) -> Result<()> {
@@ -103,8 +186,19 @@ impl<IN> OneInputTask<IN> {
                 false,
             )?;
         }
+        if self.unaligned.enabled() {
+            self.gate.enable_unaligned()?;
+        }
+        // In-flight data of the unaligned checkpoint restored from comes first.
+        for bytes in self.env.checkpointing.take_in_flight(1) {
+            let batch = self.gate.decode(&bytes)?;
+            self.collect(batch)?;
+        }
         loop {
             self.handle_mailbox()?;
+            if self.unaligned.enabled() {
+                self.handle_unaligned()?;
+            }
             if maybe_end_partition(self.chain.as_mut(), &self.env, &mut self.partition_ended)?
                 && self.gate.is_finished()
             {
@@ -120,8 +214,11 @@ impl<IN> OneInputTask<IN> {
                         fire_timers(&self.env.timers, self.chain.as_mut())?;
                     }
                     self.flush.maybe_flush(self.chain.as_mut())?;
-                    let deadline =
-                        earliest(self.flush.deadline(), timer_deadline(&self.env.timers));
+                    let (_, switch) = self.alignment_timed_out();
+                    let deadline = earliest(
+                        earliest(self.flush.deadline(), timer_deadline(&self.env.timers)),
+                        switch,
+                    );
                     let start = Instant::now();
                     wait_for_input(&[&self.gate], &self.env.mailbox, deadline);
                     self.env.time_metrics.idle.add(start.elapsed());
@@ -193,6 +290,13 @@ impl<IN> OneInputTask<IN> {
             }
             StreamElement::LatencyMarker(m) => self.chain.emit_latency_marker(m),
             StreamElement::Barrier(b) => {
+                if self.gate.is_recording(b.id) {
+                    self.gate.end_recording_here(b.id, channel);
+                    return Ok(());
+                }
+                if !self.unaligned.is_new(b.id) {
+                    return Ok(());
+                }
                 let step = self.aligner.on_barrier(channel, b);
                 self.apply_step(step)
             }

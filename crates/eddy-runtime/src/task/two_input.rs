@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use eddy_core::element::{CheckpointBarrier, StopMode, StreamElement};
 
-use super::checkpointing::{BarrierAligner, BarrierStep};
+use super::checkpointing::{BarrierAligner, BarrierStep, UnalignedCheckpoints};
 use super::pacer::{BatchPacer, MAX_INPUT_CHUNK, next_chunk};
 use super::valve::ValveOutput;
 use super::{
@@ -31,6 +31,7 @@ pub struct TwoInputTask<IN1, IN2, OUT, OP> {
     names: Names,
     valve: WatermarkValve,
     aligner: BarrierAligner,
+    unaligned: UnalignedCheckpoints,
     ends: InputEnds,
     ended: [bool; 2],
     prefer_second: bool,
@@ -60,6 +61,7 @@ where
             flush: FlushTimer::new(env.buffer_timeout, env.dirty.clone()),
             pacer: BatchPacer::new(MAX_INPUT_CHUNK, env.signals.back_pressured.clone()),
             aligner: BarrierAligner::new(n, env.checkpointing.mode),
+            unaligned: UnalignedCheckpoints::new(env.checkpointing.unaligned),
             ends: InputEnds::new(n),
             partition_ended: false,
             env,
@@ -148,6 +150,17 @@ where
             }
             StreamElement::LatencyMarker(m) => self.out.emit_latency_marker(m),
             StreamElement::Barrier(b) => {
+                if input == 1 && self.gate1.is_recording(b.id) {
+                    self.gate1.end_recording_here(b.id, channel);
+                    return Ok(());
+                }
+                if input == 2 && self.gate2.is_recording(b.id) {
+                    self.gate2.end_recording_here(b.id, channel);
+                    return Ok(());
+                }
+                if !self.unaligned.is_new(b.id) {
+                    return Ok(());
+                }
                 let step = self.aligner.on_barrier(offset + channel, b);
                 self.apply_step(step)
             }
@@ -245,6 +258,94 @@ where
             .snapshot(&self.env.info, barrier, alignment, hooks)
     }
 
+    /// Barriers that overtook the data lanes, and an alignment that has taken too long.
+    fn handle_unaligned(&mut self) -> Result<()> {
+        while let Some((channel, barrier, sequence)) = self.gate1.poll_priority() {
+            self.checkpoint_unaligned(barrier)?;
+            self.gate1.end_recording(barrier.id, channel, sequence);
+        }
+        while let Some((channel, barrier, sequence)) = self.gate2.poll_priority() {
+            self.checkpoint_unaligned(barrier)?;
+            self.gate2.end_recording(barrier.id, channel, sequence);
+        }
+        if let (true, _) = self.alignment_timed_out()
+            && let Some(barrier) = self.aligner.pending_barrier()
+        {
+            self.checkpoint_unaligned(barrier)?;
+        }
+        if self.unaligned.has_active() {
+            let (g1, g2) = (&self.gate1, &self.gate2);
+            for captured in self
+                .unaligned
+                .take_complete(|id| g1.is_recording_complete(id) && g2.is_recording_complete(id))
+            {
+                let id = captured.id();
+                let data = vec![
+                    (1, self.gate1.take_recording(id)),
+                    (2, self.gate2.take_recording(id)),
+                ];
+                self.env.checkpointing.write(captured, data);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the alignment in progress should switch to unaligned now, or when it will.
+    /// Not once an input has ended: the barriers behind end-of-data align, so that the task's
+    /// snapshot follows its own end when every input has ended (the checkpoint after which it
+    /// may exit), and channels that ended hold nothing to wait for.
+    fn alignment_timed_out(&self) -> (bool, Option<Instant>) {
+        if self.ends.any_ended() {
+            return (false, None);
+        }
+        self.unaligned.timed_out(self.aligner.pending_barrier())
+    }
+
+    /// Takes checkpoint `barrier` unaligned, if it is new (see the one-input task).
+    fn checkpoint_unaligned(&mut self, barrier: CheckpointBarrier) -> Result<()> {
+        if !self.unaligned.is_new(barrier.id) || self.aligner.is_stale(barrier.id) {
+            return Ok(());
+        }
+        let (aborted, seen, alignment) = self.aligner.take_over(barrier.id);
+        self.gate1.unblock_all();
+        self.gate2.unblock_all();
+        if let Some(old) = aborted {
+            self.env.checkpointing.decline(
+                old,
+                "a newer checkpoint's barrier arrived before it aligned",
+            );
+        }
+        let barrier = CheckpointBarrier {
+            unaligned: true,
+            ..barrier
+        };
+        let started = Instant::now();
+        let op = &mut self.op;
+        guard(&self.names, || op.snapshot_state(barrier.id))?;
+        self.out.snapshot_state(barrier.id)?;
+        let hooks = started.elapsed();
+        self.out.emit_barrier(barrier)?;
+        let captured = self
+            .env
+            .checkpointing
+            .capture(&self.env.info, barrier, alignment, hooks)?;
+        if captured.is_some() {
+            self.gate1.start_recording(barrier.id);
+            self.gate2.start_recording(barrier.id);
+            let n1 = self.gate1.num_channels();
+            for c in seen {
+                if c < n1 {
+                    self.gate1.end_recording_here(barrier.id, c);
+                } else {
+                    self.gate2.end_recording_here(barrier.id, c - n1);
+                }
+            }
+        }
+        tracing::debug!(task = %self.env.info.task_name_with_subtask(), checkpoint = barrier.id, "snapshot taken unaligned");
+        self.unaligned.started(barrier.id, captured);
+        Ok(())
+    }
+
     fn poll_one(&mut self) -> Result<bool> {
         // Alternate between the inputs so that neither starves the other.
         self.prefer_second = !self.prefer_second;
@@ -273,6 +374,9 @@ where
                 }
                 TaskMessage::NotifyCheckpointAborted(id) => {
                     self.out.notify_checkpoint(id, false)?;
+                    self.unaligned.abort(id);
+                    self.gate1.abort_recordings(id);
+                    self.gate2.abort_recordings(id);
                     let step = self.aligner.abort(id);
                     self.apply_step(step)?;
                     self.env.checkpointing.on_abort(id);
@@ -307,8 +411,28 @@ where
         if self.env.checkpointing.finished_on_restore {
             self.end_data(StopMode::Drain, false)?;
         }
+        if self.unaligned.enabled() {
+            self.gate1.enable_unaligned()?;
+            self.gate2.enable_unaligned()?;
+        }
+        // In-flight data of the unaligned checkpoint restored from comes first.
+        for bytes in self.env.checkpointing.take_in_flight(1) {
+            let batch = self.gate1.decode(&bytes)?;
+            self.handle(1, 0, StreamElement::Records(batch), |op, b, out| {
+                op.process_batch1(b, out)
+            })?;
+        }
+        for bytes in self.env.checkpointing.take_in_flight(2) {
+            let batch = self.gate2.decode(&bytes)?;
+            self.handle(2, 0, StreamElement::Records(batch), |op, b, out| {
+                op.process_batch2(b, out)
+            })?;
+        }
         loop {
             self.handle_mailbox()?;
+            if self.unaligned.enabled() {
+                self.handle_unaligned()?;
+            }
             if !self.partition_ended && self.env.checkpointing.may_exit() {
                 self.out.flush()?;
                 self.out.emit_end_of_partition()?;
@@ -325,7 +449,11 @@ where
                 self.fire_timers()?;
             }
             self.flush.maybe_flush(&mut self.out)?;
-            let deadline = earliest(self.flush.deadline(), timer_deadline(&self.env.timers));
+            let (_, switch) = self.alignment_timed_out();
+            let deadline = earliest(
+                earliest(self.flush.deadline(), timer_deadline(&self.env.timers)),
+                switch,
+            );
             let start = Instant::now();
             wait_for_input(&[&self.gate1, &self.gate2], &self.env.mailbox, deadline);
             self.env.time_metrics.idle.add(start.elapsed());
