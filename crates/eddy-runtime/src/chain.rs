@@ -76,6 +76,13 @@ pub trait ChainOutput<T>: Output<T> {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Whether every network output below has room for a buffer: with unaligned checkpoints a
+    /// task reads input only then, so that it is not stuck in a full output when a barrier
+    /// arrives (Flink's output availability).
+    fn is_available(&self) -> bool {
+        true
+    }
 }
 
 /// The names an operator's errors carry.
@@ -110,6 +117,8 @@ pub trait SideOutput {
     fn collect_any(&mut self, records: Box<dyn Any>) -> Result<()>;
     /// The chain control and event calls, forwarded.
     fn control(&mut self) -> &mut dyn ErasedControl;
+    /// See [`ChainOutput::is_available`].
+    fn is_available(&self) -> bool;
 }
 
 /// The type-independent part of [`ChainOutput`].
@@ -165,6 +174,10 @@ impl<X: 'static> SideOutput for TypedSideOutput<X> {
 
     fn control(&mut self) -> &mut dyn ErasedControl {
         self
+    }
+
+    fn is_available(&self) -> bool {
+        self.inner.is_available()
     }
 }
 
@@ -311,6 +324,9 @@ impl<T> ChainOutput<T> for OperatorOutput<T> {
         let r2 = self.each_side(|s| s.close());
         r.and(r2)
     }
+    fn is_available(&self) -> bool {
+        self.main.is_available() && self.sides.iter().all(|(_, s)| s.is_available())
+    }
 }
 
 /// One operator in a chain, with the output it writes to.
@@ -435,6 +451,10 @@ impl<IN, OUT, OP: OneInputOperator<IN, OUT>> ChainOutput<IN> for OperatorLink<IN
         let r2 = self.out.close();
         r.and(r2)
     }
+
+    fn is_available(&self) -> bool {
+        self.out.is_available()
+    }
 }
 
 /// Sends everything to several outputs; records are cloned for all but the last.
@@ -517,6 +537,9 @@ impl<T: Clone> ChainOutput<T> for FanOut<T> {
             }
         }
         first_err
+    }
+    fn is_available(&self) -> bool {
+        self.outputs.iter().all(|o| o.is_available())
     }
 }
 

@@ -73,6 +73,7 @@ pub(crate) trait RemoteSend<T>: Send {
     fn send(&self, element: StreamElement<T>, signals: &TaskSignals) -> Result<()>;
     fn send_priority(&self, barrier: PriorityBarrier<T>) -> Result<()>;
     fn in_flight(&self) -> usize;
+    fn has_room(&self) -> bool;
 }
 
 impl<T: Serialize + Send + 'static> RemoteSend<T> for NetSender<T> {
@@ -87,15 +88,25 @@ impl<T: Serialize + Send + 'static> RemoteSend<T> for NetSender<T> {
     fn in_flight(&self) -> usize {
         NetSender::in_flight(self)
     }
+
+    fn has_room(&self) -> bool {
+        NetSender::has_credit(self)
+    }
 }
 
 /// What arrived on a channel and has not been read yet, besides its data lane: records an
 /// unaligned barrier carried, to be read after data element `sequence - 1`.
-struct Overtaken<T> {
-    checkpoint_id: u64,
+pub(crate) struct Overtaken<T> {
+    pub(crate) checkpoint_id: u64,
     sequence: u64,
-    records: Vec<StreamRecord<T>>,
+    pub(crate) records: Vec<StreamRecord<T>>,
+    /// The newest unaligned checkpoint whose in-flight data already holds these records.
+    pub(crate) recorded: u64,
 }
+
+/// A data element taken from the lane and not yet read: its index, the element, and the
+/// newest unaligned checkpoint whose in-flight data already holds it.
+pub(crate) type Queued<T> = (u64, StreamElement<T>, u64);
 
 /// The receiving end of a channel.
 pub struct ChannelReceiver<T> {
@@ -109,9 +120,11 @@ pub struct ChannelReceiver<T> {
     /// Barriers taken from the priority lane and not yet handed to the task.
     barriers: VecDeque<(CheckpointBarrier, u64)>,
     /// Records that barriers carried, each to be read in its place.
-    overtaken: VecDeque<Overtaken<T>>,
-    /// An element taken that must wait for overtaken records to be read first.
-    held: Option<(u64, StreamElement<T>)>,
+    pub(crate) overtaken: VecDeque<Overtaken<T>>,
+    /// Elements taken from the data lane and not yet read: one that must wait for records a
+    /// barrier carried, or those before an unaligned barrier, taken at once so that they go
+    /// into its checkpoint without waiting for the task to work through them.
+    pub(crate) queued: VecDeque<Queued<T>>,
 }
 
 /// A channel inside one process that holds at most `capacity` elements.
@@ -151,7 +164,7 @@ impl<T> ChannelReceiver<T> {
             watch_priority: false,
             barriers: VecDeque::new(),
             overtaken: VecDeque::new(),
-            held: None,
+            queued: VecDeque::new(),
         }
     }
 
@@ -232,6 +245,14 @@ impl<T> ChannelSender<T> {
         }
     }
 
+    /// Whether an element can be sent without waiting.
+    pub fn has_room(&self) -> bool {
+        match &self.inner {
+            SenderKind::Local(tx, _) => !tx.is_full(),
+            SenderKind::Remote(remote) => remote.has_room(),
+        }
+    }
+
     /// Whether the channel holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -240,10 +261,12 @@ impl<T> ChannelSender<T> {
 
 /// What a non-blocking read found.
 pub(crate) enum Polled<T> {
-    /// Data-lane element number `index`.
-    Element(u64, StreamElement<T>),
-    /// Records that checkpoint `id`'s unaligned barrier carried past the data lane.
-    Overtaken(u64, Vec<StreamRecord<T>>),
+    /// Data-lane element number `index`, and the newest unaligned checkpoint that already
+    /// holds it as in-flight data.
+    Element(u64, StreamElement<T>, u64),
+    /// Records that checkpoint `id`'s unaligned barrier carried past the data lane, and the
+    /// newest unaligned checkpoint that already holds them.
+    Overtaken(u64, Vec<StreamRecord<T>>, u64),
     Empty,
     Closed,
 }
@@ -257,7 +280,7 @@ impl<T> ChannelReceiver<T> {
 
     /// The index of the next data-lane element to be read.
     fn next_index(&self) -> u64 {
-        self.held.as_ref().map_or(self.taken, |(i, _)| *i)
+        self.queued.front().map_or(self.taken, |(i, _, _)| *i)
     }
 
     fn overtaken_due(&self) -> bool {
@@ -271,10 +294,10 @@ impl<T> ChannelReceiver<T> {
         if self.overtaken_due()
             && let Some(o) = self.overtaken.pop_front()
         {
-            return Polled::Overtaken(o.checkpoint_id, o.records);
+            return Polled::Overtaken(o.checkpoint_id, o.records, o.recorded);
         }
-        if let Some((i, e)) = self.held.take() {
-            return Polled::Element(i, e);
+        if let Some((i, e, recorded)) = self.queued.pop_front() {
+            return Polled::Element(i, e, recorded);
         }
         match self.rx.try_recv() {
             Ok(e) => {
@@ -285,10 +308,10 @@ impl<T> ChannelReceiver<T> {
                 self.taken += 1;
                 if self.watch_priority && self.drain_priority() {
                     // A barrier was sent meanwhile: records it carried may precede `e`.
-                    self.held = Some((index, e));
+                    self.queued.push_back((index, e, 0));
                     return self.try_recv();
                 }
-                Polled::Element(index, e)
+                Polled::Element(index, e, 0)
             }
             Err(TryRecvError::Empty) => Polled::Empty,
             Err(TryRecvError::Disconnected) => Polled::Closed,
@@ -305,6 +328,7 @@ impl<T> ChannelReceiver<T> {
                     checkpoint_id: p.barrier.id,
                     sequence: p.sequence,
                     records: p.overtaken,
+                    recorded: 0,
                 });
             }
             self.barriers.push_back((p.barrier, p.sequence));
@@ -321,10 +345,21 @@ impl<T> ChannelReceiver<T> {
         self.barriers.pop_front()
     }
 
-    /// Whether every data element before index `end`, and every record carried by a barrier
-    /// of checkpoint `id` or older, has been read.
-    pub(crate) fn has_read_up_to(&self, end: u64, id: u64) -> bool {
-        self.next_index() >= end && !self.overtaken.iter().any(|o| o.checkpoint_id <= id)
+    /// Takes the data elements before index `end` that have arrived into `queued`, where they
+    /// wait to be read.
+    pub(crate) fn take_up_to(&mut self, end: u64) {
+        while self.taken < end {
+            match self.rx.try_recv() {
+                Ok(e) => {
+                    if let Some(credit) = &self.credit {
+                        credit.consumed();
+                    }
+                    self.queued.push_back((self.taken, e, 0));
+                    self.taken += 1;
+                }
+                Err(_) => break,
+            }
+        }
     }
 
     /// Data-lane elements taken so far.

@@ -7,7 +7,7 @@
 //! lane count too. Once every channel's barrier has arrived and everything before it has been
 //! read, the recording is complete and goes into the checkpoint.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select};
 use eddy_core::element::{CheckpointBarrier, StreamElement, StreamRecord};
@@ -151,21 +151,91 @@ impl<T> InputGate<T> {
     }
 
     /// Channel `c` delivered checkpoint `id`'s barrier after `end` data elements: what came
-    /// later is not in-flight data of `id`. Nothing happens if `id` is not being recorded.
-    pub fn end_recording(&mut self, id: u64, c: usize, end: u64) {
+    /// later is not in-flight data of `id`, and what came before is taken from the channel
+    /// now, into its checkpoint, to be read later. Nothing happens if `id` is not being
+    /// recorded.
+    pub fn end_recording(&mut self, id: u64, c: usize, end: u64) -> Result<()> {
         if let Some(r) = self.recordings.iter_mut().find(|r| r.checkpoint_id == id) {
             let ch = &mut r.channels[c];
             ch.end = Some(end);
             ch.batches
                 .retain(|(index, _)| index.is_none_or(|i| i < end));
-            ch.done = ch.done || self.channels[c].has_read_up_to(end, id);
         }
+        self.prefetch(c)
     }
 
     /// Channel `c` delivered checkpoint `id`'s barrier in-band, as the last element read.
-    pub fn end_recording_here(&mut self, id: u64, c: usize) {
+    pub fn end_recording_here(&mut self, id: u64, c: usize) -> Result<()> {
         let end = self.channels[c].taken();
-        self.end_recording(id, c, end);
+        self.end_recording(id, c, end)
+    }
+
+    /// Takes, on every channel, what has arrived before a barrier whose checkpoint is being
+    /// recorded, into that checkpoint (elements cross a network connection after their
+    /// barrier's sequence is known).
+    pub fn prefetch_all(&mut self) -> Result<()> {
+        for c in 0..self.channels.len() {
+            self.prefetch(c)?;
+        }
+        Ok(())
+    }
+
+    fn prefetch(&mut self, c: usize) -> Result<()> {
+        let Some(end) = self
+            .recordings
+            .iter()
+            .filter(|r| !r.channels[c].done)
+            .filter_map(|r| r.channels[c].end)
+            .max()
+        else {
+            return Ok(());
+        };
+        let newest = self
+            .recordings
+            .iter()
+            .map(|r| r.checkpoint_id)
+            .max()
+            .unwrap_or(0);
+        let (channel, recordings, codec) =
+            (&mut self.channels[c], &mut self.recordings, &self.codec);
+        channel.take_up_to(end);
+        for (index, e, recorded) in channel.queued.iter_mut() {
+            if let StreamElement::Records(batch) = e {
+                record_into(recordings, codec, c, Some(*index), 0, *recorded, batch)?;
+            }
+            *recorded = newest;
+        }
+        for o in channel.overtaken.iter_mut() {
+            record_into(
+                recordings,
+                codec,
+                c,
+                None,
+                o.checkpoint_id,
+                o.recorded,
+                &o.records,
+            )?;
+            o.recorded = newest;
+        }
+        self.update_done(c);
+        Ok(())
+    }
+
+    /// Marks channel `c` done in every recording that holds everything before its barrier.
+    fn update_done(&mut self, c: usize) {
+        let channel = &self.channels[c];
+        for r in &mut self.recordings {
+            let ch = &mut r.channels[c];
+            if let (false, Some(end)) = (ch.done, ch.end) {
+                let id = r.checkpoint_id;
+                ch.done = channel.taken() >= end
+                    && channel.queued.iter().all(|q| q.0 >= end || q.2 >= id)
+                    && channel
+                        .overtaken
+                        .iter()
+                        .all(|o| o.checkpoint_id > id || o.recorded >= id);
+            }
+        }
     }
 
     /// Whether checkpoint `id`'s in-flight data is complete on every channel.
@@ -206,46 +276,6 @@ impl<T> InputGate<T> {
         }
     }
 
-    /// Adds what channel `c` just delivered to the recordings it belongs to.
-    #[cold]
-    fn record(
-        &mut self,
-        c: usize,
-        index: Option<u64>,
-        overtaken_by: u64,
-        batch: &[StreamRecord<T>],
-    ) -> Result<()> {
-        let mut encoded: Option<Vec<u8>> = None;
-        for r in &mut self.recordings {
-            let ch = &mut r.channels[c];
-            if ch.done {
-                continue;
-            }
-            let belongs = match index {
-                Some(i) => ch.end.is_none_or(|end| i < end),
-                None => overtaken_by <= r.checkpoint_id,
-            };
-            if belongs && !batch.is_empty() {
-                let bytes = match &encoded {
-                    Some(b) => b.clone(),
-                    None => {
-                        let codec = self.codec.as_ref().ok_or_else(|| {
-                            RuntimeError::Internal("unaligned checkpoint without a codec".into())
-                        })?;
-                        let b = (codec.encode)(batch)?;
-                        encoded = Some(b.clone());
-                        b
-                    }
-                };
-                ch.batches.push((index, bytes));
-            }
-            if let Some(end) = ch.end {
-                ch.done = self.channels[c].has_read_up_to(end, r.checkpoint_id);
-            }
-        }
-        Ok(())
-    }
-
     /// Number of channels.
     pub fn num_channels(&self) -> usize {
         self.channels.len()
@@ -261,21 +291,31 @@ impl<T> InputGate<T> {
                 continue;
             }
             match self.channels[c].try_recv() {
-                Polled::Element(index, e) => {
+                Polled::Element(index, e, recorded) => {
                     self.next = c + 1;
                     if !self.recordings.is_empty() {
-                        let batch = match &e {
-                            StreamElement::Records(b) => b.as_slice(),
-                            _ => &[],
-                        };
-                        self.record(c, Some(index), 0, batch)?;
+                        if let StreamElement::Records(batch) = &e {
+                            let codec = &self.codec;
+                            record_into(
+                                &mut self.recordings,
+                                codec,
+                                c,
+                                Some(index),
+                                0,
+                                recorded,
+                                batch,
+                            )?;
+                        }
+                        self.update_done(c);
                     }
                     return Ok(Some((c, e)));
                 }
-                Polled::Overtaken(id, records) => {
+                Polled::Overtaken(id, records, recorded) => {
                     self.next = c + 1;
                     if !self.recordings.is_empty() {
-                        self.record(c, None, id, &records)?;
+                        let codec = &self.codec;
+                        record_into(&mut self.recordings, codec, c, None, id, recorded, &records)?;
+                        self.update_done(c);
                     }
                     return Ok(Some((c, StreamElement::Records(records))));
                 }
@@ -330,10 +370,56 @@ impl<T> InputGate<T> {
     }
 }
 
+/// Adds a batch from channel `c` to the recordings it belongs to that do not hold it yet
+/// (those of checkpoints newer than `recorded`): a data element at `index` belongs where it
+/// precedes the channel's barrier (or that barrier has not arrived), records a barrier of
+/// checkpoint `overtaken_by` carried belong to that checkpoint and newer ones.
+#[cold]
+fn record_into<T>(
+    recordings: &mut [Recording],
+    codec: &Option<RecordCodec<T>>,
+    c: usize,
+    index: Option<u64>,
+    overtaken_by: u64,
+    recorded: u64,
+    batch: &[StreamRecord<T>],
+) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut encoded: Option<Vec<u8>> = None;
+    for r in recordings.iter_mut().filter(|r| r.checkpoint_id > recorded) {
+        let ch = &mut r.channels[c];
+        let belongs = !ch.done
+            && match index {
+                Some(i) => ch.end.is_none_or(|end| i < end),
+                None => overtaken_by <= r.checkpoint_id,
+            };
+        if !belongs {
+            continue;
+        }
+        let bytes = match &encoded {
+            Some(b) => b.clone(),
+            None => {
+                let codec = codec.as_ref().ok_or_else(|| {
+                    RuntimeError::Internal("unaligned checkpoint without a codec".into())
+                })?;
+                let b = (codec.encode)(batch)?;
+                encoded = Some(b.clone());
+                b
+            }
+        };
+        ch.batches.push((index, bytes));
+    }
+    Ok(())
+}
+
 /// Something a task can wait on: the readable channels of a gate.
 pub trait Waitable {
-    /// Adds a receive operation for each readable channel.
+    /// Adds a receive operation for each readable channel and each priority lane.
     fn register<'a>(&'a self, select: &mut Select<'a>);
+    /// Adds a receive operation for each priority lane only.
+    fn register_priority<'a>(&'a self, select: &mut Select<'a>);
 }
 
 impl<T> Waitable for InputGate<T> {
@@ -343,6 +429,14 @@ impl<T> Waitable for InputGate<T> {
                 if !self.blocked[c] {
                     select.recv(&ch.rx);
                 }
+                select.recv(&ch.priority);
+            }
+        }
+    }
+
+    fn register_priority<'a>(&'a self, select: &mut Select<'a>) {
+        for (c, ch) in self.channels.iter().enumerate() {
+            if !self.finished[c] {
                 select.recv(&ch.priority);
             }
         }
@@ -369,6 +463,20 @@ pub fn wait_for_input<M>(
             select.ready();
         }
     }
+}
+
+/// How long a task whose outputs are full waits before it looks at them again.
+const OUTPUT_POLL: Duration = Duration::from_millis(1);
+
+/// With unaligned checkpoints, a task whose outputs are full reads no input: it waits here for
+/// a barrier on a priority lane or a message, or a millisecond, and looks at its outputs again.
+pub fn wait_for_output(gates: &[&dyn Waitable], mailbox: &Receiver<impl Sized>) {
+    let mut select = Select::new();
+    select.recv(mailbox);
+    for g in gates {
+        g.register_priority(&mut select);
+    }
+    let _ = select.ready_timeout(OUTPUT_POLL);
 }
 
 #[cfg(test)]
@@ -453,17 +561,20 @@ mod tests {
         let (c, b, sequence) = gate.poll_priority().expect("the barrier comes first");
         assert_eq!((c, b.id, sequence), (0, 1, 2));
         gate.start_recording(1);
-        gate.end_recording(1, 0, sequence);
+        gate.end_recording(1, 0, sequence).unwrap();
+        assert!(
+            gate.is_recording_complete(1),
+            "what precedes the barrier is taken into the checkpoint before it is read"
+        );
         let mut read = Vec::new();
-        while !gate.is_recording_complete(1) {
-            read.extend(values(gate.try_next().unwrap().unwrap().1));
+        while let Some((_, e)) = gate.try_next().unwrap() {
+            read.extend(values(e));
         }
         assert_eq!(
             read,
-            [1, 2, 3, 4],
+            [1, 2, 3, 4, 5],
             "the overtaken records come in their place"
         );
-        assert_eq!(values(gate.try_next().unwrap().unwrap().1), [5]);
         let recorded: Vec<u32> = gate
             .take_recording(1)
             .iter()
@@ -492,9 +603,9 @@ mod tests {
         let (_, b, sequence) = gate.poll_priority().unwrap();
         assert_eq!((b.id, sequence), (1, 1));
         gate.start_recording(1);
-        gate.end_recording(1, 0, sequence);
-        assert_eq!(values(gate.try_next().unwrap().unwrap().1), [2]);
+        gate.end_recording(1, 0, sequence).unwrap();
         assert!(gate.is_recording_complete(1));
+        assert_eq!(values(gate.try_next().unwrap().unwrap().1), [2]);
         assert_eq!(values(gate.try_next().unwrap().unwrap().1), [3]);
         assert_eq!(gate.take_recording(1).len(), 1, "only the carried record");
     }
@@ -511,7 +622,7 @@ mod tests {
         let (c, b, sequence) = gate.poll_priority().unwrap();
         assert_eq!((c, sequence), (0, 0));
         gate.start_recording(b.id);
-        gate.end_recording(b.id, c, sequence);
+        gate.end_recording(b.id, c, sequence).unwrap();
         // Channel 1 has not delivered its barrier: what it delivers is in flight.
         let mut seen = Vec::new();
         while let Some((_, e)) = gate.try_next().unwrap() {
@@ -530,7 +641,7 @@ mod tests {
         .unwrap();
         let (c, e) = gate.try_next().unwrap().unwrap();
         assert!(matches!(e, StreamElement::Barrier(_)));
-        gate.end_recording_here(3, c);
+        gate.end_recording_here(3, c).unwrap();
         assert!(gate.is_recording_complete(3));
         let recorded: Vec<u32> = gate
             .take_recording(3)

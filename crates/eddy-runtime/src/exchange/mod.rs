@@ -18,7 +18,7 @@ mod partitioner;
 mod writer;
 
 pub use channel::{ChannelReceiver, ChannelSender, PriorityBarrier, TaskSignals, local_channel};
-pub use gate::{InputGate, RecordCodec, wait_for_input};
+pub use gate::{InputGate, RecordCodec, wait_for_input, wait_for_output};
 pub use partitioner::{
     BroadcastPartitioner, ForwardPartitioner, KeyGroupPartitioner, Partitioner,
     RebalancePartitioner, ShufflePartitioner,

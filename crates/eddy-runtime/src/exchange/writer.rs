@@ -204,6 +204,10 @@ impl<T: Clone> ChainOutput<T> for RecordWriter<T> {
     fn flush(&mut self) -> Result<()> {
         self.flush_all()
     }
+
+    fn is_available(&self) -> bool {
+        self.partition_ended || self.channels.iter().all(ChannelSender::has_room)
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::chain::ChainOutput;
 use crate::error::Result;
-use crate::exchange::{InputGate, wait_for_input};
+use crate::exchange::{InputGate, wait_for_input, wait_for_output};
 
 /// Reads a gate and drives a chain whose head has one input.
 pub struct OneInputTask<IN> {
@@ -101,15 +101,14 @@ impl<IN> OneInputTask<IN> {
     fn handle_unaligned(&mut self) -> Result<()> {
         while let Some((channel, barrier, sequence)) = self.gate.poll_priority() {
             self.checkpoint_unaligned(barrier)?;
-            self.gate.end_recording(barrier.id, channel, sequence);
+            self.gate.end_recording(barrier.id, channel, sequence)?;
         }
         if let (true, _) = self.alignment_timed_out()
             && let Some(barrier) = self.aligner.pending_barrier()
         {
             self.checkpoint_unaligned(barrier)?;
         }
-        self.complete_unaligned();
-        Ok(())
+        self.complete_unaligned()
     }
 
     /// Whether the alignment in progress should switch to unaligned now, or when it will.
@@ -153,7 +152,7 @@ impl<IN> OneInputTask<IN> {
         if captured.is_some() {
             self.gate.start_recording(barrier.id);
             for c in seen {
-                self.gate.end_recording_here(barrier.id, c);
+                self.gate.end_recording_here(barrier.id, c)?;
             }
         }
         tracing::debug!(task = %self.env.info.task_name_with_subtask(), checkpoint = barrier.id, "snapshot taken unaligned");
@@ -162,10 +161,11 @@ impl<IN> OneInputTask<IN> {
     }
 
     /// Writes the unaligned checkpoints whose in-flight data is complete.
-    fn complete_unaligned(&mut self) {
+    fn complete_unaligned(&mut self) -> Result<()> {
         if !self.unaligned.has_active() {
-            return;
+            return Ok(());
         }
+        self.gate.prefetch_all()?;
         let gate = &self.gate;
         for captured in self
             .unaligned
@@ -174,6 +174,7 @@ impl<IN> OneInputTask<IN> {
             let data = self.gate.take_recording(captured.id());
             self.env.checkpointing.write(captured, vec![(1, data)]);
         }
+        Ok(())
     }
 
     fn run_loop(&mut self) -> Result<()> {
@@ -203,6 +204,12 @@ impl<IN> OneInputTask<IN> {
                 && self.gate.is_finished()
             {
                 return Ok(());
+            }
+            if self.unaligned.enabled() && !self.chain.is_available() {
+                let start = Instant::now();
+                wait_for_output(&[&self.gate], &self.env.mailbox);
+                self.env.signals.back_pressured.add(start.elapsed());
+                continue;
             }
             match self.gate.try_next()? {
                 Some((channel, element)) => {
@@ -291,7 +298,7 @@ impl<IN> OneInputTask<IN> {
             StreamElement::LatencyMarker(m) => self.chain.emit_latency_marker(m),
             StreamElement::Barrier(b) => {
                 if self.gate.is_recording(b.id) {
-                    self.gate.end_recording_here(b.id, channel);
+                    self.gate.end_recording_here(b.id, channel)?;
                     return Ok(());
                 }
                 if !self.unaligned.is_new(b.id) {

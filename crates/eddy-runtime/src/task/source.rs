@@ -193,6 +193,13 @@ impl<T: 'static, R: SourceReader<T>> SourceTask<T, R> {
                 self.env.time_metrics.idle.add(start.elapsed());
                 continue;
             }
+            if self.env.checkpointing.unaligned.is_some() && !self.chain.is_available() {
+                // Full outputs: wait for room, or a trigger, without reading.
+                let start = Instant::now();
+                crate::exchange::wait_for_output(&[], &self.env.mailbox);
+                self.env.signals.back_pressured.add(start.elapsed());
+                continue;
+            }
             fire_timers(&self.env.timers, self.chain.as_mut())?;
             output.set_limit(self.pacer.limit());
             let reader = &mut self.reader;

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::chain::{ChainOutput, Names, OperatorOutput, guard};
 use crate::error::Result;
-use crate::exchange::{InputGate, wait_for_input};
+use crate::exchange::{InputGate, wait_for_input, wait_for_output};
 use crate::metrics::OperatorIoMetrics;
 use crate::operator::{OperatorContext, Output, TwoInputOperator};
 
@@ -151,11 +151,11 @@ where
             StreamElement::LatencyMarker(m) => self.out.emit_latency_marker(m),
             StreamElement::Barrier(b) => {
                 if input == 1 && self.gate1.is_recording(b.id) {
-                    self.gate1.end_recording_here(b.id, channel);
+                    self.gate1.end_recording_here(b.id, channel)?;
                     return Ok(());
                 }
                 if input == 2 && self.gate2.is_recording(b.id) {
-                    self.gate2.end_recording_here(b.id, channel);
+                    self.gate2.end_recording_here(b.id, channel)?;
                     return Ok(());
                 }
                 if !self.unaligned.is_new(b.id) {
@@ -262,11 +262,11 @@ where
     fn handle_unaligned(&mut self) -> Result<()> {
         while let Some((channel, barrier, sequence)) = self.gate1.poll_priority() {
             self.checkpoint_unaligned(barrier)?;
-            self.gate1.end_recording(barrier.id, channel, sequence);
+            self.gate1.end_recording(barrier.id, channel, sequence)?;
         }
         while let Some((channel, barrier, sequence)) = self.gate2.poll_priority() {
             self.checkpoint_unaligned(barrier)?;
-            self.gate2.end_recording(barrier.id, channel, sequence);
+            self.gate2.end_recording(barrier.id, channel, sequence)?;
         }
         if let (true, _) = self.alignment_timed_out()
             && let Some(barrier) = self.aligner.pending_barrier()
@@ -274,6 +274,8 @@ where
             self.checkpoint_unaligned(barrier)?;
         }
         if self.unaligned.has_active() {
+            self.gate1.prefetch_all()?;
+            self.gate2.prefetch_all()?;
             let (g1, g2) = (&self.gate1, &self.gate2);
             for captured in self
                 .unaligned
@@ -335,9 +337,9 @@ where
             let n1 = self.gate1.num_channels();
             for c in seen {
                 if c < n1 {
-                    self.gate1.end_recording_here(barrier.id, c);
+                    self.gate1.end_recording_here(barrier.id, c)?;
                 } else {
-                    self.gate2.end_recording_here(barrier.id, c - n1);
+                    self.gate2.end_recording_here(barrier.id, c - n1)?;
                 }
             }
         }
@@ -440,6 +442,12 @@ where
             }
             if self.partition_ended && self.gate1.is_finished() && self.gate2.is_finished() {
                 return Ok(());
+            }
+            if self.unaligned.enabled() && !self.out.is_available() {
+                let start = Instant::now();
+                wait_for_output(&[&self.gate1, &self.gate2], &self.env.mailbox);
+                self.env.signals.back_pressured.add(start.elapsed());
+                continue;
             }
             if self.poll_one()? {
                 self.flush.maybe_flush(&mut self.out)?;
