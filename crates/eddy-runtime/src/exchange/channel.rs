@@ -306,10 +306,14 @@ impl<T> ChannelReceiver<T> {
                 }
                 let index = self.taken;
                 self.taken += 1;
-                if self.watch_priority && self.drain_priority() {
-                    // A barrier was sent meanwhile: records it carried may precede `e`.
+                if self.watch_priority
+                    && self.drain_priority()
+                    && self.barriers.iter().any(|(_, sequence)| *sequence <= index)
+                {
+                    // `e` was sent after a barrier the task has not seen: it waits until the
+                    // task has taken that checkpoint (and read the records the barrier carried).
                     self.queued.push_back((index, e, 0));
-                    return self.try_recv();
+                    return Polled::Empty;
                 }
                 Polled::Element(index, e, 0)
             }
@@ -360,6 +364,11 @@ impl<T> ChannelReceiver<T> {
                 Err(_) => break,
             }
         }
+    }
+
+    /// Whether barriers taken from the priority lane wait for the task.
+    pub(crate) fn has_barriers(&self) -> bool {
+        !self.barriers.is_empty()
     }
 
     /// Data-lane elements taken so far.

@@ -131,6 +131,12 @@ impl<T> InputGate<T> {
         None
     }
 
+    /// Whether a barrier from a priority lane waits for the task: it must take the barrier
+    /// (with [`InputGate::poll_priority`]) before it waits for input.
+    pub fn has_pending_barriers(&self) -> bool {
+        self.channels.iter().any(ChannelReceiver::has_barriers)
+    }
+
     /// Starts recording checkpoint `id`'s in-flight data: its snapshot has just been taken.
     pub fn start_recording(&mut self, id: u64) {
         let channels = (0..self.channels.len())
@@ -608,6 +614,28 @@ mod tests {
         assert_eq!(values(gate.try_next().unwrap().unwrap().1), [2]);
         assert_eq!(values(gate.try_next().unwrap().unwrap().1), [3]);
         assert_eq!(gate.take_recording(1).len(), 1, "only the carried record");
+    }
+
+    #[test]
+    fn a_record_sent_after_a_barrier_waits_until_the_task_has_taken_the_barrier() {
+        let signals = TaskSignals::default();
+        let (tx, rx) = local_channel::<u32>(8);
+        let mut gate = unaligned_gate(vec![rx]);
+        tx.send_priority(barrier(2), Vec::new()).unwrap();
+        tx.send(records(&[7]), &signals).unwrap();
+        // Read before the priority lane was looked at: the record is held back.
+        assert!(gate.try_next().unwrap().is_none());
+        assert!(gate.has_pending_barriers());
+        let (c, b, sequence) = gate.poll_priority().unwrap();
+        assert_eq!((c, b.id, sequence), (0, 2, 0));
+        gate.start_recording(2);
+        gate.end_recording(2, c, sequence).unwrap();
+        assert!(gate.is_recording_complete(2));
+        assert_eq!(values(gate.try_next().unwrap().unwrap().1), [7]);
+        assert!(
+            gate.take_recording(2).is_empty(),
+            "the record follows the barrier"
+        );
     }
 
     #[test]

@@ -216,6 +216,7 @@ impl<IN> OneInputTask<IN> {
                     self.process_element(channel, element)?;
                     self.flush.maybe_flush(self.chain.as_mut())?;
                 }
+                None if self.gate.has_pending_barriers() => {}
                 None => {
                     if self.env.checkpointing.ended().is_none() {
                         fire_timers(&self.env.timers, self.chain.as_mut())?;

@@ -453,6 +453,9 @@ where
                 self.flush.maybe_flush(&mut self.out)?;
                 continue;
             }
+            if self.gate1.has_pending_barriers() || self.gate2.has_pending_barriers() {
+                continue;
+            }
             if self.env.checkpointing.ended().is_none() {
                 self.fire_timers()?;
             }
