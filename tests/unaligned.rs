@@ -197,6 +197,17 @@ fn job(
     events: &[Event],
     armed: &Arc<AtomicBool>,
 ) -> eddy::connectors::collect::CollectHandle<String> {
+    job_with(env, events, armed, false)
+}
+
+/// [`job`]; with `slow_map`, the windows' input also passes a slow map, a one-input task
+/// that takes barriers between the records of the batch it works on.
+fn job_with(
+    env: &StreamExecutionEnvironment,
+    events: &[Event],
+    armed: &Arc<AtomicBool>,
+    slow_map: bool,
+) -> eddy::connectors::collect::CollectHandle<String> {
     let strategy =
         WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(MAX_DISORDER as u64))
             .with_timestamp_assigner(|e: &Event, _| e.1);
@@ -220,7 +231,15 @@ fn job(
             fired: fired.clone(),
             pace,
         });
-    let windows = input
+    let window_input = if slow_map {
+        input.rebalance().map(move |e: Event| {
+            std::thread::sleep(pace);
+            e
+        })
+    } else {
+        input
+    };
+    let windows = window_input
         .key_by(|e: &Event| e.0)
         .window(TumblingEventTimeWindows::of(Duration::from_millis(
             WINDOW as u64,
@@ -255,13 +274,18 @@ fn wait_for_in_flight_data(
 
 /// Runs the job at `parallelism` with a failure once a checkpoint holds in-flight data;
 /// returns the sorted output.
-fn run_with_failure(events: &[Event], parallelism: u32, extra: &[(&str, &str)]) -> Vec<String> {
+fn run_with_failure(
+    events: &[Event],
+    parallelism: u32,
+    extra: &[(&str, &str)],
+    slow_map: bool,
+) -> Vec<String> {
     let what = format!("p={parallelism} {extra:?}");
     let dir = tempfile::tempdir().unwrap();
     let env = StreamExecutionEnvironment::with_configuration(config(dir.path(), extra));
     env.set_parallelism(parallelism);
     let armed = Arc::new(AtomicBool::new(false));
-    let handle = job(&env, events, &armed);
+    let handle = job_with(&env, events, &armed, slow_map);
     let client = env.execute_async("unaligned").unwrap();
     let with_data = wait_for_in_flight_data(&client, &armed, true);
     let result = client.get_job_execution_result();
@@ -294,8 +318,18 @@ fn recovery_from_unaligned_checkpoints_gives_the_oracles_output() {
     let events = events(7, 6000);
     let expected = oracle(&events);
     for p in [1, 2, 4] {
-        let out = run_with_failure(&events, p, &[]);
+        let out = run_with_failure(&events, p, &[], false);
         assert_eq!(out.len(), expected.len(), "p={p}");
+        assert!(out == expected, "p={p}: output differs");
+    }
+}
+
+#[test]
+fn a_one_input_task_takes_barriers_between_the_records_of_a_batch() {
+    let events = events(10, 6000);
+    let expected = oracle(&events);
+    for p in [1, 2] {
+        let out = run_with_failure(&events, p, &[], true);
         assert!(out == expected, "p={p}: output differs");
     }
 }
@@ -305,7 +339,7 @@ fn an_alignment_that_times_out_switches_to_unaligned() {
     let events = events(8, 6000);
     let expected = oracle(&events);
     let timeout = [("execution.checkpointing.aligned-checkpoint-timeout", "5 ms")];
-    let out = run_with_failure(&events, 2, &timeout);
+    let out = run_with_failure(&events, 2, &timeout, false);
     assert!(out == expected, "output differs");
 }
 

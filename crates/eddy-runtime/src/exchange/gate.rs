@@ -80,6 +80,9 @@ pub struct InputGate<T> {
     next: usize,
     codec: Option<RecordCodec<T>>,
     recordings: Vec<Recording>,
+    /// Where the last batch read came from: its channel, its data-lane index (`None` for
+    /// records a barrier carried) and the checkpoint of that barrier.
+    last: Option<(usize, Option<u64>, u64)>,
 }
 
 impl<T> InputGate<T> {
@@ -94,6 +97,7 @@ impl<T> InputGate<T> {
             next: 0,
             codec: None,
             recordings: Vec::new(),
+            last: None,
         }
     }
 
@@ -135,6 +139,28 @@ impl<T> InputGate<T> {
     /// (with [`InputGate::poll_priority`]) before it waits for input.
     pub fn has_pending_barriers(&self) -> bool {
         self.channels.iter().any(ChannelReceiver::has_barriers)
+    }
+
+    /// Whether a batch has been read and a barrier waits on a priority lane (or was taken
+    /// from one) for the task.
+    pub fn has_priority_waiting(&self) -> bool {
+        self.last.is_some()
+            && self
+                .channels
+                .iter()
+                .any(|ch| ch.has_barriers() || !ch.priority.is_empty())
+    }
+
+    /// `rest`, the part of the last batch read that the task has not handed on yet, goes into
+    /// the recordings of checkpoints newer than `since`: their snapshots were taken while the
+    /// task was working through the batch, which precedes their barriers.
+    pub fn record_rest(&mut self, since: u64, rest: &[StreamRecord<T>]) -> Result<()> {
+        match self.last {
+            Some((c, index, by)) => {
+                record_into(&mut self.recordings, &self.codec, c, index, by, since, rest)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Starts recording checkpoint `id`'s in-flight data: its snapshot has just been taken.
@@ -299,6 +325,7 @@ impl<T> InputGate<T> {
             match self.channels[c].try_recv() {
                 Polled::Element(index, e, recorded) => {
                     self.next = c + 1;
+                    self.last = Some((c, Some(index), 0));
                     if !self.recordings.is_empty() {
                         if let StreamElement::Records(batch) = &e {
                             let codec = &self.codec;
@@ -318,6 +345,7 @@ impl<T> InputGate<T> {
                 }
                 Polled::Overtaken(id, records, recorded) => {
                     self.next = c + 1;
+                    self.last = Some((c, None, id));
                     if !self.recordings.is_empty() {
                         let codec = &self.codec;
                         record_into(&mut self.recordings, codec, c, None, id, recorded, &records)?;

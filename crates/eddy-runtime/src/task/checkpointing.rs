@@ -153,6 +153,11 @@ impl UnalignedCheckpoints {
         self.timeout.is_some()
     }
 
+    /// The newest checkpoint taken unaligned.
+    pub(crate) fn newest(&self) -> u64 {
+        self.newest
+    }
+
     /// Whether checkpoint `id` has not been taken unaligned yet.
     pub(crate) fn is_new(&self, id: u64) -> bool {
         id > self.newest

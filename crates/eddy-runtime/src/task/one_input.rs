@@ -99,16 +99,28 @@ impl<IN> OneInputTask<IN> {
 
     /// Barriers that overtook the data lane, and an alignment that has taken too long.
     fn handle_unaligned(&mut self) -> Result<()> {
-        while let Some((channel, barrier, sequence)) = self.gate.poll_priority() {
-            self.checkpoint_unaligned(barrier)?;
-            self.gate.end_recording(barrier.id, channel, sequence)?;
-        }
+        self.take_priority_barriers(&[])?;
         if let (true, _) = self.alignment_timed_out()
             && let Some(barrier) = self.aligner.pending_barrier()
         {
             self.checkpoint_unaligned(barrier)?;
         }
         self.complete_unaligned()
+    }
+
+    /// Takes the checkpoints whose barriers wait on the priority lanes. `rest` is what the
+    /// task still has to hand on of the batch it is working on: it precedes those barriers,
+    /// so it goes into their in-flight data.
+    fn take_priority_barriers(&mut self, rest: &[StreamRecord<IN>]) -> Result<()> {
+        while let Some((channel, barrier, sequence)) = self.gate.poll_priority() {
+            let before = self.unaligned.newest();
+            self.checkpoint_unaligned(barrier)?;
+            if self.unaligned.newest() > before && !rest.is_empty() {
+                self.gate.record_rest(before, rest)?;
+            }
+            self.gate.end_recording(barrier.id, channel, sequence)?;
+        }
+        Ok(())
     }
 
     /// Whether the alignment in progress should switch to unaligned now, or when it will.
@@ -257,6 +269,11 @@ impl<IN> OneInputTask<IN> {
             self.pacer.timed(chunk.len(), || chain.collect(chunk))?;
             if !rest.is_empty() {
                 self.handle_mailbox()?;
+                if self.unaligned.enabled() && self.gate.has_priority_waiting() {
+                    // A barrier need not wait for the rest of a large batch.
+                    self.take_priority_barriers(rest.make_contiguous())?;
+                    self.complete_unaligned()?;
+                }
                 self.flush.maybe_flush(self.chain.as_mut())?;
             }
         }
