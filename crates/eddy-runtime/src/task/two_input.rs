@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use eddy_core::element::{CheckpointBarrier, StopMode, StreamElement};
+use eddy_core::element::{CheckpointBarrier, StopMode, StreamElement, StreamRecord};
 
 use super::checkpointing::{BarrierAligner, BarrierStep, UnalignedCheckpoints};
 use super::pacer::{BatchPacer, MAX_INPUT_CHUNK, next_chunk};
@@ -18,6 +18,9 @@ use crate::error::Result;
 use crate::exchange::{InputGate, wait_for_input, wait_for_output};
 use crate::metrics::OperatorIoMetrics;
 use crate::operator::{OperatorContext, Output, TwoInputOperator};
+
+/// Puts the rest of a batch into the in-flight data of the gate it came from.
+type RestInto<S, T> = fn(&mut S, u64, &[StreamRecord<T>]) -> Result<()>;
 
 /// Drives a two-input operator and the chain behind it.
 pub struct TwoInputTask<IN1, IN2, OUT, OP> {
@@ -95,16 +98,15 @@ where
         guard(&self.names, || op.end_input(input, out))
     }
 
+    /// Handles `element` from `channel` of `input`; `rest_into` puts the rest of a batch into
+    /// the in-flight data of the gate it came from (see `take_priority_barriers`).
     fn handle<T>(
         &mut self,
         input: u8,
         channel: usize,
         element: StreamElement<T>,
-        process: impl Fn(
-            &mut OP,
-            Vec<eddy_core::element::StreamRecord<T>>,
-            &mut OperatorOutput<OUT>,
-        ) -> Result<()>,
+        process: impl Fn(&mut OP, Vec<StreamRecord<T>>, &mut OperatorOutput<OUT>) -> Result<()>,
+        rest_into: RestInto<Self, T>,
     ) -> Result<()> {
         let offset = if input == 1 {
             0
@@ -130,6 +132,14 @@ where
                         .timed(chunk.len(), || guard(names, || process(op, chunk, out)))?;
                     if !rest.is_empty() {
                         self.handle_mailbox()?;
+                        if self.unaligned.enabled()
+                            && (self.gate1.has_priority_waiting()
+                                || self.gate2.has_priority_waiting())
+                        {
+                            // A barrier need not wait for the rest of a large batch.
+                            self.take_priority_barriers(rest.make_contiguous(), rest_into)?;
+                            self.complete_unaligned()?;
+                        }
                         self.flush.maybe_flush(&mut self.out)?;
                     }
                 }
@@ -260,34 +270,62 @@ where
 
     /// Barriers that overtook the data lanes, and an alignment that has taken too long.
     fn handle_unaligned(&mut self) -> Result<()> {
-        while let Some((channel, barrier, sequence)) = self.gate1.poll_priority() {
-            self.checkpoint_unaligned(barrier)?;
-            self.gate1.end_recording(barrier.id, channel, sequence)?;
-        }
-        while let Some((channel, barrier, sequence)) = self.gate2.poll_priority() {
-            self.checkpoint_unaligned(barrier)?;
-            self.gate2.end_recording(barrier.id, channel, sequence)?;
-        }
+        self.take_priority_barriers::<IN1>(&[], |_, _, _| Ok(()))?;
         if let (true, _) = self.alignment_timed_out()
             && let Some(barrier) = self.aligner.pending_barrier()
         {
             self.checkpoint_unaligned(barrier)?;
         }
-        if self.unaligned.has_active() {
-            self.gate1.prefetch_all()?;
-            self.gate2.prefetch_all()?;
-            let (g1, g2) = (&self.gate1, &self.gate2);
-            for captured in self
-                .unaligned
-                .take_complete(|id| g1.is_recording_complete(id) && g2.is_recording_complete(id))
-            {
-                let id = captured.id();
-                let data = vec![
-                    (1, self.gate1.take_recording(id)),
-                    (2, self.gate2.take_recording(id)),
-                ];
-                self.env.checkpointing.write(captured, data);
+        self.complete_unaligned()
+    }
+
+    /// Takes the checkpoints whose barriers wait on the priority lanes. `rest` is what the task
+    /// still has to hand on of the batch it is working on: `rest_into` puts it into their
+    /// in-flight data, which it precedes.
+    fn take_priority_barriers<T>(
+        &mut self,
+        rest: &[StreamRecord<T>],
+        rest_into: RestInto<Self, T>,
+    ) -> Result<()> {
+        loop {
+            let (input, (channel, barrier, sequence)) = match self.gate1.poll_priority() {
+                Some(p) => (1, p),
+                None => match self.gate2.poll_priority() {
+                    Some(p) => (2, p),
+                    None => return Ok(()),
+                },
+            };
+            let before = self.unaligned.newest();
+            self.checkpoint_unaligned(barrier)?;
+            if self.unaligned.newest() > before && !rest.is_empty() {
+                rest_into(self, before, rest)?;
             }
+            if input == 1 {
+                self.gate1.end_recording(barrier.id, channel, sequence)?;
+            } else {
+                self.gate2.end_recording(barrier.id, channel, sequence)?;
+            }
+        }
+    }
+
+    /// Writes the unaligned checkpoints whose in-flight data is complete.
+    fn complete_unaligned(&mut self) -> Result<()> {
+        if !self.unaligned.has_active() {
+            return Ok(());
+        }
+        self.gate1.prefetch_all()?;
+        self.gate2.prefetch_all()?;
+        let (g1, g2) = (&self.gate1, &self.gate2);
+        for captured in self
+            .unaligned
+            .take_complete(|id| g1.is_recording_complete(id) && g2.is_recording_complete(id))
+        {
+            let id = captured.id();
+            let data = vec![
+                (1, self.gate1.take_recording(id)),
+                (2, self.gate2.take_recording(id)),
+            ];
+            self.env.checkpointing.write(captured, data);
         }
         Ok(())
     }
@@ -354,11 +392,23 @@ where
         for second in [self.prefer_second, !self.prefer_second] {
             if second {
                 if let Some((c, e)) = self.gate2.try_next()? {
-                    self.handle(2, c, e, |op, b, out| op.process_batch2(b, out))?;
+                    self.handle(
+                        2,
+                        c,
+                        e,
+                        |op, b, out| op.process_batch2(b, out),
+                        |t, since, rest| t.gate2.record_rest(since, rest),
+                    )?;
                     return Ok(true);
                 }
             } else if let Some((c, e)) = self.gate1.try_next()? {
-                self.handle(1, c, e, |op, b, out| op.process_batch1(b, out))?;
+                self.handle(
+                    1,
+                    c,
+                    e,
+                    |op, b, out| op.process_batch1(b, out),
+                    |t, since, rest| t.gate1.record_rest(since, rest),
+                )?;
                 return Ok(true);
             }
         }
@@ -420,15 +470,23 @@ where
         // In-flight data of the unaligned checkpoint restored from comes first.
         for bytes in self.env.checkpointing.take_in_flight(1) {
             let batch = self.gate1.decode(&bytes)?;
-            self.handle(1, 0, StreamElement::Records(batch), |op, b, out| {
-                op.process_batch1(b, out)
-            })?;
+            self.handle(
+                1,
+                0,
+                StreamElement::Records(batch),
+                |op, b, out| op.process_batch1(b, out),
+                |t, since, rest| t.gate1.record_rest(since, rest),
+            )?;
         }
         for bytes in self.env.checkpointing.take_in_flight(2) {
             let batch = self.gate2.decode(&bytes)?;
-            self.handle(2, 0, StreamElement::Records(batch), |op, b, out| {
-                op.process_batch2(b, out)
-            })?;
+            self.handle(
+                2,
+                0,
+                StreamElement::Records(batch),
+                |op, b, out| op.process_batch2(b, out),
+                |t, since, rest| t.gate2.record_rest(since, rest),
+            )?;
         }
         loop {
             self.handle_mailbox()?;
