@@ -103,6 +103,10 @@ struct RunArgs {
     /// the sink commits.
     #[arg(long, value_name = "N")]
     kill_before_commit: Option<u64>,
+    /// Configuration overrides, `-D key=value` (e.g. `-D
+    /// execution.checkpointing.unaligned.enabled=true`).
+    #[arg(short = 'D', value_name = "KEY=VALUE")]
+    dynamic_properties: Vec<String>,
 }
 
 fn produce(brokers: &str, topic: &str, count: u64, keys: u64, partitions: i32) -> Result<()> {
@@ -276,7 +280,8 @@ fn run(args: RunArgs) -> Result<()> {
         &args.bootstrap_servers,
         &[(&args.output, partitions as i32)],
     )?;
-    let mut conf = Configuration::new();
+    // `-D` arguments (and EDDY_CONF_DIR) first; the settings below are the example's own.
+    let mut conf = Configuration::from_environment()?;
     conf.set_string(
         "execution.checkpointing.interval",
         format!("{} ms", args.checkpoint_interval),

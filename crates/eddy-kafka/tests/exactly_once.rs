@@ -289,6 +289,11 @@ fn check(seen: &[String], records: u64, what: &str) {
 /// checkpoint, one before a commit, then one to the end), with the input written while it
 /// runs.
 fn killed_again_and_again(parallelisms: [u32; 8]) {
+    killed_again_and_again_with(parallelisms, &[]);
+}
+
+/// [`killed_again_and_again`] with `extra` arguments for the job.
+fn killed_again_and_again_with(parallelisms: [u32; 8], extra: &[&str]) {
     let broker = Broker::start();
     let what = format!("parallelism {parallelisms:?}");
     broker.create_topic("input", PARTITIONS);
@@ -302,7 +307,7 @@ fn killed_again_and_again(parallelisms: [u32; 8]) {
         input: "input",
         output: "output",
         dir: dir.path(),
-        extra: &[],
+        extra,
     };
     let endings = [
         Ending::KilledAtRandom,
@@ -334,6 +339,14 @@ fn killed_at_parallelism_2_each_result_is_seen_exactly_once() {
 #[test]
 fn killed_at_parallelism_4_each_result_is_seen_exactly_once() {
     killed_again_and_again([4; 8]);
+}
+
+#[test]
+fn killed_at_parallelism_2_with_unaligned_checkpoints_each_result_is_seen_exactly_once() {
+    killed_again_and_again_with(
+        [2; 8],
+        &["-D", "execution.checkpointing.unaligned.enabled=true"],
+    );
 }
 
 #[test]
