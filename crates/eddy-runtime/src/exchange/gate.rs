@@ -1,11 +1,13 @@
 //! The input gate: all channels of one logical input of a task.
 //!
 //! For unaligned checkpoints the gate also records in-flight data: from the moment a task
-//! takes checkpoint *n*'s snapshot, every batch it reads from a channel before that channel's
-//! barrier *n* (which arrives on the priority lane, with the number of data elements sent
-//! before it, or in-band) is encoded and kept; the records the barrier carried past the data
-//! lane count too. Once every channel's barrier has arrived and everything before it has been
-//! read, the recording is complete and goes into the checkpoint.
+//! takes checkpoint *n*'s snapshot, every batch of a channel before that channel's barrier *n*
+//! (which arrives on the priority lane, with the number of data elements sent before it, or
+//! in-band) is encoded and kept, and so are the records the barrier carried past the data lane.
+//! Once a barrier's sequence is known, what precedes it is taken from the data lane at once
+//! (and read later), so the recording does not wait for the task to work through it. When
+//! every channel's barrier has arrived and everything before it is recorded, the recording is
+//! complete and goes into the checkpoint.
 
 use std::time::{Duration, Instant};
 
