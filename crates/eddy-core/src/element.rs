@@ -139,6 +139,11 @@ pub struct CheckpointBarrier {
     /// checkpoint as in-flight data instead (`execution.checkpointing.unaligned.enabled`).
     #[serde(default)]
     pub unaligned: bool,
+    /// An aligned barrier that is also announced on the priority lane, with its position: a
+    /// receiver whose alignment times out (`execution.checkpointing.aligned-checkpoint-timeout`)
+    /// takes the checkpoint unaligned without waiting for the barrier to arrive.
+    #[serde(default)]
+    pub announce: bool,
 }
 
 /// A latency marker: emitted periodically by sources, carried to sinks, never delayed by

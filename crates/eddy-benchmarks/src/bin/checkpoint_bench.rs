@@ -6,8 +6,9 @@
 //! - **throughput**: the tumbling-window pipeline of `core_bench` with checkpoints every second
 //!   against checkpoints off, on each backend;
 //! - **recovery**: time from a failure to processing again, with 1 M keys of state;
-//! - **back pressure**: checkpoint durations, aligned against unaligned, while a sink slowed
-//!   to a tenth of the source's rate holds the job back.
+//! - **back pressure**: checkpoint durations, aligned against unaligned (at once, and after
+//!   a 100 ms aligned-checkpoint timeout), while a sink slowed to a tenth of the source's rate
+//!   holds the job back.
 //!
 //! Every case runs in a process of its own.
 //!
@@ -48,6 +49,9 @@ struct Args {
     /// Unaligned checkpoints for `backpressure`.
     #[arg(long)]
     unaligned: bool,
+    /// With `--unaligned`, the aligned-checkpoint timeout for `backpressure`, in ms.
+    #[arg(long, default_value_t = 0)]
+    aligned_timeout_ms: u64,
     /// How long `backpressure` runs, in seconds.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
@@ -281,7 +285,7 @@ const BACKPRESSURE_RATE: f64 = 20_000.0;
 /// A source at `BACKPRESSURE_RATE` records/s, a keyed map, and a sink at a tenth of that rate
 /// (two subtasks of 1 ms per record), checkpointing every 2 s for `seconds`: the durations of
 /// the checkpoints completed and the in-flight data they held.
-fn backpressure_case(unaligned: bool, seconds: u64) -> Result<()> {
+fn backpressure_case(unaligned: bool, aligned_timeout_ms: u64, seconds: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let env = env_for(
         "hashmap",
@@ -291,6 +295,10 @@ fn backpressure_case(unaligned: bool, seconds: u64) -> Result<()> {
             (
                 "execution.checkpointing.unaligned.enabled",
                 unaligned.to_string(),
+            ),
+            (
+                "execution.checkpointing.aligned-checkpoint-timeout",
+                format!("{aligned_timeout_ms} ms"),
             ),
         ],
     );
@@ -357,7 +365,11 @@ fn backpressure_case(unaligned: bool, seconds: u64) -> Result<()> {
         .unwrap_or(0);
     println!(
         "backpressure\t{}\t{}\t{}\t{}\t{}\t{persisted}\t{in_progress}\t{}",
-        if unaligned { "unaligned" } else { "aligned" },
+        match (unaligned, aligned_timeout_ms) {
+            (false, _) => "aligned".to_string(),
+            (true, 0) => "unaligned".to_string(),
+            (true, t) => format!("timeout-{t}ms"),
+        },
         stats.completed,
         pick(0.5),
         pick(0.9),
@@ -409,7 +421,9 @@ fn main() -> Result<()> {
             return throughput_case(&args.backend, args.interval_ms, args.records);
         }
         Some("recovery") => return recovery_case(&args.backend),
-        Some("backpressure") => return backpressure_case(args.unaligned, args.seconds),
+        Some("backpressure") => {
+            return backpressure_case(args.unaligned, args.aligned_timeout_ms, args.seconds);
+        }
         Some(other) => anyhow::bail!("unknown case {other}"),
         None => {}
     }
@@ -511,7 +525,7 @@ fn main() -> Result<()> {
     }
     if only.is_none_or(|o| o == "backpressure") {
         println!(
-            "\n{:<10} {:>10} {:>8} {:>8} {:>8} {:>15} {:>16} {:>11}",
+            "\n{:<14} {:>10} {:>8} {:>8} {:>8} {:>15} {:>16} {:>11}",
             "mode",
             "completed",
             "p50 ms",
@@ -522,14 +536,14 @@ fn main() -> Result<()> {
             "sink rec/s"
         );
         let seconds = args.seconds.to_string();
-        for unaligned in [false, true] {
+        for (unaligned, timeout) in [(false, "0"), (true, "0"), (true, "100")] {
             let mut a = vec!["--case", "backpressure", "--seconds", &seconds];
             if unaligned {
-                a.push("--unaligned");
+                a.extend(["--unaligned", "--aligned-timeout-ms", timeout]);
             }
             let f = run(&a)?;
             println!(
-                "{:<10} {:>10} {:>8} {:>8} {:>8} {:>15.1} {:>16} {:>11.0}",
+                "{:<14} {:>10} {:>8} {:>8} {:>8} {:>15.1} {:>16} {:>11.0}",
                 f[1],
                 f[2],
                 f[3],

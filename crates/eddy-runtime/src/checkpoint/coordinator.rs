@@ -425,13 +425,13 @@ impl CheckpointCoordinator {
         self.targets.insert(id, files_dir);
         let timestamp = eddy_core::time::now_millis();
         // Savepoints are always aligned, as in Flink.
-        let unaligned = kind == SnapshotKind::Checkpoint
-            && self.settings.unaligned.is_some_and(|t| t.is_zero());
+        let checkpoint = kind == SnapshotKind::Checkpoint;
         let barrier = CheckpointBarrier {
             id,
             timestamp,
             kind,
-            unaligned,
+            unaligned: checkpoint && self.settings.unaligned.is_some_and(|t| t.is_zero()),
+            announce: checkpoint && self.settings.unaligned.is_some_and(|t| !t.is_zero()),
         };
         let all = tasks.tasks();
         let mut pending = Pending {

@@ -203,11 +203,29 @@ impl<T> ChannelSender<T> {
         barrier: CheckpointBarrier,
         overtaken: Vec<StreamRecord<T>>,
     ) -> Result<()> {
-        let barrier = PriorityBarrier {
+        self.send_on_priority_lane(PriorityBarrier {
             barrier,
             sequence: self.sent.get(),
             overtaken,
-        };
+        })
+    }
+
+    /// Announces, ahead of everything queued, the aligned `barrier` that will be data element
+    /// `at` of the channel. Never blocks.
+    pub fn announce(&self, barrier: CheckpointBarrier, at: u64) -> Result<()> {
+        self.send_on_priority_lane(PriorityBarrier {
+            barrier,
+            sequence: at,
+            overtaken: Vec::new(),
+        })
+    }
+
+    /// Data-lane elements sent.
+    pub fn sent(&self) -> u64 {
+        self.sent.get()
+    }
+
+    fn send_on_priority_lane(&self, barrier: PriorityBarrier<T>) -> Result<()> {
         match &self.inner {
             SenderKind::Local(_, ptx) => ptx.send(barrier).map_err(|_| RuntimeError::ChannelClosed),
             SenderKind::Remote(remote) => remote.send_priority(barrier),

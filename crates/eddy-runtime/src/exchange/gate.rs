@@ -563,6 +563,7 @@ mod tests {
             timestamp: 0,
             kind: eddy_core::element::SnapshotKind::Checkpoint,
             unaligned: true,
+            announce: false,
         }
     }
 
@@ -692,6 +693,7 @@ mod tests {
         tx1.send(
             StreamElement::Barrier(CheckpointBarrier {
                 unaligned: false,
+                announce: false,
                 ..barrier(3)
             }),
             &signals,

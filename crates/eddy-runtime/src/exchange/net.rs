@@ -507,6 +507,7 @@ mod tests {
             timestamp: 0,
             kind: SnapshotKind::Checkpoint,
             unaligned: true,
+            announce: false,
         };
         tx.send_priority(barrier, vec![StreamRecord::new(4)])
             .unwrap();

@@ -176,6 +176,13 @@ impl<T: Clone> Output<T> for RecordWriter<T> {
 impl<T: Clone> ChainOutput<T> for RecordWriter<T> {
     fn emit_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()> {
         if !barrier.unaligned || self.data_ended {
+            if barrier.announce && !self.data_ended && !self.partition_ended {
+                // Where the barrier will be on each channel: after the buffer, if any.
+                for (c, ch) in self.channels.iter().enumerate() {
+                    let at = ch.sent() + u64::from(!self.buffers[c].is_empty());
+                    ch.announce(barrier, at)?;
+                }
+            }
             return self.broadcast_event(StreamElement::Barrier(barrier));
         }
         if self.partition_ended {
@@ -236,6 +243,7 @@ mod tests {
             timestamp: 0,
             kind: SnapshotKind::Checkpoint,
             unaligned: false,
+            announce: false,
         };
         writer.emit_barrier(barrier).unwrap();
         writer.emit_watermark(Watermark(5)).unwrap();

@@ -137,6 +137,9 @@ pub(crate) struct UnalignedCheckpoints {
     active: Vec<CapturedSnapshot>,
     /// The newest checkpoint taken unaligned.
     newest: u64,
+    /// Aligned barriers announced on priority lanes: the barrier, the channel (over all of the
+    /// task's inputs) and the barrier's position in it.
+    announced: Vec<(CheckpointBarrier, usize, u64)>,
 }
 
 impl UnalignedCheckpoints {
@@ -145,6 +148,7 @@ impl UnalignedCheckpoints {
             timeout,
             active: Vec::new(),
             newest: 0,
+            announced: Vec::new(),
         }
     }
 
@@ -169,6 +173,31 @@ impl UnalignedCheckpoints {
         self.active.extend(captured);
     }
 
+    /// The aligned `barrier` will be element `at` of `channel`.
+    pub(crate) fn announce(&mut self, barrier: CheckpointBarrier, channel: usize, at: u64) {
+        if self.is_new(barrier.id) {
+            self.announced.push((barrier, channel, at));
+        }
+    }
+
+    /// The oldest checkpoint announced and not yet taken.
+    pub(crate) fn announced(&self) -> Option<CheckpointBarrier> {
+        self.announced.iter().map(|a| a.0).min_by_key(|b| b.id)
+    }
+
+    /// Forgets the announcements of checkpoint `id` and older ones; returns where the barriers
+    /// of `id` are, by channel.
+    pub(crate) fn take_announcements(&mut self, id: u64) -> Vec<(usize, u64)> {
+        let mine = self
+            .announced
+            .iter()
+            .filter(|a| a.0.id == id)
+            .map(|a| (a.1, a.2))
+            .collect();
+        self.announced.retain(|a| a.0.id > id);
+        mine
+    }
+
     /// Whether in-flight data is being recorded.
     #[inline]
     pub(crate) fn has_active(&self) -> bool {
@@ -178,6 +207,7 @@ impl UnalignedCheckpoints {
     /// Forgets checkpoint `id` and older ones (aborted).
     pub(crate) fn abort(&mut self, id: u64) {
         self.active.retain(|c| c.id > id);
+        self.announced.retain(|a| a.0.id > id);
         self.newest = self.newest.max(id);
     }
 
@@ -774,6 +804,7 @@ mod tests {
             timestamp: 0,
             kind: SnapshotKind::Checkpoint,
             unaligned: false,
+            announce: false,
         }
     }
 

@@ -70,6 +70,7 @@ impl<IN> OneInputTask<IN> {
             );
         }
         if let Some((barrier, alignment)) = step.complete {
+            self.unaligned.take_announcements(barrier.id);
             checkpoint_chain(self.chain.as_mut(), &mut self.env, barrier, alignment)?;
         }
         Ok(())
@@ -101,7 +102,7 @@ impl<IN> OneInputTask<IN> {
     fn handle_unaligned(&mut self) -> Result<()> {
         self.take_priority_barriers(&[])?;
         if let (true, _) = self.alignment_timed_out()
-            && let Some(barrier) = self.aligner.pending_barrier()
+            && let Some(barrier) = self.aligning()
         {
             self.checkpoint_unaligned(barrier)?;
         }
@@ -113,6 +114,15 @@ impl<IN> OneInputTask<IN> {
     /// so it goes into their in-flight data.
     fn take_priority_barriers(&mut self, rest: &[StreamRecord<IN>]) -> Result<()> {
         while let Some((channel, barrier, sequence)) = self.gate.poll_priority() {
+            if !barrier.unaligned {
+                // An aligned barrier announced ahead of itself.
+                if self.gate.is_recording(barrier.id) {
+                    self.gate.end_recording(barrier.id, channel, sequence)?;
+                } else if !self.aligner.is_stale(barrier.id) {
+                    self.unaligned.announce(barrier, channel, sequence);
+                }
+                continue;
+            }
             let before = self.unaligned.newest();
             self.checkpoint_unaligned(barrier)?;
             if self.unaligned.newest() > before && !rest.is_empty() {
@@ -131,7 +141,14 @@ impl<IN> OneInputTask<IN> {
         if self.ends.any_ended() {
             return (false, None);
         }
-        self.unaligned.timed_out(self.aligner.pending_barrier())
+        self.unaligned.timed_out(self.aligning())
+    }
+
+    /// The aligned checkpoint in progress: a barrier being aligned, or one announced.
+    fn aligning(&self) -> Option<CheckpointBarrier> {
+        self.aligner
+            .pending_barrier()
+            .or_else(|| self.unaligned.announced())
     }
 
     /// Takes checkpoint `barrier` unaligned, if it is new: the snapshot now, the barrier ahead
@@ -161,10 +178,14 @@ impl<IN> OneInputTask<IN> {
             .env
             .checkpointing
             .capture(&self.env.info, barrier, alignment, hooks)?;
+        let announced = self.unaligned.take_announcements(barrier.id);
         if captured.is_some() {
             self.gate.start_recording(barrier.id);
             for c in seen {
                 self.gate.end_recording_here(barrier.id, c)?;
+            }
+            for (c, at) in announced {
+                self.gate.end_recording(barrier.id, c, at)?;
             }
         }
         tracing::debug!(task = %self.env.info.task_name_with_subtask(), checkpoint = barrier.id, "snapshot taken unaligned");

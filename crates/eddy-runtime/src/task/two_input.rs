@@ -251,6 +251,7 @@ where
             );
         }
         if let Some((barrier, alignment)) = step.complete {
+            self.unaligned.take_announcements(barrier.id);
             self.checkpoint(barrier, alignment)?;
         }
         Ok(())
@@ -272,7 +273,7 @@ where
     fn handle_unaligned(&mut self) -> Result<()> {
         self.take_priority_barriers::<IN1>(&[], |_, _, _| Ok(()))?;
         if let (true, _) = self.alignment_timed_out()
-            && let Some(barrier) = self.aligner.pending_barrier()
+            && let Some(barrier) = self.aligning()
         {
             self.checkpoint_unaligned(barrier)?;
         }
@@ -295,16 +296,40 @@ where
                     None => return Ok(()),
                 },
             };
+            if !barrier.unaligned {
+                // An aligned barrier announced ahead of itself.
+                let recording = if input == 1 {
+                    self.gate1.is_recording(barrier.id)
+                } else {
+                    self.gate2.is_recording(barrier.id)
+                };
+                if recording {
+                    self.end_recording(input, barrier.id, channel, sequence)?;
+                } else if !self.aligner.is_stale(barrier.id) {
+                    let offset = if input == 1 {
+                        0
+                    } else {
+                        self.gate1.num_channels()
+                    };
+                    self.unaligned.announce(barrier, offset + channel, sequence);
+                }
+                continue;
+            }
             let before = self.unaligned.newest();
             self.checkpoint_unaligned(barrier)?;
             if self.unaligned.newest() > before && !rest.is_empty() {
                 rest_into(self, before, rest)?;
             }
-            if input == 1 {
-                self.gate1.end_recording(barrier.id, channel, sequence)?;
-            } else {
-                self.gate2.end_recording(barrier.id, channel, sequence)?;
-            }
+            self.end_recording(input, barrier.id, channel, sequence)?;
+        }
+    }
+
+    /// Channel `channel` of `input` has checkpoint `id`'s barrier at `end`.
+    fn end_recording(&mut self, input: u8, id: u64, channel: usize, end: u64) -> Result<()> {
+        if input == 1 {
+            self.gate1.end_recording(id, channel, end)
+        } else {
+            self.gate2.end_recording(id, channel, end)
         }
     }
 
@@ -338,7 +363,14 @@ where
         if self.ends.any_ended() {
             return (false, None);
         }
-        self.unaligned.timed_out(self.aligner.pending_barrier())
+        self.unaligned.timed_out(self.aligning())
+    }
+
+    /// The aligned checkpoint in progress: a barrier being aligned, or one announced.
+    fn aligning(&self) -> Option<CheckpointBarrier> {
+        self.aligner
+            .pending_barrier()
+            .or_else(|| self.unaligned.announced())
     }
 
     /// Takes checkpoint `barrier` unaligned, if it is new (see the one-input task).
@@ -369,6 +401,7 @@ where
             .env
             .checkpointing
             .capture(&self.env.info, barrier, alignment, hooks)?;
+        let announced = self.unaligned.take_announcements(barrier.id);
         if captured.is_some() {
             self.gate1.start_recording(barrier.id);
             self.gate2.start_recording(barrier.id);
@@ -378,6 +411,13 @@ where
                     self.gate1.end_recording_here(barrier.id, c)?;
                 } else {
                     self.gate2.end_recording_here(barrier.id, c - n1)?;
+                }
+            }
+            for (c, at) in announced {
+                if c < n1 {
+                    self.end_recording(1, barrier.id, c, at)?;
+                } else {
+                    self.end_recording(2, barrier.id, c - n1, at)?;
                 }
             }
         }
