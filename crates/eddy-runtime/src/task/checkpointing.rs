@@ -223,8 +223,8 @@ impl UnalignedCheckpoints {
         done
     }
 
-    /// The aligned checkpoint `pending` (started `elapsed` ago by the coordinator's clock)
-    /// should now be taken unaligned; `Some(deadline)` if not yet but it will.
+    /// Whether the aligned checkpoint `pending` should now be taken unaligned (it was triggered
+    /// longer than the aligned-checkpoint timeout ago); if not yet, when it should.
     pub(crate) fn timed_out(&self, pending: Option<CheckpointBarrier>) -> (bool, Option<Instant>) {
         let (Some(timeout), Some(b)) = (self.timeout, pending) else {
             return (false, None);
