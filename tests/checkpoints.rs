@@ -4,19 +4,16 @@
 
 mod common;
 
+use common::{CountSum, FormatWindow};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use eddy::prelude::*;
-use eddy::windowing::{
-    ProcessWindowContext, ProcessWindowFunction, TimeWindow, TumblingEventTimeWindows,
-};
-use eddy::{
-    AggregateFunction, FunctionResult, KeyedContext, KeyedProcessFunction, ValueState,
-    ValueStateDescriptor,
-};
+use eddy::windowing::TumblingEventTimeWindows;
+use eddy::{FunctionResult, KeyedContext, KeyedProcessFunction, ValueState, ValueStateDescriptor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize, Serializer};
@@ -188,43 +185,6 @@ impl<C: Counter> KeyedProcessFunction<u32, Event, String> for CountAndTime<C> {
         out: &mut Collector<'_, String>,
     ) -> FunctionResult<()> {
         out.collect(format!("timer {} {timestamp}", ctx.get_current_key()));
-        Ok(())
-    }
-}
-
-/// Counts and sums a window's values.
-struct CountSum;
-
-impl AggregateFunction<Event, (u64, i64), (u64, i64)> for CountSum {
-    fn create_accumulator(&self) -> (u64, i64) {
-        (0, 0)
-    }
-    fn add(&self, e: Event, acc: &mut (u64, i64)) {
-        acc.0 += 1;
-        acc.1 += e.2;
-    }
-    fn get_result(&self, acc: &(u64, i64)) -> (u64, i64) {
-        *acc
-    }
-    fn merge(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
-        (a.0 + b.0, a.1 + b.1)
-    }
-}
-
-/// Formats a window's count and sum.
-struct FormatWindow;
-
-impl ProcessWindowFunction<(u64, i64), String, u32, TimeWindow> for FormatWindow {
-    fn process(
-        &mut self,
-        key: &u32,
-        ctx: &mut ProcessWindowContext<'_, TimeWindow>,
-        elements: Vec<(u64, i64)>,
-        out: &mut Collector<'_, String>,
-    ) -> FunctionResult<()> {
-        for (c, s) in elements {
-            out.collect(format!("window {key} {} {c} {s}", ctx.window().start));
-        }
         Ok(())
     }
 }

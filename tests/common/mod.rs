@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use eddy::prelude::Collector;
+use eddy::windowing::{ProcessWindowContext, ProcessWindowFunction, TimeWindow};
+use eddy::{AggregateFunction, FunctionResult};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -139,4 +142,44 @@ pub fn rss_bytes() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .expect("VmRSS")
+}
+
+/// An event of the checkpoint tests: key, timestamp, value.
+pub type KeyedEvent = (u32, i64, i64);
+
+/// Counts and sums a window's values (of [`KeyedEvent`]s).
+pub struct CountSum;
+
+impl AggregateFunction<KeyedEvent, (u64, i64), (u64, i64)> for CountSum {
+    fn create_accumulator(&self) -> (u64, i64) {
+        (0, 0)
+    }
+    fn add(&self, e: KeyedEvent, acc: &mut (u64, i64)) {
+        acc.0 += 1;
+        acc.1 += e.2;
+    }
+    fn get_result(&self, acc: &(u64, i64)) -> (u64, i64) {
+        *acc
+    }
+    fn merge(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
+        (a.0 + b.0, a.1 + b.1)
+    }
+}
+
+/// Formats a window's count and sum.
+pub struct FormatWindow;
+
+impl ProcessWindowFunction<(u64, i64), String, u32, TimeWindow> for FormatWindow {
+    fn process(
+        &mut self,
+        key: &u32,
+        ctx: &mut ProcessWindowContext<'_, TimeWindow>,
+        elements: Vec<(u64, i64)>,
+        out: &mut Collector<'_, String>,
+    ) -> FunctionResult<()> {
+        for (c, s) in elements {
+            out.collect(format!("window {key} {} {c} {s}", ctx.window().start));
+        }
+        Ok(())
+    }
 }

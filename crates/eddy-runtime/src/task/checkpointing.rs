@@ -198,6 +198,36 @@ impl UnalignedCheckpoints {
         mine
     }
 
+    /// Starts taking checkpoint `barrier` unaligned, if it is new: its alignment, or an older
+    /// one's (declined), is given up. The caller then takes the snapshot, forwards the barrier,
+    /// and starts recording, ending the channels the takeover names.
+    pub(crate) fn take_over(
+        &mut self,
+        aligner: &mut BarrierAligner,
+        checkpointing: &TaskCheckpointing,
+        barrier: CheckpointBarrier,
+    ) -> Option<Takeover> {
+        if !self.is_new(barrier.id) || aligner.is_stale(barrier.id) {
+            return None;
+        }
+        let (aborted, seen, alignment) = aligner.take_over(barrier.id);
+        if let Some(old) = aborted {
+            checkpointing.decline(
+                old,
+                "a newer checkpoint's barrier arrived before it aligned",
+            );
+        }
+        Some(Takeover {
+            barrier: CheckpointBarrier {
+                unaligned: true,
+                ..barrier
+            },
+            seen,
+            announced: self.take_announcements(barrier.id),
+            alignment,
+        })
+    }
+
     /// Whether in-flight data is being recorded.
     #[inline]
     pub(crate) fn has_active(&self) -> bool {
@@ -243,6 +273,18 @@ impl UnalignedCheckpoints {
             _ => (true, None),
         }
     }
+}
+
+/// Checkpoint `barrier`, taken unaligned by a task that was aligning it or not.
+pub(crate) struct Takeover {
+    /// The barrier, marked unaligned.
+    pub(crate) barrier: CheckpointBarrier,
+    /// Channels (over all inputs) that had delivered it in-band: nothing of theirs is in flight.
+    pub(crate) seen: Vec<usize>,
+    /// Channels (over all inputs) where it was announced, with its position.
+    pub(crate) announced: Vec<(usize, u64)>,
+    /// Time spent aligning it.
+    pub(crate) alignment: Duration,
 }
 
 /// How a task talks to its job master.

@@ -155,41 +155,33 @@ impl<IN> OneInputTask<IN> {
     /// of everything queued downstream, and from here on, until each channel's barrier, what
     /// is read goes into the checkpoint as in-flight data.
     fn checkpoint_unaligned(&mut self, barrier: CheckpointBarrier) -> Result<()> {
-        if !self.unaligned.is_new(barrier.id) || self.aligner.is_stale(barrier.id) {
+        let Some(t) = self
+            .unaligned
+            .take_over(&mut self.aligner, &self.env.checkpointing, barrier)
+        else {
             return Ok(());
-        }
-        let (aborted, seen, alignment) = self.aligner.take_over(barrier.id);
-        self.gate.unblock_all();
-        if let Some(old) = aborted {
-            self.env.checkpointing.decline(
-                old,
-                "a newer checkpoint's barrier arrived before it aligned",
-            );
-        }
-        let barrier = CheckpointBarrier {
-            unaligned: true,
-            ..barrier
         };
+        self.gate.unblock_all();
+        let id = t.barrier.id;
         let started = Instant::now();
-        self.chain.snapshot_state(barrier.id)?;
+        self.chain.snapshot_state(id)?;
         let hooks = started.elapsed();
-        self.chain.emit_barrier(barrier)?;
-        let captured = self
-            .env
-            .checkpointing
-            .capture(&self.env.info, barrier, alignment, hooks)?;
-        let announced = self.unaligned.take_announcements(barrier.id);
+        self.chain.emit_barrier(t.barrier)?;
+        let captured =
+            self.env
+                .checkpointing
+                .capture(&self.env.info, t.barrier, t.alignment, hooks)?;
         if captured.is_some() {
-            self.gate.start_recording(barrier.id);
-            for c in seen {
-                self.gate.end_recording_here(barrier.id, c)?;
+            self.gate.start_recording(id);
+            for c in t.seen {
+                self.gate.end_recording_here(id, c)?;
             }
-            for (c, at) in announced {
-                self.gate.end_recording(barrier.id, c, at)?;
+            for (c, at) in t.announced {
+                self.gate.end_recording(id, c, at)?;
             }
         }
-        tracing::debug!(task = %self.env.info.task_name_with_subtask(), checkpoint = barrier.id, "snapshot taken unaligned");
-        self.unaligned.started(barrier.id, captured);
+        tracing::debug!(task = %self.env.info.task_name_with_subtask(), checkpoint = id, "snapshot taken unaligned");
+        self.unaligned.started(id, captured);
         Ok(())
     }
 

@@ -375,54 +375,46 @@ where
 
     /// Takes checkpoint `barrier` unaligned, if it is new (see the one-input task).
     fn checkpoint_unaligned(&mut self, barrier: CheckpointBarrier) -> Result<()> {
-        if !self.unaligned.is_new(barrier.id) || self.aligner.is_stale(barrier.id) {
+        let Some(t) = self
+            .unaligned
+            .take_over(&mut self.aligner, &self.env.checkpointing, barrier)
+        else {
             return Ok(());
-        }
-        let (aborted, seen, alignment) = self.aligner.take_over(barrier.id);
+        };
         self.gate1.unblock_all();
         self.gate2.unblock_all();
-        if let Some(old) = aborted {
-            self.env.checkpointing.decline(
-                old,
-                "a newer checkpoint's barrier arrived before it aligned",
-            );
-        }
-        let barrier = CheckpointBarrier {
-            unaligned: true,
-            ..barrier
-        };
+        let id = t.barrier.id;
         let started = Instant::now();
         let op = &mut self.op;
-        guard(&self.names, || op.snapshot_state(barrier.id))?;
-        self.out.snapshot_state(barrier.id)?;
+        guard(&self.names, || op.snapshot_state(id))?;
+        self.out.snapshot_state(id)?;
         let hooks = started.elapsed();
-        self.out.emit_barrier(barrier)?;
-        let captured = self
-            .env
-            .checkpointing
-            .capture(&self.env.info, barrier, alignment, hooks)?;
-        let announced = self.unaligned.take_announcements(barrier.id);
+        self.out.emit_barrier(t.barrier)?;
+        let captured =
+            self.env
+                .checkpointing
+                .capture(&self.env.info, t.barrier, t.alignment, hooks)?;
         if captured.is_some() {
-            self.gate1.start_recording(barrier.id);
-            self.gate2.start_recording(barrier.id);
+            self.gate1.start_recording(id);
+            self.gate2.start_recording(id);
             let n1 = self.gate1.num_channels();
-            for c in seen {
+            for c in t.seen {
                 if c < n1 {
-                    self.gate1.end_recording_here(barrier.id, c)?;
+                    self.gate1.end_recording_here(id, c)?;
                 } else {
-                    self.gate2.end_recording_here(barrier.id, c - n1)?;
+                    self.gate2.end_recording_here(id, c - n1)?;
                 }
             }
-            for (c, at) in announced {
+            for (c, at) in t.announced {
                 if c < n1 {
-                    self.end_recording(1, barrier.id, c, at)?;
+                    self.end_recording(1, id, c, at)?;
                 } else {
-                    self.end_recording(2, barrier.id, c - n1, at)?;
+                    self.end_recording(2, id, c - n1, at)?;
                 }
             }
         }
-        tracing::debug!(task = %self.env.info.task_name_with_subtask(), checkpoint = barrier.id, "snapshot taken unaligned");
-        self.unaligned.started(barrier.id, captured);
+        tracing::debug!(task = %self.env.info.task_name_with_subtask(), checkpoint = id, "snapshot taken unaligned");
+        self.unaligned.started(id, captured);
         Ok(())
     }
 
