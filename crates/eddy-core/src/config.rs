@@ -178,6 +178,16 @@ config_enum!(
     }
 );
 
+config_enum!(
+    /// What a task failure restarts (`jobmanager.execution.failover-strategy`).
+    FailoverStrategy {
+        /// Every task of the job.
+        Full = "full",
+        /// The failed task's pipelined region: the tasks connected to it by exchanges.
+        Region = "region",
+    }
+);
+
 /// A typed configuration option: its key, the older keys it falls back to, and its default.
 pub struct ConfigOption<T> {
     /// The key, e.g. `parallelism.default`.
@@ -338,6 +348,8 @@ pub mod options {
         SAVEPOINT_PATH: String = "execution.savepoint.path";
         /// Whether state in the savepoint that no operator of the job claims is skipped instead of failing the restore.
         SAVEPOINT_IGNORE_UNCLAIMED_STATE: bool = "execution.savepoint.ignore-unclaimed-state", default "false";
+        /// full or region: what a task failure restarts.
+        FAILOVER_STRATEGY: FailoverStrategy = "jobmanager.execution.failover-strategy", default "region";
         /// Restart strategy; defaults to exponential-delay when checkpointing is on, none otherwise.
         RESTART_STRATEGY: RestartStrategyType = "restart-strategy.type" ["restart-strategy"];
         /// fixed-delay: attempts before the job fails.
@@ -390,7 +402,6 @@ pub const IGNORED_FLINK_PREFIXES: &[&str] = &[
     "jobmanager.bind-host",
     "taskmanager.bind-host",
     "taskmanager.host",
-    "jobmanager.execution.failover-strategy",
     "high-availability",
     "kubernetes.",
     "security.",

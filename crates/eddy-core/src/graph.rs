@@ -179,6 +179,63 @@ impl JobGraph {
         self.vertices.iter().map(|v| v.parallelism).sum()
     }
 
+    /// For each upstream subtask of edge `edge`, the downstream subtasks it sends to: the
+    /// pointwise ones for forward and rescale edges, all of them otherwise.
+    pub fn edge_targets(&self, edge: usize) -> Vec<Vec<u32>> {
+        let e = &self.edges[edge];
+        let upstream = self.vertices[e.source_vertex as usize].parallelism;
+        let downstream = self.vertices[e.target_vertex as usize].parallelism;
+        if e.partitioner.is_pointwise() {
+            pointwise_targets(upstream, downstream)
+        } else {
+            (0..upstream).map(|_| (0..downstream).collect()).collect()
+        }
+    }
+
+    /// The job's pipelined regions (Flink's `SchedulingPipelinedRegion`): the sets of subtasks
+    /// that exchange data with one another, directly or through others. Every exchange of a
+    /// streaming job is pipelined, so a region is a connected component of the subtask graph;
+    /// a failure needs to restart only its own region. Each region lists its subtasks as
+    /// `(vertex, subtask)`, sorted; regions are ordered by their first subtask.
+    pub fn pipelined_regions(&self) -> Vec<Vec<(u32, u32)>> {
+        let first: Vec<usize> = self
+            .vertices
+            .iter()
+            .scan(0usize, |next, v| {
+                let at = *next;
+                *next += v.parallelism as usize;
+                Some(at)
+            })
+            .collect();
+        let mut parent: Vec<usize> = (0..self.num_tasks() as usize).collect();
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        for (ei, e) in self.edges.iter().enumerate() {
+            for (s, targets) in self.edge_targets(ei).into_iter().enumerate() {
+                let a = first[e.source_vertex as usize] + s;
+                for t in targets {
+                    let b = first[e.target_vertex as usize] + t as usize;
+                    let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+                    parent[ra.max(rb)] = ra.min(rb);
+                }
+            }
+        }
+        let mut regions: std::collections::BTreeMap<usize, Vec<(u32, u32)>> =
+            std::collections::BTreeMap::new();
+        for (v, vertex) in self.vertices.iter().enumerate() {
+            for s in 0..vertex.parallelism {
+                let r = root(&mut parent, first[v] + s as usize);
+                regions.entry(r).or_default().push((v as u32, s));
+            }
+        }
+        regions.into_values().collect()
+    }
+
     /// The highest parallelism of any vertex: the slots the job needs with slot sharing.
     pub fn max_vertex_parallelism(&self) -> u32 {
         self.vertices
@@ -214,6 +271,75 @@ pub fn pointwise_targets(upstream: u32, downstream: u32) -> Vec<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A graph of vertices with these parallelisms and edges `(from, to, partitioner)`.
+    fn graph(parallelism: &[u32], edges: &[(u32, u32, PartitionerKind)]) -> JobGraph {
+        JobGraph {
+            job_id: JobId(1),
+            name: "regions".into(),
+            mode: ExecutionMode::Streaming,
+            vertices: parallelism
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| JobVertex {
+                    id: JobVertexId(i as u128),
+                    name: format!("v{i}"),
+                    parallelism: p,
+                    max_parallelism: 128,
+                    slot_sharing_group: "default".into(),
+                    operators: Vec::new(),
+                    is_source: false,
+                    num_inputs: 1,
+                })
+                .collect(),
+            edges: edges
+                .iter()
+                .enumerate()
+                .map(|(i, &(from, to, partitioner))| JobEdge {
+                    stream_edge_id: i as u32,
+                    source_vertex: from,
+                    source_operator: 0,
+                    target_vertex: to,
+                    target_input: 0,
+                    partitioner,
+                    side_output: None,
+                })
+                .collect(),
+            config: Configuration::default(),
+        }
+    }
+
+    #[test]
+    fn an_all_to_all_edge_makes_one_region() {
+        let g = graph(&[2, 3], &[(0, 1, PartitionerKind::KeyGroup)]);
+        assert_eq!(
+            g.pipelined_regions(),
+            vec![vec![(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]]
+        );
+    }
+
+    #[test]
+    fn forward_edges_make_a_region_per_subtask_and_independent_pipelines_stay_apart() {
+        use PartitionerKind::*;
+        // Two pipelines: 0 -> 1 forward at parallelism 2; 2 -> 3 by key.
+        let g = graph(&[2, 2, 2, 1], &[(0, 1, Forward), (2, 3, KeyGroup)]);
+        assert_eq!(
+            g.pipelined_regions(),
+            vec![
+                vec![(0, 0), (1, 0)],
+                vec![(0, 1), (1, 1)],
+                vec![(2, 0), (2, 1), (3, 0)],
+            ]
+        );
+        // Rescale from 4 to 2: subtasks 0 and 1 feed 0, 2 and 3 feed 1.
+        let g = graph(&[4, 2], &[(0, 1, Rescale)]);
+        assert_eq!(
+            g.pipelined_regions(),
+            vec![vec![(0, 0), (0, 1), (1, 0)], vec![(0, 2), (0, 3), (1, 1)]]
+        );
+        // An unconnected vertex is a region per subtask.
+        assert_eq!(graph(&[2], &[]).pipelined_regions().len(), 2);
+    }
 
     #[test]
     fn pointwise_covers_every_downstream_once() {

@@ -331,7 +331,7 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
             (DeliveryGuarantee::ExactlyOnce, Some(prefix)) => {
                 sink.check_transaction_timeout(&ctx.config)?;
                 let prefix = format!("{prefix}-{subtask}");
-                // Transactions of the restored checkpoint (subtask 0 commits them) and those
+                // Transactions of the restored checkpoint (their committers commit them) and those
                 // this process prepared and still has to commit (an in-process restart) are
                 // held; every other id of the pool may hold a transaction an earlier attempt
                 // left open, which initializing the id aborts.
@@ -394,12 +394,23 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
         restored: &[KafkaCommittable],
     ) -> Result<()> {
         let sink = &self.inner;
-        // Transactions an earlier attempt in this process prepared that no restored
-        // checkpoint refers to.
+        let Some(prefix) = &sink.transactional_id_prefix else {
+            return Ok(());
+        };
+        // Transactions an earlier attempt of this subtask in this process prepared that no
+        // restored checkpoint refers to; ids are `{prefix}-{subtask}-{slot}`.
+        let subtask_of = |id: &str| -> Option<u32> {
+            id.strip_prefix(&format!("{prefix}-"))?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()
+        };
         let leftovers: Vec<_> = {
             let mut prepared = sink.prepared.lock();
             let ids: Vec<_> = prepared
                 .keys()
+                .filter(|id| subtask_of(id).is_some_and(|s| ctx.cleans_up_after(s)))
                 .filter(|id| !restored.iter().any(|c| &c.transactional_id == *id))
                 .cloned()
                 .collect();
@@ -413,9 +424,9 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for KafkaSink<T> {
             })?;
         }
         // Subtasks that a restore at a lower parallelism removed have no writer to abort what
-        // they left open: abort their whole pools here (their restored transactions were
-        // committed just before).
-        if let Some(prefix) = &sink.transactional_id_prefix {
+        // they left open: subtask 0 aborts their whole pools (it committed their restored
+        // transactions just before).
+        if ctx.task_info.subtask_index == 0 {
             let before = restored.iter().map(|c| c.parallelism).max().unwrap_or(0);
             let held = sink.held_ids(restored);
             let gone: Vec<String> = (ctx.task_info.parallelism..before)
@@ -454,7 +465,7 @@ struct Transaction {
     slot: u32,
     /// Records written into the open transaction.
     records: u64,
-    /// Ids of the restored checkpoint this writer must not initialize (subtask 0 commits them).
+    /// Ids of the restored checkpoint this writer must not initialize (committers commit them).
     held: Vec<String>,
     /// Asks the coordinator for a prepared transaction's producer id and epoch.
     client: TransactionClient,

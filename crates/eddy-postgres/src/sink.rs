@@ -411,7 +411,7 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for PostgresSink<T> {
 
     fn abort_leftovers(
         &self,
-        _ctx: &SinkWriterContext,
+        ctx: &SinkWriterContext,
         restored: &[PreparedTransaction],
     ) -> Result<()> {
         if self.inner.guarantee != DeliveryGuarantee::ExactlyOnce {
@@ -429,7 +429,14 @@ impl<T: Send + 'static> TwoPhaseCommittingSink<T> for PostgresSink<T> {
             .map_err(|e| PostgresConnectorError::statement("listing prepared transactions", e))?;
         for row in rows {
             let gid: String = row.get(0);
-            if restored.iter().any(|r| r.gid == gid) {
+            // `{prefix}-{subtask}-{run}-{n}`
+            let subtask = gid
+                .strip_prefix(&format!("{}-", self.inner.prefix))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|s| s.parse::<u32>().ok());
+            if !subtask.is_some_and(|s| ctx.cleans_up_after(s))
+                || restored.iter().any(|r| r.gid == gid)
+            {
                 continue;
             }
             tracing::info!("rolling back prepared transaction '{gid}' of an earlier attempt");

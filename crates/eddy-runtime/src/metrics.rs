@@ -347,9 +347,16 @@ impl MetricRegistry {
 
     /// Drops every metric whose scope has `variable == value` (e.g. a finished job's metrics).
     pub fn remove_where(&self, variable: &str, value: &str) {
-        self.metrics
-            .write()
-            .retain(|r| r.scope.variables.get(variable).map(String::as_str) != Some(value));
+        self.remove_where_all(&[(variable, value)]);
+    }
+
+    /// Removes every metric whose scope has all of `variables` with those values.
+    pub fn remove_where_all(&self, variables: &[(&str, &str)]) {
+        self.metrics.write().retain(|r| {
+            !variables
+                .iter()
+                .all(|(k, v)| r.scope.variables.get(*k).map(String::as_str) == Some(*v))
+        });
     }
 }
 

@@ -46,6 +46,15 @@ impl SinkWriterContext {
             config: ctx.config.clone(),
         })
     }
+
+    /// Whether this subtask removes, in
+    /// [`abort_leftovers`](TwoPhaseCommittingSink::abort_leftovers), what an earlier attempt of
+    /// subtask `subtask` left: its own, and for subtask 0 those of subtasks that no longer
+    /// exist.
+    pub fn cleans_up_after(&self, subtask: u32) -> bool {
+        let index = self.task_info.subtask_index;
+        subtask == index || (index == 0 && subtask >= self.task_info.parallelism)
+    }
 }
 
 /// Writes the records of one subtask.
@@ -177,8 +186,8 @@ pub trait TwoPhaseCommittingSink<T>: Send + Sync + 'static {
     type Committer: Committer<<Self::Writer as CommittingSinkWriter<T>>::Committable>;
 
     /// A writer for one subtask. After a restore, `restored` holds every committable of the
-    /// restored checkpoint, which subtask 0's committer commits while writers start: a sink
-    /// whose writers reuse transaction names must leave these alone.
+    /// restored checkpoint, of every subtask, which their committers commit while writers
+    /// start: a sink whose writers reuse transaction names must leave these alone.
     fn create_writer(
         &self,
         ctx: &SinkWriterContext,
@@ -188,9 +197,12 @@ pub trait TwoPhaseCommittingSink<T>: Send + Sync + 'static {
     /// A committer for one subtask.
     fn create_committer(&self, ctx: &SinkWriterContext) -> Result<Self::Committer>;
 
-    /// After a restore, removes what earlier attempts left behind that none of `restored`
-    /// refers to (files of an aborted transaction). Called once per restore, by subtask 0,
-    /// before any writer writes.
+    /// After a restore, removes what earlier attempts of this subtask left behind that none of
+    /// `restored` (every committable of the restored checkpoint) refers to: files or
+    /// transactions of an aborted attempt. Subtask 0 also removes what subtasks that no longer
+    /// exist (index at or above the parallelism) left. Called by every restored subtask before
+    /// its writer writes, so that a subtask restarted alone (region failover) leaves the
+    /// running subtasks' work alone.
     fn abort_leftovers(
         &self,
         _ctx: &SinkWriterContext,
@@ -203,6 +215,26 @@ pub trait TwoPhaseCommittingSink<T>: Send + Sync + 'static {
 /// The operator state holding a two-phase sink's pending committables.
 pub const COMMITTABLES_STATE: &str = "_sink-committables";
 
+/// A committable waiting for its checkpoint to complete, with the subtask that prepared it.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct PendingCommittable<C> {
+    checkpoint_id: u64,
+    /// The subtask that prepared it, and the sink's parallelism then.
+    subtask: u32,
+    parallelism: u32,
+    committable: C,
+}
+
+/// Whether the restored subtask `index` of `parallelism` commits `c` again: each subtask its
+/// own, or subtask 0 all of them when the parallelism changed.
+fn commits_again<C>(c: &PendingCommittable<C>, index: u32, parallelism: u32) -> bool {
+    if c.parallelism == parallelism {
+        c.subtask == index
+    } else {
+        index == 0
+    }
+}
+
 /// Drives a [`TwoPhaseCommittingSink`]: writes, pre-commits at every snapshot, commits when a
 /// checkpoint completes.
 pub struct CommittingSinkOperator<T, S: TwoPhaseCommittingSink<T>> {
@@ -211,7 +243,9 @@ pub struct CommittingSinkOperator<T, S: TwoPhaseCommittingSink<T>> {
     committer: Option<S::Committer>,
     /// Committables per checkpoint, not yet committed.
     pending: BTreeMap<u64, Vec<Committable<T, S>>>,
-    state: Option<OperatorListState<(u64, Committable<T, S>)>>,
+    state: Option<OperatorListState<PendingCommittable<Committable<T, S>>>>,
+    /// This subtask's index and the sink's parallelism.
+    subtask: (u32, u32),
     checkpointing: bool,
     _t: PhantomData<fn(T)>,
 }
@@ -228,6 +262,7 @@ impl<T, S: TwoPhaseCommittingSink<T>> CommittingSinkOperator<T, S> {
             committer: None,
             pending: BTreeMap::new(),
             state: None,
+            subtask: (0, 1),
             checkpointing: false,
             _t: PhantomData,
         }
@@ -258,11 +293,19 @@ impl<T, S: TwoPhaseCommittingSink<T>> CommittingSinkOperator<T, S> {
     }
 
     fn store_pending(&self) {
+        let (subtask, parallelism) = self.subtask;
         if let Some(state) = &self.state {
             state.update(
                 self.pending
                     .iter()
-                    .flat_map(|(id, cs)| cs.iter().map(move |c| (*id, c.clone())))
+                    .flat_map(|(id, cs)| {
+                        cs.iter().map(move |c| PendingCommittable {
+                            checkpoint_id: *id,
+                            subtask,
+                            parallelism,
+                            committable: c.clone(),
+                        })
+                    })
                     .collect(),
             );
         }
@@ -273,22 +316,29 @@ impl<T, S: TwoPhaseCommittingSink<T>> OneInputOperator<T, ()> for CommittingSink
     fn open(&mut self, ctx: &mut OperatorContext) -> Result<()> {
         let wctx = SinkWriterContext::from_operator(ctx)?;
         self.checkpointing = wctx.checkpointing;
-        let state = ctx
+        let state: OperatorListState<PendingCommittable<Committable<T, S>>> = ctx
             .state
             .operator_state()
             .get_union_list_state(&ListStateDescriptor::new(COMMITTABLES_STATE))?;
         let mut committer = self.sink.create_committer(&wctx)?;
-        // Every subtask restores every committable (union state); subtask 0 commits them
-        // again and aborts whatever else the failed attempt left.
-        let restored: Vec<_> = if ctx.state.is_restored() {
-            state.get().into_iter().map(|(_, c)| c).collect()
+        let (index, parallelism) = (ctx.task_info.subtask_index, ctx.task_info.parallelism);
+        self.subtask = (index, parallelism);
+        // Every subtask restores every committable (union state), commits its own again, and
+        // aborts whatever else its failed attempt left; the other subtasks may be running.
+        let restored = if ctx.state.is_restored() {
+            let all = state.get();
+            let own = all
+                .iter()
+                .filter(|c| commits_again(c, index, parallelism))
+                .map(|c| c.committable.clone())
+                .collect();
+            committer.commit(own)?;
+            let restored: Vec<_> = all.into_iter().map(|c| c.committable).collect();
+            self.sink.abort_leftovers(&wctx, &restored)?;
+            restored
         } else {
             Vec::new()
         };
-        if ctx.state.is_restored() && ctx.task_info.subtask_index == 0 {
-            committer.commit(restored.clone())?;
-            self.sink.abort_leftovers(&wctx, &restored)?;
-        }
         state.clear();
         self.state = Some(state);
         self.committer = Some(committer);

@@ -139,7 +139,12 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommittingSink<T> for FileSink<T, E> {
             let entry = entry.map_err(|e| io_err(&self.base_path, "list", e))?;
             let name = entry.file_name().to_string_lossy().to_string();
             let path = entry.path();
-            if name.starts_with(&prefix)
+            // `.{part prefix}-{run}-{subtask}-{counter}{suffix}.inprogress`
+            let subtask = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split('-').nth(1))
+                .and_then(|s| s.parse::<u32>().ok());
+            if subtask.is_some_and(|s| ctx.cleans_up_after(s))
                 && name.ends_with(".inprogress")
                 && !name.contains(&current)
                 && !keep.contains(path.as_path())

@@ -810,10 +810,19 @@ impl CheckpointCoordinator {
         }
     }
 
-    /// Forgets subtasks of the previous attempt (after a restart).
-    pub fn reset_tasks(&mut self) {
-        self.exited.clear();
-        self.sources_ended.clear();
+    /// Forgets the subtasks of the previous attempt after a restart: all of them, or those in
+    /// `only` (restarted pipelined regions).
+    pub fn reset_tasks(&mut self, only: Option<&HashSet<TaskKey>>) {
+        match only {
+            None => {
+                self.exited.clear();
+                self.sources_ended.clear();
+            }
+            Some(tasks) => {
+                self.exited.retain(|t, _| !tasks.contains(t));
+                self.sources_ended.retain(|t| !tasks.contains(t));
+            }
+        }
         self.final_requested = false;
         self.next_periodic = self.settings.interval.map(|i| Instant::now() + i);
     }

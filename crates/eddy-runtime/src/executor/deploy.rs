@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use eddy_core::config::options;
-use eddy_core::graph::{JobGraph, pointwise_targets};
+use eddy_core::graph::JobGraph;
 use eddy_core::keys::KeyGroupRange;
 
 use super::{DeployContext, TaskEvent};
@@ -114,11 +114,16 @@ pub(super) struct TaskChannels {
     bytes_out: Arc<Counter>,
 }
 
-/// Creates every channel of the job.
+/// Which subtasks a deployment starts: all of them, or some pipelined regions.
+pub type TaskSet = std::collections::HashSet<crate::checkpoint::coordinator::TaskKey>;
+
+/// Creates every channel of the job, or with `only` those of its subtasks (whole pipelined
+/// regions, which exchange data with no other subtask).
 fn create_channels(
     job: &JobGraph,
     registry: &UserCodeRegistry,
     placement: Option<&Placement>,
+    only: Option<&TaskSet>,
 ) -> Result<Vec<Vec<TaskChannels>>> {
     let buffers_per_channel = job.config.get(&options::BUFFERS_PER_CHANNEL)? as usize;
     let floating = job.config.get(&options::FLOATING_BUFFERS_PER_GATE)? as usize;
@@ -132,22 +137,10 @@ fn create_channels(
         })
         .collect();
 
-    // Which downstream subtasks each upstream subtask of an edge connects to.
-    let targets_of = |ei: usize| -> Vec<Vec<u32>> {
-        let e = &job.edges[ei];
-        let ps = job.vertices[e.source_vertex as usize].parallelism;
-        let pt = job.vertices[e.target_vertex as usize].parallelism;
-        if e.partitioner.is_pointwise() {
-            pointwise_targets(ps, pt)
-        } else {
-            (0..ps).map(|_| (0..pt).collect()).collect()
-        }
-    };
-
     // Channels per downstream gate, to share the floating buffers among them.
     let mut gate_size: BTreeMap<(u32, u32, u8), usize> = BTreeMap::new();
     for (ei, e) in job.edges.iter().enumerate() {
-        for targets in targets_of(ei) {
+        for targets in job.edge_targets(ei) {
             for t in targets {
                 *gate_size
                     .entry((e.target_vertex, t, e.target_input))
@@ -158,7 +151,10 @@ fn create_channels(
 
     for (ei, e) in job.edges.iter().enumerate() {
         let code = registry.edge(e.stream_edge_id)?;
-        for (s, targets) in targets_of(ei).into_iter().enumerate() {
+        for (s, targets) in job.edge_targets(ei).into_iter().enumerate() {
+            if only.is_some_and(|o| !o.contains(&(e.source_vertex as usize, s as u32))) {
+                continue;
+            }
             for t in targets {
                 let size = gate_size[&(e.target_vertex, t, e.target_input)];
                 let capacity = buffers_per_channel + floating.div_ceil(size.max(1));
@@ -214,9 +210,9 @@ fn create_channels(
     Ok(plans)
 }
 
-/// Spawns the tasks of `job` for restart attempt `attempt` — all of them, or with a
-/// `placement` those of this worker process — restoring state from `restore`; each reports to
-/// the job master on `ctx.events`. Returns the handles of the tasks it started.
+/// Spawns the tasks of `job` for restart attempt `attempt` — all of them, those in `only`,
+/// or with a `placement` those of this worker process — restoring state from `restore`; each
+/// reports to the job master on `ctx.events`. Returns the handles of the tasks it started.
 pub(super) fn deploy(
     job: &Arc<JobGraph>,
     registry: &Arc<UserCodeRegistry>,
@@ -224,14 +220,17 @@ pub(super) fn deploy(
     attempt: u32,
     restore: Option<Arc<RestorePlan>>,
     placement: Option<&Placement>,
+    only: Option<&TaskSet>,
 ) -> Result<Vec<(usize, u32, TaskHandle)>> {
-    let plans = create_channels(job, registry, placement)?;
+    let plans = create_channels(job, registry, placement, only)?;
     let (metrics, events, settings, targets) =
         (&ctx.metrics, &ctx.events, &ctx.settings, &ctx.targets);
     let mut handles = Vec::new();
     for (v, subtasks) in plans.into_iter().enumerate() {
         for (i, channels) in subtasks.into_iter().enumerate() {
-            if placement.is_some_and(|p| !p.is_here(v, i as u32)) {
+            if placement.is_some_and(|p| !p.is_here(v, i as u32))
+                || only.is_some_and(|o| !o.contains(&(v, i as u32)))
+            {
                 continue;
             }
             let (mailbox_tx, mailbox_rx) = crossbeam_channel::unbounded();

@@ -1,21 +1,22 @@
 //! The job master: deploys a job's tasks, drives its checkpoint coordinator, and decides what
 //! a failure means — a restart from the latest completed checkpoint, or the end of the job.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
+use eddy_core::config::FailoverStrategy;
 use eddy_core::element::SnapshotKind;
 use eddy_core::graph::JobGraph;
 use parking_lot::Mutex;
 
-use super::deploy::TaskHandle;
+use super::deploy::{TaskHandle, TaskSet};
 use super::{
     DeployContext, JobControl, JobError, JobExecutionResult, JobShared, JobStatus, RestartStrategy,
     TaskDeployer, TaskEvent, finish_job, record_exception, set_status,
 };
-use crate::accumulators::Accumulators;
+use crate::accumulators::{AccumulatorValue, Accumulators};
 use crate::checkpoint::coordinator::{
     CheckpointCoordinator, CheckpointSettings, CheckpointingStatistics, JobOutcome, TaskKey,
     TaskMessenger,
@@ -40,6 +41,17 @@ enum Phase {
     Restarting { until: Instant },
     /// Tasks are being cancelled at the user's request.
     Cancelling { since: Instant },
+}
+
+/// Pipelined regions restarting while the rest of the job runs (region failover).
+struct RegionFailover {
+    /// Every task of the failed regions.
+    tasks: TaskSet,
+    cause: RuntimeError,
+    delay: Duration,
+    since: Instant,
+    /// Once every task of the regions has stopped: when they are deployed again.
+    restart_at: Option<Instant>,
 }
 
 struct Messenger<'a> {
@@ -74,10 +86,20 @@ pub(super) struct JobMaster {
     restart: RestartStrategy,
     cancellation_timeout: Duration,
     coordinator: CheckpointCoordinator,
+    /// The latest attempt number; each restart, of the job or of regions, takes a new one.
     attempt: u32,
+    /// The attempt each subtask runs, per vertex.
+    attempts: Vec<Vec<u32>>,
     handles: Vec<Vec<TaskHandle>>,
     alive: HashSet<TaskKey>,
+    failover: FailoverStrategy,
+    /// The pipelined region of each subtask, and the subtasks of each region.
+    region_of: HashMap<TaskKey, usize>,
+    regions: Vec<Vec<TaskKey>>,
+    recovering: Option<RegionFailover>,
+    /// Merged accumulators of the subtasks that finished, and each one's own.
     accumulators: Accumulators,
+    finished_accumulators: HashMap<TaskKey, BTreeMap<String, AccumulatorValue>>,
     start: Instant,
     phase: Phase,
     /// The plan the job started from, if it restored a savepoint.
@@ -110,6 +132,19 @@ impl JobMaster {
         )?;
         let (events_tx, events) = crossbeam_channel::unbounded();
         let cancelled = shared.cancelled.clone();
+        let failover = job
+            .config
+            .get(&eddy_core::config::options::FAILOVER_STRATEGY)?;
+        let regions: Vec<Vec<TaskKey>> = job
+            .pipelined_regions()
+            .into_iter()
+            .map(|r| r.into_iter().map(|(v, s)| (v as usize, s)).collect())
+            .collect();
+        let region_of = regions
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.iter().map(move |t| (*t, i)))
+            .collect();
         Ok(JobMaster {
             shared,
             job,
@@ -127,9 +162,15 @@ impl JobMaster {
             cancellation_timeout,
             coordinator,
             attempt: 0,
+            attempts: Vec::new(),
             handles: Vec::new(),
             alive: HashSet::new(),
+            failover,
+            region_of,
+            regions,
+            recovering: None,
             accumulators: Accumulators::default(),
+            finished_accumulators: HashMap::new(),
             start: Instant::now(),
             phase: Phase::Running,
             initial: None,
@@ -150,17 +191,42 @@ impl JobMaster {
                 .remove_where("job_id", &self.job.job_id.to_string());
         }
         self.accumulators = Accumulators::default();
-        if let Some(p) = &plan {
+        self.finished_accumulators.clear();
+        self.record_restore(plan.as_deref());
+        self.coordinator.reset_tasks(None);
+        self.handles = self
+            .deployer
+            .deploy(&self.job, self.attempt, plan, &self.deploy_context)?;
+        self.attempts = self
+            .handles
+            .iter()
+            .map(|h| vec![self.attempt; h.len()])
+            .collect();
+        self.alive = self.messenger().tasks().into_iter().collect();
+        Ok(())
+    }
+
+    fn record_restore(&self, plan: Option<&RestorePlan>) {
+        if let Some(p) = plan {
             tracing::info!(job = %self.job.name, checkpoint = p.checkpoint_id(), path = %p.location().display(), "restoring state");
             self.coordinator
                 .record_restore(p.checkpoint_id(), p.location().display());
         }
-        self.coordinator.reset_tasks();
-        self.handles = self
-            .deployer
-            .deploy(&self.job, self.attempt, plan, &self.deploy_context)?;
-        self.alive = self.messenger().tasks().into_iter().collect();
-        Ok(())
+    }
+
+    /// Whether an event of `attempt` comes from the attempt `task` runs now.
+    fn is_current(&self, attempt: u32, task: TaskKey) -> bool {
+        self.attempts
+            .get(task.0)
+            .and_then(|a| a.get(task.1 as usize))
+            == Some(&attempt)
+    }
+
+    /// Whether `task` belongs to a region being restarted.
+    fn is_recovering(&self, task: TaskKey) -> bool {
+        self.recovering
+            .as_ref()
+            .is_some_and(|r| r.tasks.contains(&task))
     }
 
     pub(super) fn run(mut self, initial: Option<Arc<RestorePlan>>) {
@@ -175,10 +241,18 @@ impl JobMaster {
         loop {
             let now = Instant::now();
             let mut deadline = next_metrics;
-            if matches!(self.phase, Phase::Running)
-                && let Some(d) = self.coordinator.next_deadline()
-            {
-                deadline = deadline.min(d);
+            if matches!(self.phase, Phase::Running) {
+                match &self.recovering {
+                    Some(r) => {
+                        deadline = deadline
+                            .min(r.restart_at.unwrap_or(r.since + self.cancellation_timeout));
+                    }
+                    None => {
+                        if let Some(d) = self.coordinator.next_deadline() {
+                            deadline = deadline.min(d);
+                        }
+                    }
+                }
             }
             match self.phase {
                 Phase::Restarting { until } => deadline = deadline.min(until),
@@ -219,11 +293,16 @@ impl JobMaster {
                 vertex,
                 subtask,
                 result,
-            } if attempt == self.attempt => {
+            } if self.is_current(attempt, (vertex, subtask)) => {
                 self.alive.remove(&(vertex, subtask));
                 match result {
+                    // A task of a restarting region that stopped without an error: its
+                    // results go with the attempt.
+                    Ok(_) if self.is_recovering((vertex, subtask)) => {}
                     Ok(acc) => {
-                        if let Err(e) = self.accumulators.merge_all(&acc) {
+                        let merged = self.accumulators.merge_all(&acc);
+                        self.finished_accumulators.insert((vertex, subtask), acc);
+                        if let Err(e) = merged {
                             self.fail(e);
                         } else if matches!(self.phase, Phase::Running) {
                             let messenger = Messenger {
@@ -244,7 +323,7 @@ impl JobMaster {
                         } else {
                             tracing::error!(task = %name, subtask, error = %e, "task failed");
                         }
-                        self.fail(e);
+                        self.task_failed((vertex, subtask), e);
                     }
                 }
             }
@@ -252,7 +331,9 @@ impl JobMaster {
                 attempt,
                 vertex,
                 subtask,
-            } if attempt == self.attempt => self.coordinator.on_end_of_data((vertex, subtask)),
+            } if self.is_current(attempt, (vertex, subtask)) => {
+                self.coordinator.on_end_of_data((vertex, subtask))
+            }
             TaskEvent::Ack {
                 attempt,
                 vertex,
@@ -260,7 +341,7 @@ impl JobMaster {
                 checkpoint_id,
                 states,
                 stats,
-            } if attempt == self.attempt => {
+            } if self.is_current(attempt, (vertex, subtask)) => {
                 let messenger = Messenger {
                     handles: &self.handles,
                 };
@@ -280,7 +361,7 @@ impl JobMaster {
                 checkpoint_id,
                 reason,
                 task_ending,
-            } if attempt == self.attempt => {
+            } if self.is_current(attempt, (vertex, subtask)) => {
                 let messenger = Messenger {
                     handles: &self.handles,
                 };
@@ -317,6 +398,7 @@ impl JobMaster {
         match msg {
             JobControl::Cancel => match self.phase {
                 Phase::Running | Phase::Failing { .. } => {
+                    self.recovering = None;
                     set_status(&self.shared, JobStatus::Cancelling);
                     self.cancel_tasks();
                     self.phase = Phase::Cancelling {
@@ -331,8 +413,8 @@ impl JobMaster {
                 Phase::Cancelling { .. } => {}
             },
             JobControl::Savepoint { dir, stop, reply } => {
-                if !matches!(self.phase, Phase::Running) {
-                    let _ = reply.send(Err("the job is not running".into()));
+                if let Err(why) = self.can_snapshot() {
+                    let _ = reply.send(Err(why.into()));
                     return;
                 }
                 let kind = match stop {
@@ -366,8 +448,8 @@ impl JobMaster {
                 }
             }
             JobControl::Checkpoint { reply } => {
-                if !matches!(self.phase, Phase::Running) {
-                    let _ = reply.send(Err("the job is not running".into()));
+                if let Err(why) = self.can_snapshot() {
+                    let _ = reply.send(Err(why.into()));
                     return;
                 }
                 let messenger = Messenger {
@@ -385,6 +467,17 @@ impl JobMaster {
         }
     }
 
+    /// Whether a savepoint or checkpoint can be taken now, or why not.
+    fn can_snapshot(&self) -> std::result::Result<(), &'static str> {
+        if !matches!(self.phase, Phase::Running) {
+            Err("the job is not running")
+        } else if self.recovering.is_some() {
+            Err("tasks of the job are restarting after a failure")
+        } else {
+            Ok(())
+        }
+    }
+
     fn cancel_tasks(&mut self) {
         for h in self.handles.iter().flatten() {
             h.cancel();
@@ -396,30 +489,74 @@ impl JobMaster {
             .abort_all("the job is stopping its tasks", &messenger);
     }
 
+    /// Task `task` failed. With region failover, its pipelined region restarts while the rest
+    /// of the job runs; otherwise, or when the region is the whole job, the job fails over.
+    fn task_failed(&mut self, task: TaskKey, cause: RuntimeError) {
+        if !matches!(self.phase, Phase::Running) {
+            return self.fail(cause);
+        }
+        if let Some(r) = &mut self.recovering
+            && r.tasks.contains(&task)
+        {
+            // A consequence of the failure that restarts its region, or the root cause
+            // arriving after a consequence.
+            if r.cause.is_secondary() && !cause.is_secondary() {
+                r.cause = cause;
+            }
+            return;
+        }
+        let Some(&region) = self.region_of.get(&task) else {
+            return self.fail(cause);
+        };
+        let tasks = &self.regions[region];
+        if self.failover == FailoverStrategy::Full
+            || !self.deployer.restarts_regions()
+            || tasks.len() == self.region_of.len()
+            || self.stopping.is_some()
+        {
+            return self.fail(cause);
+        }
+        let Some(delay) = self.restart.on_failure(Instant::now()) else {
+            return self.fail_job(cause, None);
+        };
+        let name = &self.job.vertices[task.0].name;
+        tracing::warn!(job = %self.job.name, task = %name, subtask = task.1, error = %cause, tasks = tasks.len(), "a task failed; restarting its pipelined region");
+        for &(v, s) in tasks {
+            if self.alive.contains(&(v, s)) {
+                self.handles[v][s as usize].cancel();
+            }
+        }
+        let messenger = Messenger {
+            handles: &self.handles,
+        };
+        self.coordinator
+            .abort_all("tasks of the job are restarting", &messenger);
+        let since = Instant::now();
+        match &mut self.recovering {
+            Some(r) => {
+                r.tasks.extend(tasks.iter().copied());
+                r.delay = r.delay.max(delay);
+                r.since = since;
+                r.restart_at = None;
+            }
+            None => {
+                self.recovering = Some(RegionFailover {
+                    tasks: tasks.iter().copied().collect(),
+                    cause,
+                    delay,
+                    since,
+                    restart_at: None,
+                })
+            }
+        }
+    }
+
     /// A task failed (or a checkpoint failed too often): cancel the rest, then restart or fail.
     fn fail(&mut self, cause: RuntimeError) {
         match &mut self.phase {
             Phase::Running => {
                 let restart = self.restart.on_failure(Instant::now());
-                // The first failure to arrive may be a consequence of another (a task whose
-                // peer died); the cause is logged once every task has stopped, when the root
-                // cause is known.
-                tracing::debug!(job = %self.job.name, error = %cause, "a task failed; stopping the job's tasks");
-                set_status(
-                    &self.shared,
-                    if restart.is_some() {
-                        JobStatus::Restarting
-                    } else {
-                        JobStatus::Failing
-                    },
-                );
-                self.stopping = None;
-                self.cancel_tasks();
-                self.phase = Phase::Failing {
-                    cause,
-                    restart,
-                    since: Instant::now(),
-                };
+                self.fail_job(cause, restart);
             }
             Phase::Failing { cause: current, .. } => {
                 // Prefer a root cause over a consequence of it.
@@ -431,12 +568,39 @@ impl JobMaster {
         }
     }
 
+    /// Stops every task after `cause`, then restarts the job after `restart`, or fails it.
+    fn fail_job(&mut self, cause: RuntimeError, restart: Option<Duration>) {
+        // The first failure to arrive may be a consequence of another (a task whose peer
+        // died); the cause is logged once every task has stopped, when the root cause is
+        // known.
+        tracing::debug!(job = %self.job.name, error = %cause, "a task failed; stopping the job's tasks");
+        set_status(
+            &self.shared,
+            if restart.is_some() {
+                JobStatus::Restarting
+            } else {
+                JobStatus::Failing
+            },
+        );
+        self.stopping = None;
+        self.recovering = None;
+        self.cancel_tasks();
+        self.phase = Phase::Failing {
+            cause,
+            restart,
+            since: Instant::now(),
+        };
+    }
+
     /// Timers: checkpoints, restarts, and the end of the job. Returns the job's result once
     /// it has ended.
     fn on_time(&mut self) -> Option<std::result::Result<JobExecutionResult, JobError>> {
         let now = Instant::now();
         match &self.phase {
             Phase::Running => {
+                if self.recovering.is_some() {
+                    return self.on_region_time(now);
+                }
                 if self.alive.is_empty() {
                     return Some(Ok(self.result_ok()));
                 }
@@ -516,8 +680,86 @@ impl JobMaster {
         }
     }
 
+    /// The timers of a region failover: once the failed regions' tasks have stopped, their
+    /// restart after the delay.
+    fn on_region_time(
+        &mut self,
+        now: Instant,
+    ) -> Option<std::result::Result<JobExecutionResult, JobError>> {
+        let r = self.recovering.as_mut()?;
+        if r.restart_at.is_none() {
+            let remaining = r.tasks.iter().filter(|t| self.alive.contains(t)).count();
+            if remaining == 0 {
+                record_exception(&self.shared, r.cause.to_string());
+                tracing::warn!(job = %self.job.name, error = %r.cause, strategy = self.restart.name(), delay = ?r.delay, tasks = r.tasks.len(), "pipelined region failed; restarting it");
+                r.restart_at = Some(now + r.delay);
+            } else if now >= r.since + self.cancellation_timeout {
+                tracing::error!(job = %self.job.name, remaining, "tasks did not stop within task.cancellation.timeout; abandoning them");
+                let cause = RuntimeError::Internal(format!(
+                    "{remaining} task(s) did not stop within {:?} after cancellation, following: {}",
+                    self.cancellation_timeout, r.cause
+                ));
+                return Some(Err(self.failed(cause)));
+            }
+        }
+        if r.restart_at.is_some_and(|at| now >= at)
+            && let Err(e) = self.restart_regions()
+        {
+            return Some(Err(self.failed(e)));
+        }
+        None
+    }
+
+    /// Redeploys the tasks of the failed regions from the newest readable completed
+    /// checkpoint, under a new attempt number.
+    fn restart_regions(&mut self) -> Result<()> {
+        let Some(r) = self.recovering.take() else {
+            return Ok(());
+        };
+        let plan = self.restore_plan()?;
+        self.attempt += 1;
+        let job_id = self.job.job_id.to_string();
+        for &(v, s) in &r.tasks {
+            let task_id = self.job.vertices[v].id.to_string();
+            self.deploy_context.metrics.remove_where_all(&[
+                ("job_id", &job_id),
+                ("task_id", &task_id),
+                ("subtask_index", &s.to_string()),
+            ]);
+            self.finished_accumulators.remove(&(v, s));
+        }
+        self.accumulators = Accumulators::default();
+        for acc in self.finished_accumulators.values() {
+            self.accumulators.merge_all(acc)?;
+        }
+        self.record_restore(plan.as_deref());
+        self.coordinator.reset_tasks(Some(&r.tasks));
+        let started = self.deployer.deploy_tasks(
+            &self.job,
+            self.attempt,
+            plan,
+            &r.tasks,
+            &self.deploy_context,
+        )?;
+        for (v, s, handle) in started {
+            self.handles[v][s as usize] = handle;
+            self.attempts[v][s as usize] = self.attempt;
+            self.alive.insert((v, s));
+        }
+        tracing::info!(job = %self.job.name, attempt = self.attempt, tasks = r.tasks.len(), "pipelined region restarted");
+        Ok(())
+    }
+
     /// Redeploys the job from the newest readable completed checkpoint.
     fn restart_job(&mut self) -> Result<()> {
+        let plan = self.restore_plan()?;
+        self.attempt += 1;
+        self.deploy(plan)
+    }
+
+    /// The plan of the newest completed checkpoint that can be read (falling back to older
+    /// ones), or without checkpoints the one the job started from.
+    fn restore_plan(&mut self) -> Result<Option<Arc<RestorePlan>>> {
         let mut plan = None;
         let candidates = self.coordinator.restore_candidates();
         let had_checkpoints = !candidates.is_empty();
@@ -549,8 +791,7 @@ impl JobMaster {
             }
             plan = self.initial.clone();
         }
-        self.attempt += 1;
-        self.deploy(plan)
+        Ok(plan)
     }
 
     fn result_ok(&self) -> JobExecutionResult {

@@ -13,6 +13,7 @@ pub mod remote;
 mod restart;
 mod worker;
 
+pub use deploy::TaskSet;
 pub use deploy::{RemoteTasks, TaskHandle};
 pub use restart::RestartStrategy;
 pub use worker::{WORKER_ENV, WorkerSpec, run_worker};
@@ -247,6 +248,27 @@ pub trait TaskDeployer: Send {
     /// Every task of the current attempt has stopped, or has been abandoned: resources held
     /// for them can go.
     fn release(&mut self) {}
+
+    /// Whether [`deploy_tasks`](Self::deploy_tasks) can restart some pipelined regions while
+    /// the job's other tasks keep running; if not, every failure restarts the whole job.
+    fn restarts_regions(&self) -> bool {
+        false
+    }
+
+    /// Starts the tasks in `tasks` — whole pipelined regions, whose earlier attempts have
+    /// stopped — for attempt `attempt`, restoring `restore`, while the others keep running.
+    fn deploy_tasks(
+        &mut self,
+        _job: &Arc<JobGraph>,
+        _attempt: u32,
+        _restore: Option<Arc<RestorePlan>>,
+        _tasks: &TaskSet,
+        _ctx: &DeployContext,
+    ) -> Result<Vec<(usize, u32, TaskHandle)>> {
+        Err(RuntimeError::Internal(
+            "this deployer cannot restart pipelined regions".into(),
+        ))
+    }
 }
 
 /// Runs tasks as threads of this process.
@@ -262,12 +284,35 @@ impl TaskDeployer for LocalDeployer {
         restore: Option<Arc<RestorePlan>>,
         ctx: &DeployContext,
     ) -> Result<Vec<Vec<TaskHandle>>> {
-        let started = deploy::deploy(job, &self.registry, ctx, attempt, restore, None)?;
+        let started = deploy::deploy(job, &self.registry, ctx, attempt, restore, None, None)?;
         let mut handles: Vec<Vec<TaskHandle>> = job.vertices.iter().map(|_| Vec::new()).collect();
         for (v, _, h) in started {
             handles[v].push(h);
         }
         Ok(handles)
+    }
+
+    fn restarts_regions(&self) -> bool {
+        true
+    }
+
+    fn deploy_tasks(
+        &mut self,
+        job: &Arc<JobGraph>,
+        attempt: u32,
+        restore: Option<Arc<RestorePlan>>,
+        tasks: &TaskSet,
+        ctx: &DeployContext,
+    ) -> Result<Vec<(usize, u32, TaskHandle)>> {
+        deploy::deploy(
+            job,
+            &self.registry,
+            ctx,
+            attempt,
+            restore,
+            None,
+            Some(tasks),
+        )
     }
 }
 

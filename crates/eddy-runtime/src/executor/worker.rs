@@ -178,6 +178,7 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
         spec.attempt,
         restore,
         Some(&placement),
+        None,
     )?;
     for c in connections.values() {
         c.start_pending()?;
