@@ -409,3 +409,30 @@ fn fraud_detection_matches_the_model() {
     // The generated variant runs too.
     run_example("fraud_detection", &["--transactions", "3000"]);
 }
+
+#[test]
+fn region_failover_restarts_only_the_failed_subtask_at_any_parallelism() {
+    let (records, keys) = (6_000i64, 7i64);
+    for parallelism in [1u32, 2, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        // In the last subtask's range: the others keep running when it fails.
+        let fail_at = records - records / i64::from(parallelism) / 2;
+        let out = run_example(
+            "region_failover",
+            &[
+                "--output",
+                dir.path().to_str().unwrap(),
+                "--records",
+                &records.to_string(),
+                "--keys",
+                &keys.to_string(),
+                "--fail-at",
+                &fail_at.to_string(),
+                "-p",
+                &parallelism.to_string(),
+            ],
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("subtasks opened"));
+        common::check_region_failover(dir.path(), records, keys, parallelism, parallelism - 1);
+    }
+}

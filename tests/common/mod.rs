@@ -183,3 +183,60 @@ impl ProcessWindowFunction<(u64, i64), String, u32, TimeWindow> for FormatWindow
         Ok(())
     }
 }
+
+/// Checks the output of the `region_failover` example in `dir` — `records` numbers, running
+/// sums over `keys` keys, a failure injected in the numbers pipeline's subtask `failed` at
+/// `parallelism` — against brute force, and that only that subtask restarted.
+pub fn check_region_failover(dir: &Path, records: i64, keys: i64, parallelism: u32, failed: u32) {
+    let mut numbers: Vec<i64> = committed_lines(&dir.join("numbers"))
+        .iter()
+        .map(|l| l.parse().expect("a number"))
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(
+        numbers,
+        (0..records).collect::<Vec<_>>(),
+        "parallelism {parallelism}: every number committed exactly once"
+    );
+    // Per key: how many running sums, and the last.
+    let mut sums: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
+    for line in committed_lines(&dir.join("sums")) {
+        let (k, s) = line.split_once(',').expect("key,sum");
+        let e = sums.entry(k.parse().expect("key")).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(s.parse().expect("sum"));
+    }
+    let mut expected: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
+    for x in 0..records {
+        let e = expected.entry(x % keys).or_default();
+        e.0 += 1;
+        e.1 += x;
+    }
+    assert_eq!(
+        sums, expected,
+        "parallelism {parallelism}: the running sums"
+    );
+    let mut opens: Vec<String> = std::fs::read_dir(dir.join("opens"))
+        .expect("opens")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    opens.sort();
+    let mut want: Vec<String> = (0..parallelism)
+        .flat_map(|s| [format!("numbers-{s}-0"), format!("sums-{s}-0")])
+        .collect();
+    let restarted: Vec<&String> = opens
+        .iter()
+        .filter(|o| o.starts_with(&format!("numbers-{failed}-")) && !o.ends_with("-0"))
+        .collect();
+    assert_eq!(
+        restarted.len(),
+        1,
+        "parallelism {parallelism}: the failed subtask restarted once: {opens:?}"
+    );
+    want.push(restarted[0].clone());
+    want.sort();
+    assert_eq!(
+        opens, want,
+        "parallelism {parallelism}: nothing but the failed subtask restarted"
+    );
+}

@@ -11,7 +11,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::window_oracle::{self, Assigner, sorted};
-use common::{brute_force_counts, committed_lines, example_bin, random_text, read_counts};
+use common::{
+    brute_force_counts, check_region_failover, committed_lines, example_bin, random_text,
+    read_counts,
+};
 use serde_json::Value;
 
 fn eddy_bin() -> PathBuf {
@@ -578,6 +581,56 @@ fn killed_taskmanager_case(unaligned: bool) {
     let checkpoints = cluster.get(&format!("/jobs/{job}/checkpoints")).unwrap();
     assert!(checkpoints["counts"]["restored"].as_u64().unwrap() >= 1);
     assert_eq!(sorted(committed_lines(&out)), expected);
+}
+
+#[test]
+fn a_failed_task_restarts_only_its_pipelined_region_on_the_cluster() {
+    let cluster = TestCluster::start(2, 2);
+    let out = cluster.dir.path().join("regions");
+    let (records, keys) = (20_000i64, 7i64);
+    // In subtask 1's range of the numbers pipeline; its slot is shared with the sums
+    // pipeline's subtasks, which keep running, so the restart takes one of the free slots.
+    let fail_at = records - records / 4;
+    let args: Vec<String> = [
+        "--output",
+        out.to_str().unwrap(),
+        "--records",
+        &records.to_string(),
+        "--keys",
+        &keys.to_string(),
+        "--fail-at",
+        &fail_at.to_string(),
+        "--pause-ms",
+        "5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let job = cluster.submit(2, "region_failover", &args);
+    cluster.wait_state(&job, "FINISHED", Duration::from_secs(120));
+    check_region_failover(&out, records, keys, 2, 1);
+
+    // The REST API shows each subtask's own attempt: only the failed one has a new one.
+    let details = cluster.get(&format!("/jobs/{job}")).unwrap();
+    for v in details["vertices"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let vid = v["id"].as_str().unwrap();
+        let vertex = cluster.get(&format!("/jobs/{job}/vertices/{vid}")).unwrap();
+        let attempts: Vec<u64> = vertex["subtasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["attempt"].as_u64().unwrap())
+            .collect();
+        if name.contains("Numbers") {
+            assert_eq!(attempts[0], 0, "{name}: {attempts:?}");
+            assert!(attempts[1] >= 1, "{name}: {attempts:?}");
+        } else {
+            assert_eq!(attempts, vec![0, 0], "{name} was never restarted");
+        }
+    }
+    let log = cluster.log("eddy-jobmanager.log");
+    assert!(log.contains("restarting its pipelined region"), "{log}");
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! connections carry task events one way and task messages the other. A worker connection that
 //! closes before its tasks finished fails those tasks, which fails the attempt over.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufReader, BufWriter};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -20,13 +20,14 @@ use eddy_core::config::options;
 use eddy_core::graph::JobGraph;
 use eddy_core::ids::JobId;
 use eddy_runtime::RuntimeError;
+use eddy_runtime::checkpoint::coordinator::TaskKey;
 use eddy_runtime::checkpoint::restore::RestorePlan;
 use eddy_runtime::executor::remote::{
-    MasterMessage, RestoreSpec, WireMetric, WorkerDeployment, WorkerMessage, fingerprint,
-    read_message, write_message,
+    MasterMessage, NOT_DEPLOYED, RestoreSpec, WireMetric, WorkerDeployment, WorkerMessage,
+    fingerprint, read_message, write_message,
 };
 use eddy_runtime::executor::{
-    DeployContext, RemoteTasks, TaskDeployer, TaskEvent, TaskHandle, TaskMessage,
+    DeployContext, RemoteTasks, TaskDeployer, TaskEvent, TaskHandle, TaskMessage, TaskSet,
 };
 use eddy_runtime::task::SnapshotTargets;
 use parking_lot::Mutex;
@@ -75,21 +76,41 @@ fn job_slot_placement(job: &JobGraph) -> (u32, Vec<Vec<u32>>) {
     slot_placement(&vertices)
 }
 
-/// What a job's workers report: the state of every subtask of the current attempt, and the
-/// latest metrics of each worker, by TaskManager.
+/// The latest metrics of each worker, by TaskManager and attempt.
+type WorkerMetrics = BTreeMap<(String, u32), Vec<WireMetric>>;
+
+/// What a job's workers report: the state of every subtask's current attempt, and the latest
+/// metrics of each worker, by TaskManager and attempt.
 #[derive(Clone, Default)]
 pub struct JobMonitor {
-    metrics: Arc<Mutex<BTreeMap<String, Vec<WireMetric>>>>,
+    metrics: Arc<Mutex<WorkerMetrics>>,
     tasks: Arc<Mutex<TaskStates>>,
 }
 
-/// The state of every subtask of one attempt, with Flink's names.
+/// The state of every subtask's current attempt, with Flink's names.
 #[derive(Clone, Debug, Default)]
 pub struct TaskStates {
-    /// The attempt.
-    pub attempt: u32,
+    /// Per vertex, per subtask: the attempt it runs (a region failover restarts some subtasks
+    /// under a new attempt number while the others keep theirs).
+    pub attempts: Vec<Vec<u32>>,
     /// Per vertex, per subtask: `DEPLOYING`, `RUNNING`, `FINISHED`, `CANCELED` or `FAILED`.
     pub states: Vec<Vec<&'static str>>,
+}
+
+impl TaskStates {
+    /// The latest attempt of any subtask: how often the job, or a region of it, restarted.
+    pub fn latest_attempt(&self) -> u32 {
+        self.attempts.iter().flatten().copied().max().unwrap_or(0)
+    }
+
+    /// The attempt subtask `s` of vertex `v` runs.
+    pub fn attempt(&self, v: usize, s: u32) -> u32 {
+        self.attempts
+            .get(v)
+            .and_then(|a| a.get(s as usize))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl JobMonitor {
@@ -97,7 +118,7 @@ impl JobMonitor {
     pub fn all(&self) -> Vec<WireMetric> {
         let metrics = self.metrics.lock();
         let mut all = Vec::with_capacity(metrics.values().map(Vec::len).sum());
-        for (tm, list) in metrics.iter() {
+        for ((tm, _), list) in metrics.iter() {
             all.extend(list.iter().map(|m| {
                 let mut m = m.clone();
                 m.variables.insert("tm_id".into(), tm.clone());
@@ -112,32 +133,52 @@ impl JobMonitor {
         self.tasks.lock().clone()
     }
 
-    fn reset(&self, job: &JobGraph, attempt: u32, state: &'static str) {
-        *self.tasks.lock() = TaskStates {
-            attempt,
-            states: job
-                .vertices
-                .iter()
-                .map(|v| vec![state; v.parallelism as usize])
-                .collect(),
-        };
+    /// Subtasks `tasks` start attempt `attempt` in state `state`.
+    fn reset(&self, job: &JobGraph, attempt: u32, tasks: &TaskSet, state: &'static str) {
+        let mut t = self.tasks.lock();
+        if t.states.len() != job.vertices.len() {
+            *t = TaskStates {
+                attempts: job
+                    .vertices
+                    .iter()
+                    .map(|v| vec![0; v.parallelism as usize])
+                    .collect(),
+                states: job
+                    .vertices
+                    .iter()
+                    .map(|v| vec!["CREATED"; v.parallelism as usize])
+                    .collect(),
+            };
+        }
+        let t = &mut *t;
+        for &(v, s) in tasks {
+            if let (Some(a), Some(st)) = (
+                t.attempts.get_mut(v).and_then(|a| a.get_mut(s as usize)),
+                t.states.get_mut(v).and_then(|a| a.get_mut(s as usize)),
+            ) {
+                *a = attempt;
+                *st = state;
+            }
+        }
     }
 
-    /// Moves every subtask in state `from` to `to` (a subtask that already ended stays).
+    /// Moves every subtask of attempt `attempt` in state `from` to `to` (a subtask that
+    /// already ended stays).
     fn advance(&self, attempt: u32, from: &'static str, to: &'static str) {
-        let mut t = self.tasks.lock();
-        if t.attempt == attempt {
-            t.states
-                .iter_mut()
-                .flatten()
-                .filter(|s| **s == from)
-                .for_each(|s| *s = to);
+        let mut guard = self.tasks.lock();
+        let t = &mut *guard;
+        for (states, attempts) in t.states.iter_mut().zip(&t.attempts) {
+            for (st, a) in states.iter_mut().zip(attempts) {
+                if *a == attempt && *st == from {
+                    *st = to;
+                }
+            }
         }
     }
 
     fn set(&self, attempt: u32, vertex: u32, subtask: u32, state: &'static str) {
         let mut t = self.tasks.lock();
-        if t.attempt == attempt
+        if t.attempt(vertex as usize, subtask) == attempt
             && let Some(s) = t
                 .states
                 .get_mut(vertex as usize)
@@ -145,6 +186,11 @@ impl JobMonitor {
         {
             *s = state;
         }
+    }
+
+    /// Forgets the metrics of attempt `attempt`'s workers.
+    fn forget(&self, attempt: u32) {
+        self.metrics.lock().retain(|(_, a), _| *a != attempt);
     }
 }
 
@@ -154,14 +200,17 @@ pub struct RemoteDeployer {
     job_id: JobId,
     start: StartWorker,
     monitor: JobMonitor,
-    current: Option<Attempt>,
+    /// Deployments whose workers may still run tasks: the job's, and those of the regions
+    /// restarted since.
+    deployments: Vec<Deployment>,
 }
 
-struct Attempt {
-    number: u32,
-    /// Slots taken, per TaskManager.
-    slots: Vec<(String, u32)>,
+/// The workers one attempt started, and the slots they hold.
+struct Deployment {
+    attempt: u32,
     workers: Arc<Workers>,
+    /// Each slot taken: its TaskManager, and the subtasks it hosts that are not released.
+    slots: Vec<(String, HashSet<TaskKey>)>,
 }
 
 struct Worker {
@@ -233,7 +282,7 @@ impl RemoteDeployer {
             job_id,
             start,
             monitor,
-            current: None,
+            deployments: Vec::new(),
         }
     }
 
@@ -297,13 +346,14 @@ impl RemoteDeployer {
         job: &Arc<JobGraph>,
         attempt: u32,
         slots: &[(String, u32)],
+        placement: Vec<Vec<u32>>,
         restore: Option<&Arc<RestorePlan>>,
         ctx: &DeployContext,
     ) -> Result<Arc<Workers>, RuntimeError> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let key = (self.job_id, attempt);
         self.cluster.pending_workers.lock().insert(key, tx);
-        let result = self.start_workers_inner(job, attempt, slots, restore, ctx, rx);
+        let result = self.start_workers_inner(job, attempt, slots, placement, restore, ctx, rx);
         self.cluster.pending_workers.lock().remove(&key);
         result
     }
@@ -314,6 +364,7 @@ impl RemoteDeployer {
         job: &Arc<JobGraph>,
         attempt: u32,
         slots: &[(String, u32)],
+        placement: Vec<Vec<u32>>,
         restore: Option<&Arc<RestorePlan>>,
         ctx: &DeployContext,
         hellos: crossbeam_channel::Receiver<super::ConnectedWorker>,
@@ -373,17 +424,6 @@ impl RemoteDeployer {
             }
         }
         let connected: Vec<(String, TcpStream)> = connected.into_iter().flatten().collect();
-
-        // The worker of every slot, then of every subtask.
-        let mut slot_worker = Vec::new();
-        for (w, (_, n)) in slots.iter().enumerate() {
-            slot_worker.extend(std::iter::repeat_n(w as u32, *n as usize));
-        }
-        let placement: Vec<Vec<u32>> = job_slot_placement(job)
-            .1
-            .iter()
-            .map(|v| v.iter().map(|slot| slot_worker[*slot as usize]).collect())
-            .collect();
         let addresses: Vec<String> = connected.iter().map(|(a, _)| a.clone()).collect();
         let restore = restore.map(|p| RestoreSpec {
             location: p.location().display().to_string(),
@@ -480,7 +520,10 @@ fn read_worker(
                 }
             }
             Ok(Some(WorkerMessage::Metrics(m))) => {
-                monitor.metrics.lock().insert(taskmanager.clone(), m);
+                monitor
+                    .metrics
+                    .lock()
+                    .insert((taskmanager.clone(), attempt), m);
             }
             Ok(Some(WorkerMessage::Hello(_))) => {}
             Ok(None) => break "its connection closed".to_string(),
@@ -504,6 +547,109 @@ fn read_worker(
     }
 }
 
+impl RemoteDeployer {
+    /// Takes a slot for each slot (of the job's slot sharing) that `tasks` use, starts a worker
+    /// on each TaskManager with slots, and deploys `tasks` on them for attempt `attempt`;
+    /// returns their handles.
+    fn start(
+        &mut self,
+        job: &Arc<JobGraph>,
+        attempt: u32,
+        restore: Option<Arc<RestorePlan>>,
+        tasks: &TaskSet,
+        ctx: &DeployContext,
+    ) -> Result<Vec<(usize, u32, TaskHandle)>, RuntimeError> {
+        self.monitor.reset(job, attempt, tasks, "SCHEDULED");
+        let job_slots = job_slot_placement(job).1;
+        let slot_of = |&(v, s): &TaskKey| job_slots[v][s as usize];
+        let used: BTreeSet<u32> = tasks.iter().map(slot_of).collect();
+        // The whole job waits for slots; restarting regions take the slots free now, or the
+        // job master restarts the whole job instead.
+        let timeout = if tasks.len() == job.num_tasks() as usize {
+            self.cluster
+                .config
+                .get(&options::SLOT_REQUEST_TIMEOUT)
+                .map_err(RuntimeError::from)?
+        } else {
+            Duration::ZERO
+        };
+        let taken = self.allocate(used.len() as u32, timeout, ctx)?;
+        self.monitor.advance(attempt, "SCHEDULED", "DEPLOYING");
+        // The i-th slot used takes the i-th slot taken; the worker of each slot taken.
+        let index_of: HashMap<u32, usize> = used.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        let mut slot_worker = Vec::new();
+        for (w, (_, n)) in taken.iter().enumerate() {
+            slot_worker.extend(std::iter::repeat_n(w, *n as usize));
+        }
+        let placement: Vec<Vec<u32>> = job_slots
+            .iter()
+            .enumerate()
+            .map(|(v, subtasks)| {
+                subtasks
+                    .iter()
+                    .enumerate()
+                    .map(|(s, slot)| {
+                        if tasks.contains(&(v, s as u32)) {
+                            slot_worker[index_of[slot]] as u32
+                        } else {
+                            NOT_DEPLOYED
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut slots: Vec<(String, HashSet<TaskKey>)> = slot_worker
+            .iter()
+            .map(|&w| (taken[w].0.clone(), HashSet::new()))
+            .collect();
+        for t in tasks {
+            slots[index_of[&slot_of(t)]].1.insert(*t);
+        }
+        let workers =
+            match self.start_workers(job, attempt, &taken, placement, restore.as_ref(), ctx) {
+                Ok(w) => w,
+                Err(e) => {
+                    self.stop_workers(attempt, taken.iter().map(|(tm, _)| tm));
+                    self.free(&taken);
+                    return Err(e);
+                }
+            };
+        self.monitor.advance(attempt, "DEPLOYING", "RUNNING");
+        let handles = tasks
+            .iter()
+            .map(|&(v, s)| (v, s, TaskHandle::remote(workers.clone(), v as u32, s)))
+            .collect();
+        self.deployments.push(Deployment {
+            attempt,
+            workers,
+            slots,
+        });
+        Ok(handles)
+    }
+
+    /// Stops a deployment's workers (its slots are freed by the caller). Their last metrics
+    /// stay until a new deployment replaces them.
+    fn stop(&self, d: &Deployment) {
+        for w in &d.workers.workers {
+            let _ = w.stream.shutdown(std::net::Shutdown::Both);
+        }
+        self.stop_workers(d.attempt, d.workers.workers.iter().map(|w| &w.taskmanager));
+        self.cluster.forget_workers(self.job_id, d.attempt);
+    }
+
+    fn stop_workers<'a>(&self, attempt: u32, taskmanagers: impl Iterator<Item = &'a String>) {
+        let r = self.cluster.resources.lock();
+        for tm in taskmanagers {
+            if let Some(t) = r.taskmanagers.get(tm) {
+                t.send(&JobManagerMessage::StopWorker {
+                    job_id: self.job_id.to_string(),
+                    attempt,
+                });
+            }
+        }
+    }
+}
+
 impl TaskDeployer for RemoteDeployer {
     fn deploy(
         &mut self,
@@ -513,65 +659,77 @@ impl TaskDeployer for RemoteDeployer {
         ctx: &DeployContext,
     ) -> Result<Vec<Vec<TaskHandle>>, RuntimeError> {
         self.release();
-        self.monitor.reset(job, attempt, "SCHEDULED");
-        let (needed, _) = job_slot_placement(job);
-        let timeout = self
-            .cluster
-            .config
-            .get(&options::SLOT_REQUEST_TIMEOUT)
-            .map_err(RuntimeError::from)?;
-        let slots = self.allocate(needed, timeout, ctx)?;
-        self.monitor.advance(attempt, "SCHEDULED", "DEPLOYING");
-        let workers = match self.start_workers(job, attempt, &slots, restore.as_ref(), ctx) {
-            Ok(w) => w,
-            Err(e) => {
-                self.stop_workers(attempt, &slots);
-                self.free(&slots);
-                return Err(e);
-            }
-        };
-        self.monitor.advance(attempt, "DEPLOYING", "RUNNING");
-        let handles = job
+        self.monitor.metrics.lock().clear();
+        let all: TaskSet = job
             .vertices
             .iter()
             .enumerate()
-            .map(|(v, vertex)| {
-                (0..vertex.parallelism)
-                    .map(|s| TaskHandle::remote(workers.clone(), v as u32, s))
-                    .collect()
-            })
+            .flat_map(|(v, vertex)| (0..vertex.parallelism).map(move |s| (v, s)))
             .collect();
-        self.current = Some(Attempt {
-            number: attempt,
-            slots,
-            workers,
-        });
-        Ok(handles)
+        let mut handles: Vec<Vec<Option<TaskHandle>>> = job
+            .vertices
+            .iter()
+            .map(|v| (0..v.parallelism).map(|_| None).collect())
+            .collect();
+        for (v, s, h) in self.start(job, attempt, restore, &all, ctx)? {
+            handles[v][s as usize] = Some(h);
+        }
+        Ok(handles
+            .into_iter()
+            .map(|v| v.into_iter().flatten().collect())
+            .collect())
     }
 
     fn release(&mut self) {
-        if let Some(a) = self.current.take() {
-            for w in &a.workers.workers {
-                let _ = w.stream.shutdown(std::net::Shutdown::Both);
-            }
-            self.stop_workers(a.number, &a.slots);
-            self.free(&a.slots);
-            self.cluster.forget_workers(self.job_id, a.number);
+        for d in std::mem::take(&mut self.deployments) {
+            let held: Vec<(String, u32)> = d
+                .slots
+                .iter()
+                .filter(|(_, hosted)| !hosted.is_empty())
+                .map(|(tm, _)| (tm.clone(), 1))
+                .collect();
+            self.stop(&d);
+            self.free(&held);
         }
     }
-}
 
-impl RemoteDeployer {
-    fn stop_workers(&self, attempt: u32, slots: &[(String, u32)]) {
-        let r = self.cluster.resources.lock();
-        for (tm, _) in slots {
-            if let Some(t) = r.taskmanagers.get(tm) {
-                t.send(&JobManagerMessage::StopWorker {
-                    job_id: self.job_id.to_string(),
-                    attempt,
-                });
+    fn restarts_regions(&self) -> bool {
+        true
+    }
+
+    fn deploy_tasks(
+        &mut self,
+        job: &Arc<JobGraph>,
+        attempt: u32,
+        restore: Option<Arc<RestorePlan>>,
+        tasks: &TaskSet,
+        ctx: &DeployContext,
+    ) -> Result<Vec<(usize, u32, TaskHandle)>, RuntimeError> {
+        self.start(job, attempt, restore, tasks, ctx)
+    }
+
+    /// A slot whose subtasks have all been released is free again, though its worker may
+    /// still run other subtasks; a deployment with no subtasks left stops its workers.
+    fn release_tasks(&mut self, tasks: &TaskSet) {
+        let mut freed = Vec::new();
+        for d in &mut self.deployments {
+            for (tm, hosted) in &mut d.slots {
+                let before = hosted.len();
+                hosted.retain(|t| !tasks.contains(t));
+                if before > 0 && hosted.is_empty() {
+                    freed.push((tm.clone(), 1));
+                }
             }
         }
+        let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deployments)
+            .into_iter()
+            .partition(|d| d.slots.iter().all(|(_, hosted)| hosted.is_empty()));
+        for d in &done {
+            self.stop(d);
+            self.monitor.forget(d.attempt);
+        }
+        self.deployments = kept;
+        self.free(&freed);
     }
 }
 

@@ -126,7 +126,7 @@ impl JobEntry {
         let last = c.latest_completed.as_ref();
         [
             ("uptime", uptime),
-            ("numRestarts", self.monitor.tasks().attempt as f64),
+            ("numRestarts", self.monitor.tasks().latest_attempt() as f64),
             ("totalNumberOfCheckpoints", c.triggered as f64),
             ("numberOfCompletedCheckpoints", c.completed as f64),
             ("numberOfFailedCheckpoints", c.failed as f64),

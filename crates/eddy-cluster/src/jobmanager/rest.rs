@@ -1022,7 +1022,7 @@ impl VertexView<'_> {
         json!({
             "subtask": s,
             "status": self.state(s),
-            "attempt": self.tasks.attempt,
+            "attempt": self.tasks.attempt(self.v, s),
             "endpoint": self.taskmanager(s),
             "start-time": start,
             "end-time": end,
@@ -1100,7 +1100,7 @@ async fn subtask_attempt(
     vertex_view(&c, &id, &vid, |w| {
         if index >= w.vertex().parallelism {
             Err(not_found("subtask"))
-        } else if attempt != w.tasks.attempt {
+        } else if attempt != w.tasks.attempt(w.v, index) {
             Err(not_found("attempt (only the current one is kept)"))
         } else {
             Ok(Json(w.subtask(index)))
@@ -1114,7 +1114,7 @@ async fn subtask_attempt_accumulators(
     Path((id, vid, index, attempt)): Path<(String, String, u32, u32)>,
 ) -> Answer {
     vertex_view(&c, &id, &vid, |w| {
-        if index >= w.vertex().parallelism || attempt != w.tasks.attempt {
+        if index >= w.vertex().parallelism || attempt != w.tasks.attempt(w.v, index) {
             return Err(not_found("attempt"));
         }
         Ok(Json(json!({
@@ -1221,7 +1221,7 @@ async fn subtask_accumulators(
             .map(|s| {
                 json!({
                     "subtask": s,
-                    "attempt": w.tasks.attempt,
+                    "attempt": w.tasks.attempt(w.v, s),
                     "endpoint": w.taskmanager(s),
                     "user-accumulators": [],
                 })

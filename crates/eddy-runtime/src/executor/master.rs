@@ -690,6 +690,7 @@ impl JobMaster {
         if r.restart_at.is_none() {
             let remaining = r.tasks.iter().filter(|t| self.alive.contains(t)).count();
             if remaining == 0 {
+                self.deployer.release_tasks(&r.tasks);
                 record_exception(&self.shared, r.cause.to_string());
                 tracing::warn!(job = %self.job.name, error = %r.cause, strategy = self.restart.name(), delay = ?r.delay, tasks = r.tasks.len(), "pipelined region failed; restarting it");
                 r.restart_at = Some(now + r.delay);
@@ -702,19 +703,28 @@ impl JobMaster {
                 return Some(Err(self.failed(cause)));
             }
         }
-        if r.restart_at.is_some_and(|at| now >= at)
-            && let Err(e) = self.restart_regions()
-        {
-            return Some(Err(self.failed(e)));
+        if r.restart_at.is_some_and(|at| now >= at) {
+            match self.restart_regions() {
+                Ok(true) => {}
+                Ok(false) => {
+                    // The regions could not be deployed alone (no free slots for them): the
+                    // whole job restarts, once every task has stopped.
+                    let cause = RuntimeError::Internal(
+                        "the failed pipelined regions could not be restarted alone".into(),
+                    );
+                    self.fail_job(cause, Some(Duration::ZERO));
+                }
+                Err(e) => return Some(Err(self.failed(e))),
+            }
         }
         None
     }
 
     /// Redeploys the tasks of the failed regions from the newest readable completed
-    /// checkpoint, under a new attempt number.
-    fn restart_regions(&mut self) -> Result<()> {
+    /// checkpoint, under a new attempt number. False if the deployer could not start them.
+    fn restart_regions(&mut self) -> Result<bool> {
         let Some(r) = self.recovering.take() else {
-            return Ok(());
+            return Ok(true);
         };
         let plan = self.restore_plan()?;
         self.attempt += 1;
@@ -734,20 +744,26 @@ impl JobMaster {
         }
         self.record_restore(plan.as_deref());
         self.coordinator.reset_tasks(Some(&r.tasks));
-        let started = self.deployer.deploy_tasks(
+        let started = match self.deployer.deploy_tasks(
             &self.job,
             self.attempt,
             plan,
             &r.tasks,
             &self.deploy_context,
-        )?;
+        ) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::warn!(job = %self.job.name, error = %e, "cannot restart the failed pipelined regions alone; restarting the whole job");
+                return Ok(false);
+            }
+        };
         for (v, s, handle) in started {
             self.handles[v][s as usize] = handle;
             self.attempts[v][s as usize] = self.attempt;
             self.alive.insert((v, s));
         }
         tracing::info!(job = %self.job.name, attempt = self.attempt, tasks = r.tasks.len(), "pipelined region restarted");
-        Ok(())
+        Ok(true)
     }
 
     /// Redeploys the job from the newest readable completed checkpoint.

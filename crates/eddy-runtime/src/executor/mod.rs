@@ -249,6 +249,10 @@ pub trait TaskDeployer: Send {
     /// for them can go.
     fn release(&mut self) {}
 
+    /// The tasks in `tasks` (whole pipelined regions) have stopped and will be deployed again:
+    /// resources held only for them can go.
+    fn release_tasks(&mut self, _tasks: &TaskSet) {}
+
     /// Whether [`deploy_tasks`](Self::deploy_tasks) can restart some pipelined regions while
     /// the job's other tasks keep running; if not, every failure restarts the whole job.
     fn restarts_regions(&self) -> bool {

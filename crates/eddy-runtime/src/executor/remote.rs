@@ -45,11 +45,15 @@ pub struct WorkerDeployment {
     pub index: u32,
     /// The data address of every worker of the attempt.
     pub workers: Vec<String>,
-    /// The worker of every subtask, per vertex.
+    /// The worker of every subtask, per vertex; [`NOT_DEPLOYED`] for subtasks this deployment
+    /// does not start (pipelined regions that run in other deployments).
     pub placement: Vec<Vec<u32>>,
     /// The snapshot to restore, if any.
     pub restore: Option<RestoreSpec>,
 }
+
+/// In a [`WorkerDeployment`]'s placement: a subtask no worker of the deployment runs.
+pub const NOT_DEPLOYED: u32 = u32::MAX;
 
 /// A snapshot to restore from.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -261,8 +261,22 @@ fn worker_main(mut job: JobGraph, registry: UserCodeRegistry, spec: &WorkerSpec)
         let timeout = next_metrics.saturating_duration_since(std::time::Instant::now());
         match events.recv_timeout(timeout) {
             Ok(event) => {
-                if matches!(event, TaskEvent::Finished { .. }) {
+                if let TaskEvent::Finished {
+                    vertex,
+                    subtask,
+                    result,
+                    ..
+                } = &event
+                {
                     remaining -= 1;
+                    // A failed task restarts elsewhere, perhaps while this worker runs on:
+                    // its metrics go, so they do not shadow its new attempt's.
+                    if result.is_err() {
+                        metrics.remove_where_all(&[
+                            ("task_id", &job.vertices[*vertex].id.to_string()),
+                            ("subtask_index", &subtask.to_string()),
+                        ]);
+                    }
                     if remaining == 0 {
                         // The job master may close the connection once it has the last event.
                         send_metrics()?;
