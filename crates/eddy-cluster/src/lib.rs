@@ -8,6 +8,7 @@
 //!   from a content-addressed copy of the job's program.
 //! - [`client`]: the CLI's verbs (`run`, `list`, `cancel`, `stop`, `savepoint`, `info`) over the
 //!   REST API.
+//! - [`application`]: `run-application`, an application cluster on this machine.
 //!
 //! The JobManager and TaskManagers talk over one TCP connection each ([`protocol`]); worker
 //! processes talk to the job master with the runtime's worker protocol
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
+pub mod application;
 pub mod client;
 pub mod jobmanager;
 pub mod logging;

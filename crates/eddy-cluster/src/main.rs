@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use eddy_cluster::client::{self, RestClient, RunOptions};
+use eddy_cluster::jobmanager::{Application, RunRequest};
 use eddy_core::config::{Configuration, options};
 use serde_json::json;
 
@@ -22,13 +23,66 @@ struct Cli {
     command: Command,
 }
 
+/// How a program's job starts.
+#[derive(clap::Args)]
+struct JobOptions {
+    /// Default parallelism of the job.
+    #[arg(short = 'p', long)]
+    parallelism: Option<u32>,
+    /// Savepoint to restore from.
+    #[arg(short = 's', long = "fromSavepoint")]
+    savepoint: Option<String>,
+    /// Skip savepoint state that no operator claims.
+    #[arg(short = 'n', long = "allowNonRestoredState")]
+    allow_non_restored_state: bool,
+}
+
+impl JobOptions {
+    fn request(&self, args: &[String]) -> RunRequest {
+        RunRequest {
+            args: args.to_vec(),
+            parallelism: self.parallelism,
+            savepoint_path: self.savepoint.clone(),
+            allow_non_restored_state: self.allow_non_restored_state,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Runs a JobManager (REST API and web UI on rest.port, RPC on jobmanager.rpc.port).
+    /// Runs a JobManager (REST API and web UI on rest.port, RPC on jobmanager.rpc.port); with
+    /// `--application`, an application cluster's, which runs that program and ends with its
+    /// job.
     Jobmanager {
         /// Where uploaded programs are kept.
         #[arg(long, default_value = "/tmp/eddy-jobmanager")]
         work_dir: PathBuf,
+        /// Application mode: the program to run (its arguments after `--`).
+        #[arg(long, value_name = "PROGRAM")]
+        application: Option<PathBuf>,
+        #[command(flatten)]
+        job: JobOptions,
+        /// The application's arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Runs a program in application mode on this machine: a JobManager that runs it and
+    /// `--taskmanagers` TaskManagers, which all end with its job.
+    RunApplication {
+        /// TaskManagers to start here (0: they are started elsewhere and register with the
+        /// JobManager at jobmanager.rpc.address).
+        #[arg(long, default_value_t = 1)]
+        taskmanagers: u32,
+        /// Where the cluster's processes keep their files.
+        #[arg(long, default_value = "/tmp/eddy-application")]
+        work_dir: PathBuf,
+        #[command(flatten)]
+        job: JobOptions,
+        /// The program (a binary built against Eddy).
+        program: PathBuf,
+        /// The program's arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
     },
     /// Runs a TaskManager that registers with the JobManager at jobmanager.rpc.address.
     Taskmanager {
@@ -41,18 +95,11 @@ enum Command {
         /// The JobManager's REST address (default: rest.address:rest.port).
         #[arg(short = 'm', long = "jobmanager")]
         jobmanager: Option<String>,
-        /// Default parallelism of the job.
-        #[arg(short = 'p', long)]
-        parallelism: Option<u32>,
         /// Return once the job is submitted.
         #[arg(short = 'd', long)]
         detached: bool,
-        /// Savepoint to restore from.
-        #[arg(short = 's', long = "fromSavepoint")]
-        savepoint: Option<String>,
-        /// Skip savepoint state that no operator claims.
-        #[arg(short = 'n', long = "allowNonRestoredState")]
-        allow_non_restored_state: bool,
+        #[command(flatten)]
+        job: JobOptions,
         /// The program (a binary built against Eddy).
         program: PathBuf,
         /// The program's arguments.
@@ -149,18 +196,70 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = configuration(&cli)?;
     match &cli.command {
-        Command::Jobmanager { work_dir } => {
-            eddy_cluster::jobmanager::run(config, work_dir.clone())?;
+        Command::Jobmanager {
+            work_dir,
+            application,
+            job,
+            args,
+        } => {
+            eddy_cluster::application::exit_with_launcher();
+            let application = application.as_ref().map(|program| Application {
+                program: program.clone(),
+                request: job.request(args),
+            });
+            eddy_cluster::jobmanager::run(config, work_dir.clone(), application)?;
+        }
+        Command::RunApplication {
+            taskmanagers,
+            work_dir,
+            job,
+            program,
+            args,
+        } => {
+            // The cluster's processes get this command's configuration.
+            let mut common: Vec<String> = Vec::new();
+            if let Some(dir) = &cli.config {
+                common.extend(["--config".into(), dir.display().to_string()]);
+            }
+            for kv in &cli.dynamic {
+                common.extend(["-D".into(), kv.clone()]);
+            }
+            let mut jobmanager: Vec<String> = vec![
+                "jobmanager".into(),
+                "--work-dir".into(),
+                work_dir.join("jobmanager").display().to_string(),
+                "--application".into(),
+                program.display().to_string(),
+            ];
+            if let Some(p) = job.parallelism {
+                jobmanager.extend(["-p".into(), p.to_string()]);
+            }
+            if let Some(s) = &job.savepoint {
+                jobmanager.extend(["-s".into(), s.clone()]);
+            }
+            if job.allow_non_restored_state {
+                jobmanager.push("-n".into());
+            }
+            jobmanager.push("--".into());
+            jobmanager.extend(args.iter().cloned());
+            let ok = eddy_cluster::application::run_here(
+                &common,
+                &jobmanager,
+                *taskmanagers,
+                &work_dir.join("taskmanagers"),
+            )?;
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Taskmanager { work_dir } => {
+            eddy_cluster::application::exit_with_launcher();
             eddy_cluster::taskmanager::run(config, work_dir.clone())?;
         }
         Command::Run {
             jobmanager,
-            parallelism,
             detached,
-            savepoint,
-            allow_non_restored_state,
+            job,
             program,
             args,
         } => {
@@ -170,10 +269,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &RunOptions {
                     program,
                     args,
-                    parallelism: *parallelism,
+                    parallelism: job.parallelism,
                     detached: *detached,
-                    savepoint: savepoint.as_deref(),
-                    allow_non_restored_state: *allow_non_restored_state,
+                    savepoint: job.savepoint.as_deref(),
+                    allow_non_restored_state: job.allow_non_restored_state,
                 },
             )?;
             if !*detached && state != "FINISHED" {

@@ -65,6 +65,11 @@ pub enum JobManagerMessage {
         /// The attempt.
         attempt: u32,
     },
+    /// The cluster ends (an application cluster whose job ended): stop every worker and exit.
+    Shutdown {
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
 /// How to start a worker process.

@@ -367,6 +367,15 @@ fn session(
                     });
                 }
             }
+            Ok(Some(JobManagerMessage::Shutdown { reason })) => {
+                tracing::info!(reason, "the JobManager shuts the cluster down; exiting");
+                for ((job, attempt), mut child) in workers.lock().drain() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = std::fs::remove_file(metrics_file(work_dir, &job, attempt));
+                }
+                std::process::exit(0);
+            }
             Ok(Some(JobManagerMessage::Registered { .. })) => {}
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.into()),

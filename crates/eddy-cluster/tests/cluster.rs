@@ -633,6 +633,128 @@ fn a_failed_task_restarts_only_its_pipelined_region_on_the_cluster() {
     assert!(log.contains("restarting its pipelined region"), "{log}");
 }
 
+/// `eddy -D ... run-application ARGS` with logs under `dir`: whether it succeeded, and its
+/// standard output and error. Fails the test if it runs longer than two minutes.
+fn run_application(dir: &Path, properties: &[String], args: &[String]) -> (bool, String, String) {
+    let child = Command::new(eddy_bin())
+        .args(properties.iter().flat_map(|p| ["-D", p.as_str()]))
+        .arg("run-application")
+        .args(args)
+        .env("EDDY_LOG_DIR", dir.join("log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(out) => {
+            let out = out.unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        }
+        Err(_) => {
+            signal(&pid, "KILL");
+            panic!("run-application did not end within two minutes");
+        }
+    }
+}
+
+#[test]
+fn run_application_runs_the_program_on_its_own_cluster_which_ends_with_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = random_text(5, 3_000);
+    let input = d.join("input.txt");
+    std::fs::write(&input, &text).unwrap();
+    let (rest_port, rpc_port) = (free_port(), free_port());
+    let properties = vec![
+        format!("rest.port={rest_port}"),
+        format!("jobmanager.rpc.port={rpc_port}"),
+        "metrics.reporter.prom.port=0".to_string(),
+        "restart-strategy.type=none".to_string(),
+    ];
+    let run = |input: &Path, out: &Path, work: &str| {
+        let args: Vec<String> = [
+            "-p",
+            "2",
+            "--taskmanagers",
+            "2",
+            "--work-dir",
+            d.join(work).to_str().unwrap(),
+            example_bin("word_count").to_str().unwrap(),
+            "--",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        run_application(d, &properties, &args)
+    };
+
+    let out = d.join("counts");
+    let (ok, stdout, stderr) = run(&input, &out, "first");
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("ended: FINISHED"), "{stdout}");
+    assert_eq!(read_counts(&out), brute_force_counts(&text));
+    // The cluster ended with its job: the JobManager's ports are closed, and both
+    // TaskManagers were told to exit.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", rest_port)).is_err());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", rpc_port)).is_err());
+    for tm in ["application-tm0", "application-tm1"] {
+        let log = std::fs::read_to_string(d.join("log").join(format!("eddy-taskmanager-{tm}.log")))
+            .unwrap();
+        assert!(log.contains("shuts the cluster down"), "{tm}: {log}");
+    }
+
+    // A job that fails ends the cluster too, with a failure status and the root cause.
+    let (ok, stdout, stderr) = run(&d.join("missing.txt"), &d.join("none"), "second");
+    assert!(!ok, "{stdout}{stderr}");
+    assert!(stdout.contains("ended: FAILED"), "{stdout}");
+    assert!(stderr.contains("missing.txt"), "{stderr}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", rest_port)).is_err());
+
+    // A launcher killed while its job runs takes its cluster with it.
+    let mut launcher = Command::new(eddy_bin())
+        .args(properties.iter().flat_map(|p| ["-D", p.as_str()]))
+        .args(["run-application", "--work-dir"])
+        .arg(d.join("third"))
+        .arg(example_bin("region_failover"))
+        .args(["--", "--records", "10000000", "--output"])
+        .arg(d.join("long"))
+        .env("EDDY_LOG_DIR", d.join("log"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(up(rest_port) && d.join("long").join("opens").exists()) {
+        assert!(
+            Instant::now() < deadline,
+            "the application cluster did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while up(rest_port) || up(rpc_port) {
+        assert!(
+            Instant::now() < deadline,
+            "the JobManager outlived its killed launcher"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_crashed_worker_fails_only_its_own_job() {
     // One TaskManager runs both jobs' workers.

@@ -382,6 +382,8 @@ pub mod options {
         WEB_CHECKPOINTS_HISTORY: u32 = "web.checkpoints.history", default "10";
         /// Finished jobs the JobManager remembers.
         JOBSTORE_MAX_CAPACITY: u32 = "jobstore.max-capacity", default "64";
+        /// Application mode: whether the cluster shuts down once its job has ended.
+        SHUTDOWN_ON_APPLICATION_FINISH: bool = "execution.shutdown-on-application-finish", default "true";
         /// Heartbeat interval between TaskManagers and the JobManager.
         HEARTBEAT_INTERVAL: Duration = "heartbeat.interval", default "10 s";
         /// A TaskManager silent this long is declared lost.

@@ -372,9 +372,25 @@ pub fn plan(
         .map_err(|e| ClusterError::Invalid(format!("the program's JobGraph is malformed: {e}")))
 }
 
+/// A program a JobManager runs as soon as it starts (application mode): the cluster lives as
+/// long as the program's job.
+#[derive(Clone, Debug)]
+pub struct Application {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments, parallelism and savepoint.
+    pub request: RunRequest,
+}
+
 /// Starts a JobManager: the RPC server, the heartbeat monitor and the REST API. Blocks while
-/// the REST server runs.
-pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
+/// the REST server runs. With an `application`, runs it at once, and once its job has ended
+/// (and `execution.shutdown-on-application-finish`) shuts its TaskManagers down and exits,
+/// with status 0 if the job finished.
+pub fn run(
+    config: Configuration,
+    work_dir: PathBuf,
+    application: Option<Application>,
+) -> Result<()> {
     let log_file = crate::logging::init("eddy-jobmanager");
     if let Some(dir) = config.get_optional(&options::WEB_DASHBOARD_DIR)?
         && !std::path::Path::new(&dir).join("index.html").is_file()
@@ -436,6 +452,37 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
         "JobManager: REST API and web UI at {}, RPC at {}",
         cluster.rest_address, cluster.rpc_address
     );
+    if let Some(app) = application {
+        let cluster = cluster.clone();
+        let shutdown = cluster
+            .config
+            .get(&options::SHUTDOWN_ON_APPLICATION_FINISH)?;
+        std::thread::Builder::new()
+            .name("application".into())
+            .spawn(move || {
+                let (finished, reason) = match run_application(&cluster, &app) {
+                    Ok((job_id, state)) => {
+                        println!("Job {job_id} ended: {state}");
+                        (state == "FINISHED", format!("job {job_id} ended: {state}"))
+                    }
+                    Err(e) => {
+                        eprintln!("eddy: the application failed: {e}");
+                        tracing::error!(error = %e, "the application failed");
+                        (false, format!("the application failed: {e}"))
+                    }
+                };
+                if shutdown {
+                    tracing::info!(reason, "application ended; shutting the cluster down");
+                    for tm in cluster.resources.lock().taskmanagers.values() {
+                        tm.send(&JobManagerMessage::Shutdown {
+                            reason: reason.clone(),
+                        });
+                    }
+                    std::process::exit(if finished { 0 } else { 1 });
+                }
+            })
+            .map_err(|e| ClusterError::io("cannot start the application thread", e))?;
+    }
     let prometheus =
         crate::bind_port_range(&rest_bind, &cluster.config.get(&options::PROMETHEUS_PORT)?);
     if let Some(p) = &prometheus
@@ -444,6 +491,35 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
         tracing::info!(address = %a, "Prometheus metrics at /metrics");
     }
     rest::serve(cluster, rest, prometheus)
+}
+
+/// Runs an application's program as a job and waits for it to end; returns the job's id and
+/// final state.
+fn run_application(cluster: &Arc<Cluster>, app: &Application) -> Result<(JobId, &'static str)> {
+    let bytes = std::fs::read(&app.program).map_err(|e| {
+        ClusterError::io(
+            format!("cannot read the program {}", app.program.display()),
+            e,
+        )
+    })?;
+    let name = app
+        .program
+        .file_name()
+        .map_or_else(|| "program".into(), |n| n.to_string_lossy().to_string());
+    let jar = cluster.store_jar(&name, &bytes)?;
+    let job_id = cluster.run_jar(&jar.id, app.request.clone())?;
+    println!("Job has been submitted with JobID {job_id}");
+    let client = cluster
+        .job(&job_id.to_string(), |e| e.client.clone())
+        .ok_or_else(|| ClusterError::Invalid(format!("job {job_id} is gone")))?;
+    Ok(match client.get_job_execution_result() {
+        Ok(_) => (job_id, "FINISHED"),
+        Err(eddy_runtime::executor::JobError::Cancelled { .. }) => (job_id, "CANCELED"),
+        Err(e) => {
+            eprintln!("Root cause: {e}");
+            (job_id, "FAILED")
+        }
+    })
 }
 
 impl Cluster {
