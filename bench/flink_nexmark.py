@@ -117,9 +117,65 @@ QUERIES = {
                FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(`dateTime`),
                                   INTERVAL '10' SECOND))
                GROUP BY bidder, window_start, window_end"""),
+    # The reference's count_char function, written with built-in functions.
+    "q14": ("auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), bidTimeType VARCHAR, "
+            "`dateTime` TIMESTAMP(3), extra VARCHAR, c_counts BIGINT",
+            """SELECT auction, bidder, 0.908 * price AS price,
+                      CASE
+                          WHEN HOUR(`dateTime`) >= 8 AND HOUR(`dateTime`) <= 18 THEN 'dayTime'
+                          WHEN HOUR(`dateTime`) <= 6 OR HOUR(`dateTime`) >= 20 THEN 'nightTime'
+                          ELSE 'otherTime'
+                      END AS bidTimeType,
+                      `dateTime`, extra,
+                      CAST(CHAR_LENGTH(extra) - CHAR_LENGTH(REPLACE(extra, 'c', '')) AS BIGINT)
+                          AS c_counts
+               FROM bid
+               WHERE 0.908 * price > 1000000 AND 0.908 * price < 50000000"""),
+    "q17": ("auction BIGINT, `day` VARCHAR, total_bids BIGINT, rank1_bids BIGINT, "
+            "rank2_bids BIGINT, rank3_bids BIGINT, min_price BIGINT, max_price BIGINT, "
+            "avg_price BIGINT, sum_price BIGINT",
+            """SELECT auction, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') AS `day`,
+                      count(*) AS total_bids,
+                      count(*) FILTER (WHERE price < 10000) AS rank1_bids,
+                      count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
+                      count(*) FILTER (WHERE price >= 1000000) AS rank3_bids,
+                      min(price) AS min_price, max(price) AS max_price,
+                      avg(price) AS avg_price, sum(price) AS sum_price
+               FROM bid
+               GROUP BY auction, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd')"""),
+    "q20": ("auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, "
+            "bid_dateTime TIMESTAMP(3), bid_extra VARCHAR, itemName VARCHAR, "
+            "description VARCHAR, initialBid BIGINT, reserve BIGINT, "
+            "auction_dateTime TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, "
+            "category BIGINT, auction_extra VARCHAR",
+            """SELECT auction, bidder, price, channel, url, B.`dateTime`, B.extra,
+                      itemName, description, initialBid, reserve, A.`dateTime`, expires, seller,
+                      category, A.extra
+               FROM bid AS B INNER JOIN auction AS A ON B.auction = A.id
+               WHERE A.category = 10"""),
+    "q21": ("auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, channel_id VARCHAR",
+            """SELECT auction, bidder, price, channel,
+                      CASE
+                          WHEN lower(channel) = 'apple' THEN '0'
+                          WHEN lower(channel) = 'google' THEN '1'
+                          WHEN lower(channel) = 'facebook' THEN '2'
+                          WHEN lower(channel) = 'baidu' THEN '3'
+                          ELSE REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2)
+                      END AS channel_id
+               FROM bid
+               WHERE REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2) IS NOT NULL
+                     OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu')"""),
+    "q22": ("auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, dir1 VARCHAR, "
+            "dir2 VARCHAR, dir3 VARCHAR",
+            """SELECT auction, bidder, price, channel,
+                      SPLIT_INDEX(url, '/', 3) AS dir1,
+                      SPLIT_INDEX(url, '/', 4) AS dir2,
+                      SPLIT_INDEX(url, '/', 5) AS dir3
+               FROM bid"""),
 }
 
-UPDATING = {"q4", "q9"}
+# Queries whose result is a changelog, with the number of leading columns that make the key.
+UPDATING = {"q4": 1, "q9": 1, "q17": 2}
 
 
 def main():
@@ -156,7 +212,7 @@ def main():
         with t_env.sql_query(select).execute().collect() as rows:
             for row in rows:
                 kind = str(row.get_row_kind())
-                key = row[0]
+                key = tuple(row[i] for i in range(UPDATING[args.query]))
                 if kind.endswith("DELETE") or kind.endswith("UPDATE_BEFORE"):
                     final.pop(key, None)
                 else:

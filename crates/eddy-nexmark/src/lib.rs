@@ -43,7 +43,9 @@ pub enum NexmarkError {
         message: String,
     },
     /// No such query.
-    #[error("unknown query '{0}' (known: q0, q1, q2, q3, q4, q5, q7, q8, q9, q11)")]
+    #[error(
+        "unknown query '{0}' (known: q0, q1, q2, q3, q4, q5, q7, q8, q9, q11, q14, q17, q20, q21, q22)"
+    )]
     UnknownQuery(String),
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
@@ -245,6 +247,11 @@ pub fn add_query(query: Query, events: DataStream<Event>, output: Option<&Path>)
         Query::Q8 => sink(queries::q8(events), output),
         Query::Q9 => sink(queries::q9(events), output),
         Query::Q11 => sink(queries::q11(events), output),
+        Query::Q14 => sink(queries::q14(events), output),
+        Query::Q17 => sink(queries::q17(events), output),
+        Query::Q20 => sink(queries::q20(events), output),
+        Query::Q21 => sink(queries::q21(events), output),
+        Query::Q22 => sink(queries::q22(events), output),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use eddy::prelude::*;
+use eddy_nexmark::json::format_timestamp;
 use eddy_nexmark::queries::{
     self, Q0Row, Q1Row, Q2Row, Q3Row, Q4Row, Q5Row, Q7Row, Q8Row, Q9Row, Q11Row,
 };
@@ -20,8 +21,15 @@ fn config() -> GeneratorConfig {
     }
 }
 
-fn generated() -> Vec<Event> {
-    let c = config();
+/// 0.2 events per second: 33 hours of event time, every hour of the day and two days.
+fn slow_config() -> GeneratorConfig {
+    GeneratorConfig {
+        events_per_second: 0.2,
+        ..config()
+    }
+}
+
+fn generated(c: &GeneratorConfig) -> Vec<Event> {
     (0..EVENTS).map(|n| c.event(n)).collect()
 }
 
@@ -42,15 +50,20 @@ fn run(query: Query, input: &Input, parallelism: u32) -> Vec<String> {
         Query::Q8 => strings(queries::q8(events)),
         Query::Q9 => strings(queries::q9(events)),
         Query::Q11 => strings(queries::q11(events)),
+        Query::Q14 => strings(queries::q14(events)),
+        Query::Q17 => strings(queries::q17(events)),
+        Query::Q20 => strings(queries::q20(events)),
+        Query::Q21 => strings(queries::q21(events)),
+        Query::Q22 => strings(queries::q22(events)),
     };
     let mut out = rows
         .execute_and_collect(&format!("{query}"))
         .unwrap_or_else(|e| panic!("{query} p={parallelism}: {e}"));
-    if query.is_updating() {
+    if let Some(k) = query.key_columns() {
         // A changelog: the last row per key (each key's rows come from one subtask, in order).
         let mut last = BTreeMap::new();
         for row in out {
-            let key = row.split(',').next().unwrap_or_default().to_string();
+            let key: Vec<String> = row.split(',').take(k).map(String::from).collect();
             last.insert(key, row);
         }
         out = last.into_values().collect();
@@ -257,6 +270,127 @@ fn oracle(query: Query, events: &[Event]) -> Vec<String> {
             }
             rows
         }
+        Query::Q14 => bids(events)
+            .filter(|b| {
+                let euros = b.price as f64 * 0.908;
+                euros > 1_000_000.0 && euros < 50_000_000.0
+            })
+            .map(|b| {
+                let hour = b.date_time.div_euclid(3_600_000).rem_euclid(24);
+                let kind = if (8..=18).contains(&hour) {
+                    "dayTime"
+                } else if hour <= 6 || hour >= 20 {
+                    "nightTime"
+                } else {
+                    "otherTime"
+                };
+                let thousandths = b.price * 908;
+                format!(
+                    "{},{},{}.{:03},{kind},{},{},{}",
+                    b.auction,
+                    b.bidder,
+                    thousandths / 1000,
+                    thousandths % 1000,
+                    format_timestamp(b.date_time),
+                    b.extra,
+                    b.extra.chars().filter(|c| *c == 'c').count()
+                )
+            })
+            .collect(),
+        Query::Q17 => {
+            let mut groups: BTreeMap<(u64, String), Vec<u64>> = BTreeMap::new();
+            for b in bids(events) {
+                let day = format_timestamp(b.date_time)[..10].to_string();
+                groups.entry((b.auction, day)).or_default().push(b.price);
+            }
+            groups
+                .into_iter()
+                .map(|((auction, day), prices)| {
+                    let n = prices.len() as u64;
+                    let sum: u64 = prices.iter().sum();
+                    let rank =
+                        |r: std::ops::Range<u64>| prices.iter().filter(|p| r.contains(p)).count();
+                    format!(
+                        "{auction},{day},{n},{},{},{},{},{},{},{sum}",
+                        rank(0..10_000),
+                        rank(10_000..1_000_000),
+                        rank(1_000_000..u64::MAX),
+                        prices.iter().min().unwrap(),
+                        prices.iter().max().unwrap(),
+                        sum / n
+                    )
+                })
+                .collect()
+        }
+        Query::Q20 => {
+            let auctions: HashMap<u64, &eddy_nexmark::Auction> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Auction(a) if a.category == 10 => Some((a.id, a)),
+                    _ => None,
+                })
+                .collect();
+            bids(events)
+                .filter_map(|b| {
+                    let a = auctions.get(&b.auction)?;
+                    Some(format!(
+                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                        b.auction,
+                        b.bidder,
+                        b.price,
+                        b.channel,
+                        b.url,
+                        format_timestamp(b.date_time),
+                        b.extra,
+                        a.item_name,
+                        a.description,
+                        a.initial_bid,
+                        a.reserve,
+                        format_timestamp(a.date_time),
+                        format_timestamp(a.expires),
+                        a.seller,
+                        a.category,
+                        a.extra
+                    ))
+                })
+                .collect()
+        }
+        Query::Q21 => bids(events)
+            .filter_map(|b| {
+                let hot = ["apple", "google", "facebook", "baidu"]
+                    .iter()
+                    .position(|c| b.channel.eq_ignore_ascii_case(c));
+                // `(&|^)channel_id=([^&]*)`: a `&`-separated part that starts with the name.
+                let id = match hot {
+                    Some(i) => i.to_string(),
+                    None => b
+                        .url
+                        .split('&')
+                        .find_map(|part| part.strip_prefix("channel_id="))?
+                        .to_string(),
+                };
+                Some(format!(
+                    "{},{},{},{},{id}",
+                    b.auction, b.bidder, b.price, b.channel
+                ))
+            })
+            .collect(),
+        Query::Q22 => bids(events)
+            .map(|b| {
+                let parts: Vec<&str> = b.url.split('/').collect();
+                let dir = |i: usize| parts.get(i).copied().unwrap_or("");
+                format!(
+                    "{},{},{},{},{},{},{}",
+                    b.auction,
+                    b.bidder,
+                    b.price,
+                    b.channel,
+                    dir(3),
+                    dir(4),
+                    dir(5)
+                )
+            })
+            .collect(),
     };
     out.sort();
     out
@@ -273,12 +407,16 @@ fn q11_row(bidder: u64, start: i64, last: i64, bid_count: u64) -> String {
 }
 
 fn check(query: Query) {
-    let events = generated();
+    check_with(query, config());
+}
+
+fn check_with(query: Query, config: GeneratorConfig) {
+    let events = generated(&config);
     let expected = oracle(query, &events);
     assert!(!expected.is_empty(), "{query}: the oracle found no rows");
     for p in [1, 2, 4] {
         let input = Input::Generator {
-            config: config(),
+            config: config.clone(),
             events: EVENTS,
         };
         let got = run(query, &input, p);
@@ -286,7 +424,7 @@ fn check(query: Query) {
         assert!(got == expected, "{query} p={p}: rows differ");
     }
     let dir = tempfile::tempdir().unwrap();
-    write_files(&config(), EVENTS, 2, dir.path()).unwrap();
+    write_files(&config, EVENTS, 2, dir.path()).unwrap();
     let got = run(query, &Input::Files(dir.path().to_path_buf()), 2);
     assert!(got == expected, "{query} from files: rows differ");
 }
@@ -339,6 +477,31 @@ fn q9_finds_each_auctions_winning_bid() {
 #[test]
 fn q11_counts_bids_per_user_session() {
     check(Query::Q11);
+}
+
+#[test]
+fn q14_selects_bids_by_price_with_their_time_of_day() {
+    check_with(Query::Q14, slow_config());
+}
+
+#[test]
+fn q17_aggregates_bids_per_auction_and_day() {
+    check_with(Query::Q17, slow_config());
+}
+
+#[test]
+fn q20_expands_bids_with_their_category_10_auction() {
+    check(Query::Q20);
+}
+
+#[test]
+fn q21_adds_channel_ids() {
+    check(Query::Q21);
+}
+
+#[test]
+fn q22_splits_urls_into_directories() {
+    check(Query::Q22);
 }
 
 #[test]

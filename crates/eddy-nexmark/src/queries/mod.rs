@@ -1,4 +1,5 @@
-//! Nexmark queries q0–q5, q7–q9 and q11, written with the DataStream API.
+//! Nexmark queries q0–q5, q7–q9 and q11 of the original suite, and q14, q17 and q20–q22 of those
+//! the reference added ([`extended`]), written with the DataStream API.
 //!
 //! Each query takes the stream of events (with timestamps and watermarks assigned) and returns a
 //! typed stream of rows. A row's `Display` is one CSV line with the columns, in order, of the
@@ -33,6 +34,10 @@ use eddy::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod extended;
+
+pub use extended::{BidTimeType, Q14Row, Q17Row, Q20Row, Q21Row, Q22Row, q14, q17, q20, q21, q22};
+
 use crate::NexmarkError;
 use crate::json::format_timestamp;
 use crate::model::{Auction, Bid, Event, Person};
@@ -60,11 +65,21 @@ pub enum Query {
     Q9,
     /// User sessions (session window).
     Q11,
+    /// Calculation (filter, `CASE`, a character count).
+    Q14,
+    /// Auction statistics per day (unbounded aggregation).
+    Q17,
+    /// Bids expanded with their auction (regular join).
+    Q20,
+    /// Channel ids (`CASE`, `REGEXP_EXTRACT`).
+    Q21,
+    /// URL directories (`SPLIT_INDEX`).
+    Q22,
 }
 
 impl Query {
     /// Every query, in order.
-    pub const ALL: [Query; 10] = [
+    pub const ALL: [Query; 15] = [
         Query::Q0,
         Query::Q1,
         Query::Q2,
@@ -75,12 +90,22 @@ impl Query {
         Query::Q8,
         Query::Q9,
         Query::Q11,
+        Query::Q14,
+        Query::Q17,
+        Query::Q20,
+        Query::Q21,
+        Query::Q22,
     ];
 
-    /// Whether the query's output is a changelog of updates to keyed results (only the last row
-    /// per key is the result), rather than a multiset of rows.
-    pub fn is_updating(self) -> bool {
-        self == Query::Q4
+    /// For a query whose output is a changelog of updates to keyed results (only the last row
+    /// per key is the result), the number of leading columns that make the key; `None` for a
+    /// query whose output is a multiset of rows.
+    pub fn key_columns(self) -> Option<usize> {
+        match self {
+            Query::Q4 => Some(1),
+            Query::Q17 => Some(2),
+            _ => None,
+        }
     }
 }
 
@@ -97,6 +122,11 @@ impl fmt::Display for Query {
             Query::Q8 => 8,
             Query::Q9 => 9,
             Query::Q11 => 11,
+            Query::Q14 => 14,
+            Query::Q17 => 17,
+            Query::Q20 => 20,
+            Query::Q21 => 21,
+            Query::Q22 => 22,
         };
         write!(f, "q{n}")
     }
