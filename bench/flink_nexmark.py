@@ -43,6 +43,20 @@ VIEWS = [
        FROM nexmark WHERE event_type = 2""",
 ]
 
+# q15 and q16's aggregates.
+BID_STATS = """count(*) AS total_bids,
+    count(*) FILTER (WHERE price < 10000) AS rank1_bids,
+    count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
+    count(*) FILTER (WHERE price >= 1000000) AS rank3_bids,
+    count(DISTINCT bidder) AS total_bidders,
+    count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders,
+    count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bidders,
+    count(DISTINCT bidder) FILTER (WHERE price >= 1000000) AS rank3_bidders,
+    count(DISTINCT auction) AS total_auctions,
+    count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions,
+    count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions,
+    count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions"""
+
 # Each query: the sink's columns and the SELECT that fills it (the reference's semantics).
 QUERIES = {
     "q0": ("auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR",
@@ -131,6 +145,22 @@ QUERIES = {
                           AS c_counts
                FROM bid
                WHERE 0.908 * price > 1000000 AND 0.908 * price < 50000000"""),
+    "q15": ("`day` VARCHAR, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, "
+            "rank3_bids BIGINT, total_bidders BIGINT, rank1_bidders BIGINT, "
+            "rank2_bidders BIGINT, rank3_bidders BIGINT, total_auctions BIGINT, "
+            "rank1_auctions BIGINT, rank2_auctions BIGINT, rank3_auctions BIGINT",
+            f"""SELECT DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') AS `day`, {BID_STATS}
+                FROM bid
+                GROUP BY DATE_FORMAT(`dateTime`, 'yyyy-MM-dd')"""),
+    "q16": ("channel VARCHAR, `day` VARCHAR, `minute` VARCHAR, total_bids BIGINT, "
+            "rank1_bids BIGINT, rank2_bids BIGINT, rank3_bids BIGINT, total_bidders BIGINT, "
+            "rank1_bidders BIGINT, rank2_bidders BIGINT, rank3_bidders BIGINT, "
+            "total_auctions BIGINT, rank1_auctions BIGINT, rank2_auctions BIGINT, "
+            "rank3_auctions BIGINT",
+            f"""SELECT channel, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') AS `day`,
+                       max(DATE_FORMAT(`dateTime`, 'HH:mm')) AS `minute`, {BID_STATS}
+                FROM bid
+                GROUP BY channel, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd')"""),
     "q17": ("auction BIGINT, `day` VARCHAR, total_bids BIGINT, rank1_bids BIGINT, "
             "rank2_bids BIGINT, rank3_bids BIGINT, min_price BIGINT, max_price BIGINT, "
             "avg_price BIGINT, sum_price BIGINT",
@@ -175,7 +205,7 @@ QUERIES = {
 }
 
 # Queries whose result is a changelog, with the number of leading columns that make the key.
-UPDATING = {"q4": 1, "q9": 1, "q17": 2}
+UPDATING = {"q4": 1, "q9": 1, "q15": 1, "q16": 2, "q17": 2}
 
 
 def main():

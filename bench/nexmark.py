@@ -41,10 +41,10 @@ VENV = os.path.join(TOOLS, "flink-venv")
 FLINK_VERSION = "2.3.0"
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/eddy-target"))
 NEXMARK = None  # the binary, once built
-QUERIES = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q14", "q17", "q20",
-           "q21", "q22"]
+QUERIES = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q14", "q15", "q16",
+           "q17", "q20", "q21", "q22"]
 # Queries whose result is a changelog, with the number of leading columns that make the key.
-UPDATING = {"q4": 1, "q9": 1, "q17": 2}
+UPDATING = {"q4": 1, "q9": 1, "q15": 1, "q16": 2, "q17": 2}
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -51,6 +51,8 @@ fn run(query: Query, input: &Input, parallelism: u32) -> Vec<String> {
         Query::Q9 => strings(queries::q9(events)),
         Query::Q11 => strings(queries::q11(events)),
         Query::Q14 => strings(queries::q14(events)),
+        Query::Q15 => strings(queries::q15(events)),
+        Query::Q16 => strings(queries::q16(events)),
         Query::Q17 => strings(queries::q17(events)),
         Query::Q20 => strings(queries::q20(events)),
         Query::Q21 => strings(queries::q21(events)),
@@ -297,6 +299,58 @@ fn oracle(query: Query, events: &[Event]) -> Vec<String> {
                 )
             })
             .collect(),
+        Query::Q15 | Query::Q16 => {
+            // Per (channel, day), or per day: the bids' (bidder, auction, price, time).
+            let mut groups: BTreeMap<(String, String), Vec<&eddy_nexmark::Bid>> = BTreeMap::new();
+            for b in bids(events) {
+                let day = format_timestamp(b.date_time)[..10].to_string();
+                let channel = if query == Query::Q16 {
+                    b.channel.clone()
+                } else {
+                    String::new()
+                };
+                groups.entry((channel, day)).or_default().push(b);
+            }
+            groups
+                .into_iter()
+                .map(|((channel, day), bids)| {
+                    let ranks: [fn(u64) -> bool; 4] = [
+                        |_| true,
+                        |p| p < 10_000,
+                        |p| (10_000..1_000_000).contains(&p),
+                        |p| p >= 1_000_000,
+                    ];
+                    let mut cols = Vec::new();
+                    for r in ranks {
+                        cols.push(bids.iter().filter(|b| r(b.price)).count());
+                    }
+                    for r in ranks {
+                        let s: HashSet<u64> = bids
+                            .iter()
+                            .filter(|b| r(b.price))
+                            .map(|b| b.bidder)
+                            .collect();
+                        cols.push(s.len());
+                    }
+                    for r in ranks {
+                        let s: HashSet<u64> = bids
+                            .iter()
+                            .filter(|b| r(b.price))
+                            .map(|b| b.auction)
+                            .collect();
+                        cols.push(s.len());
+                    }
+                    let cols: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
+                    if query == Query::Q16 {
+                        let latest = bids.iter().map(|b| b.date_time).max().unwrap();
+                        let minute = &format_timestamp(latest)[11..16];
+                        format!("{channel},{day},{minute},{}", cols.join(","))
+                    } else {
+                        format!("{day},{}", cols.join(","))
+                    }
+                })
+                .collect()
+        }
         Query::Q17 => {
             let mut groups: BTreeMap<(u64, String), Vec<u64>> = BTreeMap::new();
             for b in bids(events) {
@@ -482,6 +536,16 @@ fn q11_counts_bids_per_user_session() {
 #[test]
 fn q14_selects_bids_by_price_with_their_time_of_day() {
     check_with(Query::Q14, slow_config());
+}
+
+#[test]
+fn q15_counts_bids_bidders_and_auctions_per_day() {
+    check_with(Query::Q15, slow_config());
+}
+
+#[test]
+fn q16_counts_bids_bidders_and_auctions_per_channel_and_day() {
+    check_with(Query::Q16, slow_config());
 }
 
 #[test]

@@ -1,8 +1,10 @@
-//! The queries the reference added to the original suite: q14, q17 and q20–q22.
+//! The queries the reference added to the original suite: q14–q17 and q20–q22.
 //!
 //! | query | what | how |
 //! |-------|------|-----|
 //! | q14 | bids in a price range, with a time-of-day type and a character count | `flat_map` |
+//! | q15 | per day: bids, distinct bidders and distinct auctions, in all and by price rank | keyed running aggregate with keyed sets |
+//! | q16 | q15 per channel and day, with the latest minute | the same, keyed by channel and day |
 //! | q17 | per auction and day: bid counts by price rank, min, max, average and sum of prices | keyed running aggregate |
 //! | q20 | bids of category-10 auctions, with the auction | keyed two-input join with state |
 //! | q21 | bids with a channel id, from the channel name or the URL | `flat_map` |
@@ -13,8 +15,8 @@ use std::fmt;
 use chrono::{DateTime, Timelike};
 use eddy::prelude::*;
 use eddy::{
-    FunctionResult, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, ListState,
-    ListStateDescriptor, ValueState, ValueStateDescriptor,
+    Data, FunctionResult, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, ListState,
+    ListStateDescriptor, MapState, MapStateDescriptor, ValueState, ValueStateDescriptor,
 };
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +115,171 @@ fn day_of(millis: i64) -> String {
     format_timestamp(millis).chars().take(10).collect()
 }
 
+/// The price rank of q15–q17: 1 below $100 (10,000 cents), 2 below $10,000, 3 from there.
+fn price_rank(price: u64) -> usize {
+    match price {
+        ..10_000 => 1,
+        10_000..1_000_000 => 2,
+        _ => 3,
+    }
+}
+
+/// q15 and q16's figures for one key: bids, distinct bidders and distinct auctions, each in
+/// all (index 0) and per price rank (1 to 3), and the latest bid time.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BidStats {
+    /// Bids.
+    pub bids: [u64; 4],
+    /// Distinct bidders.
+    pub bidders: [u64; 4],
+    /// Distinct auctions.
+    pub auctions: [u64; 4],
+    /// The latest bid time (ms since the epoch).
+    pub latest: i64,
+}
+
+impl fmt::Display for BidStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let all = self.bids.iter().chain(&self.bidders).chain(&self.auctions);
+        for (i, n) in all.enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A bid as q15 and q16 count it: `(bidder, auction, price, time)`.
+type CountedBid = (u64, u64, u64, i64);
+
+/// Keeps [`BidStats`] per key, and which bidders and auctions it has seen per rank, as keyed
+/// map state (`(set, id)`: sets 0–3 are bidders in all and per rank, 4–7 auctions), so that a
+/// bid costs a few lookups whatever the number of distinct values.
+struct CountBids {
+    stats: Option<ValueState<BidStats>>,
+    seen: Option<MapState<(u8, u64), ()>>,
+}
+
+impl CountBids {
+    fn new() -> Self {
+        CountBids {
+            stats: None,
+            seen: None,
+        }
+    }
+}
+
+impl<K: Data + Eq + std::hash::Hash> KeyedProcessFunction<K, (K, CountedBid), (K, BidStats)>
+    for CountBids
+{
+    fn open(&mut self, ctx: &RuntimeContext) -> FunctionResult<()> {
+        self.stats = Some(ctx.get_state(&ValueStateDescriptor::new("stats"))?);
+        self.seen = Some(ctx.get_map_state(&MapStateDescriptor::new("seen"))?);
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        (key, (bidder, auction, price, time)): (K, CountedBid),
+        _ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, (K, BidStats)>,
+    ) -> FunctionResult<()> {
+        let (stats, seen) = open_pair(&self.stats, &self.seen)?;
+        let mut s = stats.value()?.unwrap_or_default();
+        let rank = price_rank(price);
+        s.latest = s.latest.max(time);
+        for r in [0, rank] {
+            s.bids[r] += 1;
+            for (set, id, count) in [
+                (r as u8, bidder, &mut s.bidders[r]),
+                (4 + r as u8, auction, &mut s.auctions[r]),
+            ] {
+                if !seen.contains(&(set, id))? {
+                    seen.put((set, id), ())?;
+                    *count += 1;
+                }
+            }
+        }
+        stats.update(s.clone())?;
+        out.collect((key, s));
+        Ok(())
+    }
+}
+
+/// q15: per day, the number of bids, distinct bidders and distinct auctions, in all and per
+/// price rank. An unbounded aggregation: each bid emits its day's new row.
+pub fn q15(events: DataStream<Event>) -> DataStream<Q15Row> {
+    bids(events)
+        .map(|b: Bid| {
+            (
+                day_of(b.date_time),
+                (b.bidder, b.auction, b.price, b.date_time),
+            )
+        })
+        .key_by(|b: &(String, CountedBid)| b.0.clone())
+        .process(CountBids::new)
+        .map(|(day, stats): (String, BidStats)| Q15Row { day, stats })
+        .name("q15")
+}
+
+/// A q15 row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Q15Row {
+    /// `yyyy-MM-dd`.
+    pub day: String,
+    /// The day's figures.
+    pub stats: BidStats,
+}
+
+impl fmt::Display for Q15Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{}", self.day, self.stats)
+    }
+}
+
+/// q16: q15 per channel and day, with the latest minute of a bid (`HH:mm`).
+pub fn q16(events: DataStream<Event>) -> DataStream<Q16Row> {
+    bids(events)
+        .map(|b: Bid| {
+            let key = (b.channel, day_of(b.date_time));
+            (key, (b.bidder, b.auction, b.price, b.date_time))
+        })
+        .key_by(|b: &((String, String), CountedBid)| b.0.clone())
+        .process(CountBids::new)
+        .map(
+            |((channel, day), stats): ((String, String), BidStats)| Q16Row {
+                channel,
+                day,
+                stats,
+            },
+        )
+        .name("q16")
+}
+
+/// A q16 row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Q16Row {
+    /// Channel name.
+    pub channel: String,
+    /// `yyyy-MM-dd`.
+    pub day: String,
+    /// The channel's figures that day.
+    pub stats: BidStats,
+}
+
+impl fmt::Display for Q16Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let minute: String = format_timestamp(self.stats.latest)
+            .chars()
+            .skip(11)
+            .take(5)
+            .collect();
+        write!(f, "{},{},{minute},{}", self.channel, self.day, self.stats)
+    }
+}
+
 /// q17: per auction and day, the number of bids in all and below $100, from $100 to below
 /// $10,000 and from $10,000, and the minimum, maximum, average (integer, as SQL's `AVG` of
 /// `BIGINT`) and sum of their prices. An unbounded aggregation: each bid emits its key's new
@@ -155,9 +322,9 @@ impl Q17Row {
             (self.min_price, self.max_price) = (price, price);
         }
         self.total_bids += 1;
-        match price {
-            ..10_000 => self.rank1_bids += 1,
-            10_000..1_000_000 => self.rank2_bids += 1,
+        match price_rank(price) {
+            1 => self.rank1_bids += 1,
+            2 => self.rank2_bids += 1,
             _ => self.rank3_bids += 1,
         }
         self.min_price = self.min_price.min(price);

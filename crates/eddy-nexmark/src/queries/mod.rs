@@ -1,4 +1,4 @@
-//! Nexmark queries q0–q5, q7–q9 and q11 of the original suite, and q14, q17 and q20–q22 of those
+//! Nexmark queries q0–q5, q7–q9 and q11 of the original suite, and q14–q17 and q20–q22 of those
 //! the reference added ([`extended`]), written with the DataStream API.
 //!
 //! Each query takes the stream of events (with timestamps and watermarks assigned) and returns a
@@ -36,7 +36,10 @@ use serde::{Deserialize, Serialize};
 
 pub mod extended;
 
-pub use extended::{BidTimeType, Q14Row, Q17Row, Q20Row, Q21Row, Q22Row, q14, q17, q20, q21, q22};
+pub use extended::{
+    BidStats, BidTimeType, Q14Row, Q15Row, Q16Row, Q17Row, Q20Row, Q21Row, Q22Row, q14, q15, q16,
+    q17, q20, q21, q22,
+};
 
 use crate::NexmarkError;
 use crate::json::format_timestamp;
@@ -67,6 +70,10 @@ pub enum Query {
     Q11,
     /// Calculation (filter, `CASE`, a character count).
     Q14,
+    /// Bidding statistics per day (distinct counts with filters).
+    Q15,
+    /// Channel statistics per day (distinct counts with filters, several keys).
+    Q16,
     /// Auction statistics per day (unbounded aggregation).
     Q17,
     /// Bids expanded with their auction (regular join).
@@ -79,7 +86,7 @@ pub enum Query {
 
 impl Query {
     /// Every query, in order.
-    pub const ALL: [Query; 15] = [
+    pub const ALL: [Query; 17] = [
         Query::Q0,
         Query::Q1,
         Query::Q2,
@@ -91,6 +98,8 @@ impl Query {
         Query::Q9,
         Query::Q11,
         Query::Q14,
+        Query::Q15,
+        Query::Q16,
         Query::Q17,
         Query::Q20,
         Query::Q21,
@@ -102,8 +111,8 @@ impl Query {
     /// query whose output is a multiset of rows.
     pub fn key_columns(self) -> Option<usize> {
         match self {
-            Query::Q4 => Some(1),
-            Query::Q17 => Some(2),
+            Query::Q4 | Query::Q15 => Some(1),
+            Query::Q16 | Query::Q17 => Some(2),
             _ => None,
         }
     }
@@ -123,6 +132,8 @@ impl fmt::Display for Query {
             Query::Q9 => 9,
             Query::Q11 => 11,
             Query::Q14 => 14,
+            Query::Q15 => 15,
+            Query::Q16 => 16,
             Query::Q17 => 17,
             Query::Q20 => 20,
             Query::Q21 => 21,
