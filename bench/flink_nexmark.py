@@ -173,6 +173,13 @@ QUERIES = {
                       avg(price) AS avg_price, sum(price) AS sum_price
                FROM bid
                GROUP BY auction, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd')"""),
+    "q18": ("auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, "
+            "`dateTime` TIMESTAMP(3), extra VARCHAR",
+            """SELECT auction, bidder, price, channel, url, `dateTime`, extra
+               FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY bidder, auction
+                                                  ORDER BY `dateTime` DESC) AS rank_number
+                     FROM bid)
+               WHERE rank_number <= 1"""),
     "q20": ("auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, "
             "bid_dateTime TIMESTAMP(3), bid_extra VARCHAR, itemName VARCHAR, "
             "description VARCHAR, initialBid BIGINT, reserve BIGINT, "
@@ -205,7 +212,7 @@ QUERIES = {
 }
 
 # Queries whose result is a changelog, with the number of leading columns that make the key.
-UPDATING = {"q4": 1, "q9": 1, "q15": 1, "q16": 2, "q17": 2}
+UPDATING = {"q4": 1, "q9": 1, "q15": 1, "q16": 2, "q17": 2, "q18": 2}
 
 
 def main():

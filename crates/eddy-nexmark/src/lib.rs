@@ -4,7 +4,7 @@
 //!   that the same seed always gives the same events whatever the parallelism.
 //! - [`NexmarkSource`] runs it as a parallel source inside a job; [`write_files`] writes it as
 //!   newline-delimited JSON in the reference's layout, for other engines to read.
-//! - [`queries`] holds q0–q5, q7–q9, q11, q14–q17 and q20–q22 written with the DataStream API;
+//! - [`queries`] holds q0–q5, q7–q9, q11, q14–q18 and q20–q22 written with the DataStream API;
 //!   [`run_query`] runs one on files or on the generator.
 //!
 //! The `nexmark` binary wraps both (`nexmark generate`, `nexmark run`), and `bench/nexmark.py`
@@ -44,7 +44,7 @@ pub enum NexmarkError {
     },
     /// No such query.
     #[error(
-        "unknown query '{0}' (known: q0, q1, q2, q3, q4, q5, q7, q8, q9, q11, q14, q15, q16, q17, q20, q21, q22)"
+        "unknown query '{0}' (known: q0, q1, q2, q3, q4, q5, q7, q8, q9, q11, q14, q15, q16, q17, q18, q20, q21, q22)"
     )]
     UnknownQuery(String),
     /// Reading or writing a file failed.
@@ -251,6 +251,7 @@ pub fn add_query(query: Query, events: DataStream<Event>, output: Option<&Path>)
         Query::Q15 => sink(queries::q15(events), output),
         Query::Q16 => sink(queries::q16(events), output),
         Query::Q17 => sink(queries::q17(events), output),
+        Query::Q18 => sink(queries::q18(events), output),
         Query::Q20 => sink(queries::q20(events), output),
         Query::Q21 => sink(queries::q21(events), output),
         Query::Q22 => sink(queries::q22(events), output),

@@ -54,6 +54,7 @@ fn run(query: Query, input: &Input, parallelism: u32) -> Vec<String> {
         Query::Q15 => strings(queries::q15(events)),
         Query::Q16 => strings(queries::q16(events)),
         Query::Q17 => strings(queries::q17(events)),
+        Query::Q18 => strings(queries::q18(events)),
         Query::Q20 => strings(queries::q20(events)),
         Query::Q21 => strings(queries::q21(events)),
         Query::Q22 => strings(queries::q22(events)),
@@ -376,6 +377,30 @@ fn oracle(query: Query, events: &[Event]) -> Vec<String> {
                 })
                 .collect()
         }
+        Query::Q18 => {
+            // Timestamps are 1.7 ms apart: no two bids tie.
+            let mut last: BTreeMap<(u64, u64), &eddy_nexmark::Bid> = BTreeMap::new();
+            for b in bids(events) {
+                let e = last.entry((b.auction, b.bidder)).or_insert(b);
+                if b.date_time > e.date_time {
+                    *e = b;
+                }
+            }
+            last.values()
+                .map(|b| {
+                    format!(
+                        "{},{},{},{},{},{},{}",
+                        b.auction,
+                        b.bidder,
+                        b.price,
+                        b.channel,
+                        b.url,
+                        format_timestamp(b.date_time),
+                        b.extra
+                    )
+                })
+                .collect()
+        }
         Query::Q20 => {
             let auctions: HashMap<u64, &eddy_nexmark::Auction> = events
                 .iter()
@@ -551,6 +576,11 @@ fn q16_counts_bids_bidders_and_auctions_per_channel_and_day() {
 #[test]
 fn q17_aggregates_bids_per_auction_and_day() {
     check_with(Query::Q17, slow_config());
+}
+
+#[test]
+fn q18_keeps_each_bidders_last_bid_per_auction() {
+    check(Query::Q18);
 }
 
 #[test]

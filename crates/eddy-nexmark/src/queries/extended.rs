@@ -1,4 +1,4 @@
-//! The queries the reference added to the original suite: q14–q17 and q20–q22.
+//! The queries the reference added to the original suite: q14–q18 and q20–q22.
 //!
 //! | query | what | how |
 //! |-------|------|-----|
@@ -6,6 +6,7 @@
 //! | q15 | per day: bids, distinct bidders and distinct auctions, in all and by price rank | keyed running aggregate with keyed sets |
 //! | q16 | q15 per channel and day, with the latest minute | the same, keyed by channel and day |
 //! | q17 | per auction and day: bid counts by price rank, min, max, average and sum of prices | keyed running aggregate |
+//! | q18 | each bidder's last bid on each auction | keyed deduplication keeping the latest |
 //! | q20 | bids of category-10 auctions, with the auction | keyed two-input join with state |
 //! | q21 | bids with a channel id, from the channel name or the URL | `flat_map` |
 //! | q22 | bids with the first three directories of their URL | `map` |
@@ -378,6 +379,63 @@ impl KeyedProcessFunction<(u64, String), ((u64, String), u64), Q17Row> for Aucti
         row.add(price);
         stats.update(row.clone())?;
         out.collect(row);
+        Ok(())
+    }
+}
+
+/// q18: each bidder's last bid on each auction — the one with the latest `dateTime`, of equal
+/// ones the later to arrive, as Flink's deduplication keeps it. A changelog: every bid that
+/// becomes its (auction, bidder)'s last is emitted.
+pub fn q18(events: DataStream<Event>) -> DataStream<Q18Row> {
+    bids(events)
+        .key_by(|b: &Bid| (b.auction, b.bidder))
+        .process(|| LastBid { latest: None })
+        .name("q18")
+}
+
+/// A q18 row: `auction, bidder, price, channel, url, dateTime, extra`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Q18Row(pub Bid);
+
+impl fmt::Display for Q18Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = &self.0;
+        write!(
+            f,
+            "{},{},{},{},{},{},{}",
+            b.auction,
+            b.bidder,
+            b.price,
+            b.channel,
+            b.url,
+            format_timestamp(b.date_time),
+            b.extra
+        )
+    }
+}
+
+/// q18's state per (auction, bidder): the time of the last bid.
+struct LastBid {
+    latest: Option<ValueState<i64>>,
+}
+
+impl KeyedProcessFunction<(u64, u64), Bid, Q18Row> for LastBid {
+    fn open(&mut self, ctx: &RuntimeContext) -> FunctionResult<()> {
+        self.latest = Some(ctx.get_state(&ValueStateDescriptor::new("latest"))?);
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        bid: Bid,
+        _ctx: &mut KeyedContext<'_, (u64, u64)>,
+        out: &mut Collector<'_, Q18Row>,
+    ) -> FunctionResult<()> {
+        let latest = self.latest.as_ref().ok_or("state used before open()")?;
+        if latest.value()?.is_none_or(|t| bid.date_time >= t) {
+            latest.update(bid.date_time)?;
+            out.collect(Q18Row(bid));
+        }
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! Nexmark queries q0–q5, q7–q9 and q11 of the original suite, and q14–q17 and q20–q22 of those
+//! Nexmark queries q0–q5, q7–q9 and q11 of the original suite, and q14–q18 and q20–q22 of those
 //! the reference added ([`extended`]), written with the DataStream API.
 //!
 //! Each query takes the stream of events (with timestamps and watermarks assigned) and returns a
@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 pub mod extended;
 
 pub use extended::{
-    BidStats, BidTimeType, Q14Row, Q15Row, Q16Row, Q17Row, Q20Row, Q21Row, Q22Row, q14, q15, q16,
-    q17, q20, q21, q22,
+    BidStats, BidTimeType, Q14Row, Q15Row, Q16Row, Q17Row, Q18Row, Q20Row, Q21Row, Q22Row, q14,
+    q15, q16, q17, q18, q20, q21, q22,
 };
 
 use crate::NexmarkError;
@@ -76,6 +76,8 @@ pub enum Query {
     Q16,
     /// Auction statistics per day (unbounded aggregation).
     Q17,
+    /// Each bidder's last bid per auction (deduplication).
+    Q18,
     /// Bids expanded with their auction (regular join).
     Q20,
     /// Channel ids (`CASE`, `REGEXP_EXTRACT`).
@@ -86,7 +88,7 @@ pub enum Query {
 
 impl Query {
     /// Every query, in order.
-    pub const ALL: [Query; 17] = [
+    pub const ALL: [Query; 18] = [
         Query::Q0,
         Query::Q1,
         Query::Q2,
@@ -101,6 +103,7 @@ impl Query {
         Query::Q15,
         Query::Q16,
         Query::Q17,
+        Query::Q18,
         Query::Q20,
         Query::Q21,
         Query::Q22,
@@ -112,7 +115,7 @@ impl Query {
     pub fn key_columns(self) -> Option<usize> {
         match self {
             Query::Q4 | Query::Q15 => Some(1),
-            Query::Q16 | Query::Q17 => Some(2),
+            Query::Q16 | Query::Q17 | Query::Q18 => Some(2),
             _ => None,
         }
     }
@@ -135,6 +138,7 @@ impl fmt::Display for Query {
             Query::Q15 => 15,
             Query::Q16 => 16,
             Query::Q17 => 17,
+            Query::Q18 => 18,
             Query::Q20 => 20,
             Query::Q21 => 21,
             Query::Q22 => 22,
