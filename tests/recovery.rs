@@ -1,11 +1,13 @@
 //! Recovery paths: a corrupt latest checkpoint, checkpoints under back pressure, savepoint
 //! errors, retention, incremental checkpoints, and at-least-once mode.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{expected_sums, running_sums};
 use eddy::JobClient;
 use eddy::prelude::*;
 
@@ -15,27 +17,6 @@ fn conf(pairs: &[(&str, &str)]) -> Configuration {
         c.set_string(*k, *v);
     }
     c
-}
-
-/// Per key: number of running sums and the largest.
-fn sums(out: Vec<(i64, i64)>) -> BTreeMap<i64, (usize, i64)> {
-    let mut m: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
-    for (k, s) in out {
-        let e = m.entry(k).or_default();
-        e.0 += 1;
-        e.1 = e.1.max(s);
-    }
-    m
-}
-
-fn expected_sums(n: i64, keys: i64) -> BTreeMap<i64, (usize, i64)> {
-    let mut m: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
-    for x in 0..n {
-        let e = m.entry(x % keys).or_default();
-        e.0 += 1;
-        e.1 += x;
-    }
-    m
 }
 
 /// Keyed running sums over `0..n`, slowed down until `fast` is set, failing once when
@@ -112,7 +93,7 @@ fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
     assert!(restored_id < 3, "{stats:?}");
     // Falling back to an older checkpoint replays what the newer one had already committed:
     // every record is counted at least once, and the final sums are right.
-    let got = sums(handle.take());
+    let got = running_sums(handle.take());
     let want = expected_sums(3_000, 5);
     for (k, (count, total)) in &want {
         let (c, t) = got[k];
@@ -194,7 +175,7 @@ fn checkpoints_complete_under_back_pressure() {
             c.end_to_end_duration_ms
         );
     }
-    assert_eq!(sums(handle.take()), expected_sums(n, 7));
+    assert_eq!(running_sums(handle.take()), expected_sums(n, 7));
 }
 
 /// A file source at parallelism 2 whose first subtask finishes its (small) file early: after a

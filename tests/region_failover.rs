@@ -2,12 +2,14 @@
 //! task restarts with its pipelined region — the tasks it exchanges data with — while the
 //! job's other regions keep running, and the output stays exactly once.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{expected_sums, running_sums};
 use eddy::FunctionResult;
 use eddy::prelude::*;
 
@@ -89,27 +91,6 @@ fn committed_numbers(dir: &Path) -> Vec<i64> {
     out
 }
 
-/// Per key of `x % keys`: how many running sums the reduce emitted, and the last one.
-fn sums_of(out: Vec<(i64, i64)>) -> BTreeMap<i64, (usize, i64)> {
-    let mut m: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
-    for (k, s) in out {
-        let e = m.entry(k).or_default();
-        e.0 += 1;
-        e.1 = e.1.max(s);
-    }
-    m
-}
-
-fn expected_sums(n: i64, keys: i64) -> BTreeMap<i64, (usize, i64)> {
-    let mut m: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
-    for x in 0..n {
-        let e = m.entry(x % keys).or_default();
-        e.0 += 1;
-        e.1 += x;
-    }
-    m
-}
-
 struct Run {
     /// Opens of the failing pipeline's map and of the other pipeline's.
     failing: Vec<(u32, u32)>,
@@ -157,7 +138,7 @@ fn run(parallelism: u32, strategy: &str, n: i64, m: i64, fail_at: i64) -> Run {
         "{strategy} failover at parallelism {parallelism}: every number committed exactly once"
     );
     assert_eq!(
-        sums_of(sums.take()),
+        running_sums(sums.take()),
         expected_sums(m, 5),
         "{strategy} failover at parallelism {parallelism}: the other pipeline's running sums"
     );

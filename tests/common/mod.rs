@@ -184,6 +184,28 @@ impl ProcessWindowFunction<(u64, i64), String, u32, TimeWindow> for FormatWindow
     }
 }
 
+/// Per key, of keyed running sums `(key, sum)`: how many were emitted, and the largest.
+pub fn running_sums(out: Vec<(i64, i64)>) -> BTreeMap<i64, (usize, i64)> {
+    let mut m: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
+    for (k, s) in out {
+        let e = m.entry(k).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(s);
+    }
+    m
+}
+
+/// What [`running_sums`] gives for exact running sums of `0..n` keyed by `x % keys`.
+pub fn expected_sums(n: i64, keys: i64) -> BTreeMap<i64, (usize, i64)> {
+    let mut m: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
+    for x in 0..n {
+        let e = m.entry(x % keys).or_default();
+        e.0 += 1;
+        e.1 += x;
+    }
+    m
+}
+
 /// Checks the output of the `region_failover` example in `dir` — `records` numbers, running
 /// sums over `keys` keys, a failure injected in the numbers pipeline's subtask `failed` at
 /// `parallelism` — against brute force, and that only that subtask restarted.
@@ -199,21 +221,18 @@ pub fn check_region_failover(dir: &Path, records: i64, keys: i64, parallelism: u
         "parallelism {parallelism}: every number committed exactly once"
     );
     // Per key: how many running sums, and the last.
-    let mut sums: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
-    for line in committed_lines(&dir.join("sums")) {
-        let (k, s) = line.split_once(',').expect("key,sum");
-        let e = sums.entry(k.parse().expect("key")).or_default();
-        e.0 += 1;
-        e.1 = e.1.max(s.parse().expect("sum"));
-    }
-    let mut expected: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
-    for x in 0..records {
-        let e = expected.entry(x % keys).or_default();
-        e.0 += 1;
-        e.1 += x;
-    }
+    let sums = running_sums(
+        committed_lines(&dir.join("sums"))
+            .iter()
+            .map(|line| {
+                let (k, s) = line.split_once(',').expect("key,sum");
+                (k.parse().expect("key"), s.parse().expect("sum"))
+            })
+            .collect(),
+    );
     assert_eq!(
-        sums, expected,
+        sums,
+        expected_sums(records, keys),
         "parallelism {parallelism}: the running sums"
     );
     let mut opens: Vec<String> = std::fs::read_dir(dir.join("opens"))

@@ -38,6 +38,21 @@ struct JobOptions {
 }
 
 impl JobOptions {
+    /// These options as arguments of `eddy jobmanager --application`.
+    fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(p) = self.parallelism {
+            out.extend(["-p".into(), p.to_string()]);
+        }
+        if let Some(s) = &self.savepoint {
+            out.extend(["-s".into(), s.clone()]);
+        }
+        if self.allow_non_restored_state {
+            out.push("-n".into());
+        }
+        out
+    }
+
     fn request(&self, args: &[String]) -> RunRequest {
         RunRequest {
             args: args.to_vec(),
@@ -231,15 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "--application".into(),
                 program.display().to_string(),
             ];
-            if let Some(p) = job.parallelism {
-                jobmanager.extend(["-p".into(), p.to_string()]);
-            }
-            if let Some(s) = &job.savepoint {
-                jobmanager.extend(["-s".into(), s.clone()]);
-            }
-            if job.allow_non_restored_state {
-                jobmanager.push("-n".into());
-            }
+            jobmanager.extend(job.to_args());
             jobmanager.push("--".into());
             jobmanager.extend(args.iter().cloned());
             let ok = eddy_cluster::application::run_here(

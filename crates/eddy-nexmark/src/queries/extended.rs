@@ -399,19 +399,23 @@ pub struct Q18Row(pub Bid);
 
 impl fmt::Display for Q18Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = &self.0;
-        write!(
-            f,
-            "{},{},{},{},{},{},{}",
-            b.auction,
-            b.bidder,
-            b.price,
-            b.channel,
-            b.url,
-            format_timestamp(b.date_time),
-            b.extra
-        )
+        write_all_bid_columns(&self.0, f)
     }
+}
+
+/// Every bid column: `auction, bidder, price, channel, url, dateTime, extra`.
+fn write_all_bid_columns(b: &Bid, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(
+        f,
+        "{},{},{},{},{},{},{}",
+        b.auction,
+        b.bidder,
+        b.price,
+        b.channel,
+        b.url,
+        format_timestamp(b.date_time),
+        b.extra
+    )
 }
 
 /// q18's state per (auction, bidder): the time of the last bid.
@@ -461,17 +465,11 @@ pub struct Q20Row {
 
 impl fmt::Display for Q20Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (b, a) = (&self.bid, &self.auction);
+        write_all_bid_columns(&self.bid, f)?;
+        let a = &self.auction;
         write!(
             f,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            b.auction,
-            b.bidder,
-            b.price,
-            b.channel,
-            b.url,
-            format_timestamp(b.date_time),
-            b.extra,
+            ",{},{},{},{},{},{},{},{},{}",
             a.item_name,
             a.description,
             a.initial_bid,
