@@ -28,6 +28,7 @@ pub mod connectors {
 pub mod runtime {
     pub use eddy_core::config;
     pub use eddy_core::element;
+    pub use eddy_core::time;
     pub use eddy_runtime::*;
 }
 

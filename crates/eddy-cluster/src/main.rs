@@ -159,6 +159,19 @@ enum Command {
         /// Where the savepoint goes.
         dir: Option<String>,
     },
+    /// Flink's SQL client: runs SQL statements on the embedded mini cluster, from a prompt
+    /// (statements end with `;`), a file or the command line.
+    Sql {
+        /// Statements run before the others, without showing their results.
+        #[arg(short = 'i', long = "init", value_name = "FILE")]
+        init: Option<PathBuf>,
+        /// A script to run instead of the prompt.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Statements to run instead of the prompt.
+        #[arg(short = 'e', long = "execute", value_name = "SQL")]
+        execute: Option<String>,
+    },
     /// Prints a program's JobGraph as JSON, without running it.
     Info {
         /// The program.
@@ -325,6 +338,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let trigger = v["request-id"].as_str().unwrap_or_default().to_string();
             let location = client.wait_operation(job_id, &trigger)?;
             println!("Savepoint completed. Path: {location}");
+        }
+        Command::Sql {
+            init,
+            file,
+            execute,
+        } => {
+            let options = eddy_sql::client::ClientOptions {
+                init: init.clone(),
+                file: file.clone(),
+                execute: execute.clone(),
+            };
+            if !eddy_sql::client::run(config, &options)? {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Info { program, args } => {
             let dir = std::env::temp_dir();

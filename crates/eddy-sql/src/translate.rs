@@ -1,0 +1,419 @@
+//! From a DataFusion logical plan to Eddy operators: each plan node becomes an operator on
+//! streams of [`SqlBatch`]es, its expressions compiled to DataFusion physical expressions that
+//! evaluate a whole batch at a time.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::compute::{concat, filter_record_batch};
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion_common::DFSchema;
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::{Expr, LogicalPlan};
+use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
+use eddy::runtime::RuntimeError;
+use eddy::runtime::element::{StreamRecord, Watermark};
+use eddy::runtime::operator::{OneInputOperator, Output};
+use eddy::{DataStream, StreamExecutionEnvironment};
+
+use crate::batch::SqlBatch;
+use crate::connectors;
+use crate::error::{Result, SqlError};
+use crate::planner::{Catalog, CatalogObject, ScanSource};
+
+/// Builds the operators of one job from logical plans.
+pub struct Translator<'a> {
+    env: &'a StreamExecutionEnvironment,
+    catalog: &'a Catalog,
+    props: ExecutionProps,
+}
+
+impl<'a> Translator<'a> {
+    /// A translator adding operators to `env`, resolving tables in `catalog`.
+    pub fn new(env: &'a StreamExecutionEnvironment, catalog: &'a Catalog) -> Self {
+        Translator {
+            env,
+            catalog,
+            props: ExecutionProps::new(),
+        }
+    }
+
+    /// The stream of `plan`'s rows, as batches of `plan`'s schema.
+    pub fn translate(&self, plan: &LogicalPlan) -> Result<DataStream<SqlBatch>> {
+        match plan {
+            LogicalPlan::Projection(p) => {
+                let input = self.translate(&p.input)?;
+                let exprs = self.physical_exprs(&p.expr, p.input.schema())?;
+                let op = Evaluate {
+                    filter: None,
+                    project: Some((exprs, arrow_schema(&p.schema))),
+                };
+                Ok(input.transform("Calc", move || op.clone()))
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.translate(&f.input)?;
+                let predicate = self.physical_expr(&f.predicate, f.input.schema())?;
+                let op = Evaluate {
+                    filter: Some(predicate),
+                    project: None,
+                };
+                Ok(input.transform("Filter", move || op.clone()))
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                let input = self.translate(&a.input)?;
+                Ok(rename(input, arrow_schema(&a.schema)))
+            }
+            LogicalPlan::TableScan(scan) => {
+                let any: &dyn std::any::Any = scan.source.as_ref();
+                let Some(source) = any.downcast_ref::<ScanSource>() else {
+                    return Err(SqlError::unsupported(format!(
+                        "scan of '{}': not a table of this catalog",
+                        scan.table_name
+                    )));
+                };
+                let stream = match source {
+                    ScanSource::Connector(_) => {
+                        let table = scan.table_name.table();
+                        let Some(CatalogObject::Table(entry)) = self.catalog.get(table) else {
+                            return Err(SqlError::validation(format!(
+                                "Object '{table}' not found"
+                            )));
+                        };
+                        connectors::source(self.env, entry)?
+                    }
+                    ScanSource::Object(CatalogObject::Table(entry)) => {
+                        let stream = self.translate(&entry.scan)?;
+                        match &entry.watermark {
+                            None => stream,
+                            Some((_, expr)) => {
+                                let expr = self.physical_expr(expr, entry.scan.schema())?;
+                                let op = AssignWatermarks {
+                                    expr,
+                                    current: i64::MIN,
+                                };
+                                stream.transform("WatermarkAssigner", move || op.clone())
+                            }
+                        }
+                    }
+                    ScanSource::Object(CatalogObject::View(view)) => self.translate(&view.plan)?,
+                };
+                if !scan.filters.is_empty() || scan.fetch.is_some() {
+                    return Err(SqlError::unsupported(
+                        "filters or limits pushed into a table scan",
+                    ));
+                }
+                Ok(match &scan.projection {
+                    None => rename(stream, arrow_schema(&scan.projected_schema)),
+                    Some(indices) => {
+                        let indices = indices.clone();
+                        let schema = arrow_schema(&scan.projected_schema);
+                        stream.map(move |batch| {
+                            let columns =
+                                indices.iter().map(|i| batch.0.column(*i).clone()).collect();
+                            SqlBatch(with_columns(&schema, columns, batch.num_rows()))
+                        })
+                    }
+                })
+            }
+            LogicalPlan::Values(v) => {
+                let schema = arrow_schema(&v.schema);
+                let one_row = SqlBatch::empty_rows(Arc::new(Schema::empty()), 1)?;
+                let empty = DFSchema::empty();
+                let mut columns: Vec<Vec<Arc<dyn Array>>> = vec![Vec::new(); schema.fields().len()];
+                for row in &v.values {
+                    for (i, expr) in row.iter().enumerate() {
+                        let value = self
+                            .physical_expr(expr, &empty)?
+                            .evaluate(&one_row.0)?
+                            .into_array(1)?;
+                        columns[i].push(value);
+                    }
+                }
+                let columns = columns
+                    .iter()
+                    .map(|parts| {
+                        let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                        concat(&parts)
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let batch = RecordBatch::try_new(schema, columns)?;
+                Ok(self.env.from_collection(vec![SqlBatch(batch)]))
+            }
+            LogicalPlan::EmptyRelation(e) => {
+                let schema = arrow_schema(&e.schema);
+                let rows = if e.produce_one_row {
+                    vec![SqlBatch::empty_rows(schema, 1)?]
+                } else {
+                    Vec::new()
+                };
+                Ok(self.env.from_collection(rows))
+            }
+            LogicalPlan::Union(u) => {
+                let schema = arrow_schema(&u.schema);
+                let mut inputs = u
+                    .inputs
+                    .iter()
+                    .map(|i| Ok(rename(self.translate(i)?, schema.clone())))
+                    .collect::<Result<Vec<_>>>()?;
+                let first = inputs.remove(0);
+                Ok(first.union(inputs))
+            }
+            LogicalPlan::Limit(l) => {
+                let skip = match l.get_skip_type()? {
+                    datafusion_expr::logical_plan::SkipType::Literal(n) => n,
+                    _ => return Err(SqlError::unsupported("OFFSET that is not a number")),
+                };
+                let fetch = match l.get_fetch_type()? {
+                    datafusion_expr::logical_plan::FetchType::Literal(n) => n,
+                    _ => return Err(SqlError::unsupported("LIMIT that is not a number")),
+                };
+                let input = self.translate(&l.input)?;
+                let op = Limit {
+                    skip,
+                    fetch,
+                    seen: 0,
+                };
+                let limited = input
+                    .global()
+                    .transform("Limit", move || op.clone())
+                    .set_parallelism(1);
+                Ok(limited)
+            }
+            other => Err(SqlError::unsupported(format!(
+                "{} is not supported yet:\n{}",
+                describe_node(other),
+                other.display_indent()
+            ))),
+        }
+    }
+
+    fn physical_expr(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(create_physical_expr(
+            expr,
+            schema,
+            &self.props,
+            &PhysicalPlanningContext::default(),
+        )?)
+    }
+
+    fn physical_exprs(
+        &self,
+        exprs: &[Expr],
+        schema: &DFSchema,
+    ) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+        exprs
+            .iter()
+            .map(|e| self.physical_expr(e, schema))
+            .collect()
+    }
+}
+
+fn describe_node(plan: &LogicalPlan) -> String {
+    match plan {
+        LogicalPlan::Aggregate(_) => "GROUP BY and aggregate functions".into(),
+        LogicalPlan::Join(_) => "a join".into(),
+        LogicalPlan::Sort(_) => "ORDER BY".into(),
+        LogicalPlan::Window(_) => "OVER windows".into(),
+        LogicalPlan::Distinct(_) => "SELECT DISTINCT".into(),
+        other => format!("the plan node {}", other.display()),
+    }
+}
+
+/// The Arrow schema of a DataFusion schema (without the qualifiers).
+pub(crate) fn arrow_schema(schema: &DFSchema) -> SchemaRef {
+    Arc::new(schema.as_arrow().clone())
+}
+
+/// A batch of `columns` under `schema`; `rows` when there are no columns.
+fn with_columns(schema: &SchemaRef, columns: Vec<Arc<dyn Array>>, rows: usize) -> RecordBatch {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    match RecordBatch::try_new_with_options(schema.clone(), columns.clone(), &options) {
+        Ok(batch) => batch,
+        // Only nullability can differ from what the plan says: relax it.
+        Err(_) => {
+            let relaxed = Arc::new(Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(true))
+                    .collect::<Vec<_>>(),
+            ));
+            RecordBatch::try_new_with_options(relaxed, columns, &options)
+                .unwrap_or_else(|_| RecordBatch::new_empty(schema.clone()))
+        }
+    }
+}
+
+/// The same rows under another schema's names.
+fn rename(stream: DataStream<SqlBatch>, schema: SchemaRef) -> DataStream<SqlBatch> {
+    stream.map(move |batch| {
+        let rows = batch.num_rows();
+        SqlBatch(with_columns(&schema, batch.0.columns().to_vec(), rows))
+    })
+}
+
+/// A filter, then a projection, evaluated on whole batches.
+#[derive(Clone)]
+struct Evaluate {
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    project: Option<(Vec<Arc<dyn PhysicalExpr>>, SchemaRef)>,
+}
+
+impl Evaluate {
+    fn apply(&self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let batch = match &self.filter {
+            None => batch,
+            Some(predicate) => {
+                let mask = predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+                let mask: &BooleanArray = mask.as_boolean();
+                let filtered = filter_record_batch(&batch, mask)?;
+                if filtered.num_rows() == 0 {
+                    return Ok(None);
+                }
+                filtered
+            }
+        };
+        let Some((exprs, schema)) = &self.project else {
+            return Ok(Some(batch));
+        };
+        let rows = batch.num_rows();
+        let columns = exprs
+            .iter()
+            .map(|e| e.evaluate(&batch)?.into_array(rows))
+            .collect::<datafusion_common::Result<Vec<_>>>()?;
+        Ok(Some(with_columns(schema, columns, rows)))
+    }
+}
+
+impl OneInputOperator<SqlBatch, SqlBatch> for Evaluate {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<SqlBatch>>,
+        out: &mut dyn Output<SqlBatch>,
+    ) -> eddy::runtime::Result<()> {
+        let mut records = Vec::with_capacity(batch.len());
+        for record in batch {
+            let timestamp = record.timestamp;
+            match self.apply(record.value.0) {
+                Ok(Some(b)) => records.push(StreamRecord::with_timestamp(SqlBatch(b), timestamp)),
+                Ok(None) => {}
+                Err(e) => return Err(RuntimeError::user(e)),
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        out.collect(records)
+    }
+}
+
+/// Emits a watermark after each batch: the largest value of the table's watermark expression
+/// seen so far (Flink's watermark assigner with `WATERMARK FOR … AS …`).
+#[derive(Clone)]
+struct AssignWatermarks {
+    expr: Arc<dyn PhysicalExpr>,
+    current: i64,
+}
+
+impl OneInputOperator<SqlBatch, SqlBatch> for AssignWatermarks {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<SqlBatch>>,
+        out: &mut dyn Output<SqlBatch>,
+    ) -> eddy::runtime::Result<()> {
+        let mut max = self.current;
+        for record in &batch {
+            let values = self
+                .expr
+                .evaluate(record.value.batch())
+                .and_then(|v| v.into_array(record.value.num_rows()))
+                .map_err(RuntimeError::user)?;
+            if let Some(m) = max_millis(values.as_ref()) {
+                max = max.max(m);
+            }
+        }
+        out.collect(batch)?;
+        if max > self.current {
+            self.current = max;
+            out.emit_watermark(Watermark(max))?;
+        }
+        Ok(())
+    }
+
+    fn process_watermark(
+        &mut self,
+        watermark: Watermark,
+        out: &mut dyn Output<SqlBatch>,
+    ) -> eddy::runtime::Result<()> {
+        // Only the end of bounded input passes: the table's own watermarks replace the rest.
+        if watermark == Watermark::MAX {
+            out.emit_watermark(watermark)?;
+        }
+        Ok(())
+    }
+}
+
+/// The largest timestamp of a timestamp array, in milliseconds.
+fn max_millis(values: &dyn Array) -> Option<i64> {
+    use arrow::datatypes::{
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    match values.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            arrow::compute::max(values.as_primitive::<TimestampMillisecondType>())
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            arrow::compute::max(values.as_primitive::<TimestampMicrosecondType>())
+                .map(|v| v.div_euclid(1_000))
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            arrow::compute::max(values.as_primitive::<TimestampNanosecondType>())
+                .map(|v| v.div_euclid(1_000_000))
+        }
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            arrow::compute::max(values.as_primitive::<TimestampSecondType>()).map(|v| v * 1_000)
+        }
+        _ => None,
+    }
+}
+
+/// `LIMIT fetch OFFSET skip` over the whole stream (one subtask).
+#[derive(Clone)]
+struct Limit {
+    skip: usize,
+    fetch: Option<usize>,
+    seen: usize,
+}
+
+impl OneInputOperator<SqlBatch, SqlBatch> for Limit {
+    fn process_batch(
+        &mut self,
+        batch: Vec<StreamRecord<SqlBatch>>,
+        out: &mut dyn Output<SqlBatch>,
+    ) -> eddy::runtime::Result<()> {
+        let end = self
+            .fetch
+            .map_or(usize::MAX, |f| self.skip.saturating_add(f));
+        let mut records = Vec::new();
+        for record in batch {
+            let rows = record.value.num_rows();
+            let (start, stop) = (self.seen, self.seen + rows);
+            self.seen = stop;
+            let from = self.skip.max(start).min(stop) - start;
+            let to = end.max(start).min(stop) - start;
+            if to > from {
+                records.push(StreamRecord::with_timestamp(
+                    SqlBatch(record.value.0.slice(from, to - from)),
+                    record.timestamp,
+                ));
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        out.collect(records)
+    }
+}
