@@ -141,7 +141,9 @@ impl Table<'_> {
         let env = self.tenv.job_environment()?;
         let stream = {
             let catalog = self.tenv.catalog.borrow();
-            Translator::new(&env, &catalog).translate(&self.plan)?
+            Translator::new(&env, &catalog)
+                .in_batch_mode(self.tenv.is_batch())
+                .translate(&self.plan)?
         };
         let batches = stream
             .execute_and_collect("collect")?
@@ -380,6 +382,20 @@ impl StreamTableEnvironment {
         Ok(())
     }
 
+    /// Whether `SET 'execution.runtime-mode' = 'batch'` is in effect.
+    fn is_batch(&self) -> bool {
+        self.options
+            .borrow()
+            .get("execution.runtime-mode")
+            .or(self
+                .env
+                .get_config()
+                .get_string("execution.runtime-mode")
+                .map(str::to_string)
+                .as_ref())
+            .is_some_and(|m| m.eq_ignore_ascii_case("batch"))
+    }
+
     /// A fresh StreamExecutionEnvironment for one SQL job: the table environment's
     /// configuration plus the options `SET` added.
     fn job_environment(&self) -> Result<StreamExecutionEnvironment> {
@@ -391,12 +407,7 @@ impl StreamTableEnvironment {
         }
         config.validate().map_err(eddy::Error::from)?;
         let env = StreamExecutionEnvironment::with_configuration(config);
-        if self
-            .options
-            .borrow()
-            .get("execution.runtime-mode")
-            .is_some_and(|m| m.eq_ignore_ascii_case("batch"))
-        {
+        if self.is_batch() {
             env.set_runtime_mode(RuntimeMode::Batch);
         }
         Ok(env)
@@ -497,7 +508,9 @@ impl StreamTableEnvironment {
             let (table, plan) = self.plan_insert(insert)?;
             let stream = {
                 let catalog = self.catalog.borrow();
-                Translator::new(&env, &catalog).translate(&plan)?
+                Translator::new(&env, &catalog)
+                    .in_batch_mode(self.is_batch())
+                    .translate(&plan)?
             };
             connectors::sink(stream, &table)?;
             names.push(table.def.name.clone());

@@ -6,6 +6,7 @@
 //! point, as in Flink.
 #![deny(missing_docs)]
 
+pub mod aggregate;
 pub mod batch;
 pub mod client;
 pub mod connectors;
@@ -17,6 +18,7 @@ pub mod parser;
 pub mod planner;
 pub mod translate;
 pub mod types;
+pub mod windows;
 
 pub use batch::SqlBatch;
 pub use environment::{StreamTableEnvironment, Table, TableResult};

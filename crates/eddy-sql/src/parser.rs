@@ -11,7 +11,7 @@ use datafusion_sql::sqlparser::ast::{Expr, Ident, ObjectName, Query};
 use datafusion_sql::sqlparser::dialect::Dialect;
 use datafusion_sql::sqlparser::keywords::Keyword;
 use datafusion_sql::sqlparser::parser::{Parser, ParserError};
-use datafusion_sql::sqlparser::tokenizer::{Location, Token};
+use datafusion_sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use std::sync::Arc;
 
 use crate::error::{Result, SqlError};
@@ -255,6 +255,30 @@ fn lowercase_first(s: &str) -> String {
     }
 }
 
+/// Flink's table arguments, `f(TABLE t, …)`, which sqlparser does not parse: the `TABLE`
+/// keyword is dropped, leaving the table's name as an ordinary argument.
+fn table_arguments(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let significant = |t: &TokenWithSpan| !matches!(t.token, Token::Whitespace(_));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    for (i, token) in tokens.iter().enumerate() {
+        let is_table = matches!(&token.token, Token::Word(w) if w.keyword == Keyword::TABLE && w.quote_style.is_none());
+        if is_table {
+            let before = out.iter().rev().find(|t| significant(t)).map(|t| &t.token);
+            let after = tokens[i + 1..]
+                .iter()
+                .find(|t| significant(t))
+                .map(|t| &t.token);
+            let in_arguments = matches!(before, Some(Token::LParen | Token::Comma | Token::RArrow));
+            let names_a_table = matches!(after, Some(Token::Word(_)));
+            if in_arguments && names_a_table {
+                continue;
+            }
+        }
+        out.push(token.clone());
+    }
+    out
+}
+
 struct FlinkParser<'a> {
     parser: Parser<'a>,
     /// The second half of a `>>` that closed a nested type.
@@ -264,9 +288,11 @@ struct FlinkParser<'a> {
 impl<'a> FlinkParser<'a> {
     fn new(sql: &str) -> Result<Self> {
         static DIALECT: FlinkDialect = FlinkDialect;
-        let parser = Parser::new(&DIALECT)
-            .try_with_sql(sql)
-            .map_err(parse_error)?;
+        let tokens = Tokenizer::new(&DIALECT, sql)
+            .with_unescape(true)
+            .tokenize_with_location()
+            .map_err(|e| parse_error(ParserError::TokenizerError(e.to_string())))?;
+        let parser = Parser::new(&DIALECT).with_tokens_with_locations(table_arguments(tokens));
         Ok(FlinkParser {
             parser,
             pending_gt: false,

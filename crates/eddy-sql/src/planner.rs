@@ -220,7 +220,8 @@ impl Catalog {
     }
 
     /// Plans, type-checks and optimizes a query.
-    pub fn plan_query(&self, query: Query) -> Result<LogicalPlan> {
+    pub fn plan_query(&self, mut query: Query) -> Result<LogicalPlan> {
+        crate::windows::rewrite(&mut query)?;
         let plan = self
             .sql_to_rel()
             .sql_statement_to_plan(ast::Statement::Query(Box::new(query)))?;
@@ -230,7 +231,15 @@ impl Catalog {
     /// Runs the analyzer (type coercion) and the optimizer over a plan.
     pub fn finish_plan(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
         let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {})?;
-        let plan = Optimizer::new().optimize(plan, &OptimizerContext::new(), |_, _| {})?;
+        // Not rewriting COUNT(DISTINCT x) into two aggregations: in a stream the second one
+        // would see the first one's rows only after their window had closed.
+        let rules = Optimizer::new()
+            .rules
+            .into_iter()
+            .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
+            .collect();
+        let plan =
+            Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {})?;
         Ok(plan)
     }
 

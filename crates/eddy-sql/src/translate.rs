@@ -18,6 +18,7 @@ use eddy::runtime::element::{StreamRecord, Watermark};
 use eddy::runtime::operator::{OneInputOperator, Output};
 use eddy::{DataStream, StreamExecutionEnvironment};
 
+use crate::aggregate::{AggCall, GroupAggregate, KeyedRows, SplitByKey};
 use crate::batch::SqlBatch;
 use crate::connectors;
 use crate::error::{Result, SqlError};
@@ -28,6 +29,7 @@ pub struct Translator<'a> {
     env: &'a StreamExecutionEnvironment,
     catalog: &'a Catalog,
     props: ExecutionProps,
+    batch: bool,
 }
 
 impl<'a> Translator<'a> {
@@ -37,7 +39,15 @@ impl<'a> Translator<'a> {
             env,
             catalog,
             props: ExecutionProps::new(),
+            batch: false,
         }
+    }
+
+    /// Translates for batch execution (`execution.runtime-mode = batch`): aggregations
+    /// without windows emit their final rows at the end of the input.
+    pub fn in_batch_mode(mut self, batch: bool) -> Self {
+        self.batch = batch;
+        self
     }
 
     /// The stream of `plan`'s rows, as batches of `plan`'s schema.
@@ -181,12 +191,108 @@ impl<'a> Translator<'a> {
                     .set_parallelism(1);
                 Ok(limited)
             }
+            LogicalPlan::Aggregate(a) => self.aggregate(a),
+            LogicalPlan::Unnest(u) => {
+                let ([(list, _)], []) = (
+                    u.list_type_columns.as_slice(),
+                    u.struct_type_columns.as_slice(),
+                ) else {
+                    return Err(SqlError::unsupported(
+                        "UNNEST of several columns or of a ROW",
+                    ));
+                };
+                let list = *list;
+                let input = self.translate(&u.input)?;
+                let dependencies = u.dependency_indices.clone();
+                let schema = arrow_schema(&u.schema);
+                Ok(input.try_map(move |batch| {
+                    unnest(batch.batch(), list, &dependencies, &schema)
+                        .map(SqlBatch)
+                        .map_err(|e| eddy::FunctionError::from(e.to_string()))
+                }))
+            }
             other => Err(SqlError::unsupported(format!(
                 "{} is not supported yet:\n{}",
                 describe_node(other),
                 other.display_indent()
             ))),
         }
+    }
+
+    fn aggregate(
+        &self,
+        a: &datafusion_expr::logical_plan::Aggregate,
+    ) -> Result<DataStream<SqlBatch>> {
+        let input_schema = a.input.schema();
+        let keys = self.physical_exprs(&a.group_expr, input_schema)?;
+        let key_types: Vec<DataType> = (0..a.group_expr.len())
+            .map(|i| a.schema.field(i).data_type().clone())
+            .collect();
+        let window_end = a
+            .group_expr
+            .iter()
+            .position(|e| matches!(e, Expr::Column(c) if c.name == "window_end"));
+        if let Some(w) = window_end
+            && !matches!(key_types[w], DataType::Timestamp(..))
+        {
+            return Err(SqlError::validation("window_end must be a TIMESTAMP"));
+        }
+        if window_end.is_none() && !self.batch {
+            return Err(SqlError::unsupported(
+                "GROUP BY without a window in streaming mode (its results change as rows \
+                 arrive, which needs an update changelog); group by window_start and \
+                 window_end of a window TVF (TUMBLE, HOP, CUMULATE), or SET \
+                 'execution.runtime-mode' = 'batch' for final results over bounded input",
+            ));
+        }
+        let mut arg_exprs = Vec::new();
+        let calls = a
+            .aggr_expr
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let output = a.schema.field(a.group_expr.len() + i).data_type().clone();
+                AggCall::from_expr(e, output, &mut arg_exprs)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let args = self.physical_exprs(&arg_exprs, input_schema)?;
+        let arrow_input = input_schema.as_arrow();
+        let args_schema = Arc::new(Schema::new(
+            args.iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    Ok(arrow::datatypes::Field::new(
+                        format!("arg{i}"),
+                        e.data_type(arrow_input)?,
+                        true,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ));
+        let split = SplitByKey {
+            keys,
+            args,
+            args_schema,
+            key_types: key_types.clone(),
+            window_end,
+        };
+        let input = self.translate(&a.input)?;
+        let calls = Arc::new(calls);
+        let key_types = Arc::new(key_types);
+        let output = arrow_schema(&a.schema);
+        let windowed = window_end.is_some();
+        let name = if windowed {
+            "WindowAggregate"
+        } else {
+            "GroupAggregate"
+        };
+        Ok(input
+            .transform("GroupKeys", move || split.clone())
+            .key_by(|rows: &KeyedRows| rows.key.clone())
+            .process(move || {
+                GroupAggregate::new(calls.clone(), key_types.clone(), output.clone(), windowed)
+            })
+            .name(name))
     }
 
     fn physical_expr(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
@@ -221,13 +327,66 @@ fn describe_node(plan: &LogicalPlan) -> String {
     }
 }
 
+/// `UNNEST` of the list column `list`: one row per element, the other columns repeated.
+fn unnest(
+    batch: &RecordBatch,
+    list: usize,
+    dependencies: &[usize],
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let lists = batch.column(list).as_list::<i32>();
+    let offsets = lists.value_offsets();
+    let mut indices = Vec::new();
+    for row in 0..batch.num_rows() {
+        if lists.is_valid(row) {
+            let n = (offsets[row + 1] - offsets[row]) as usize;
+            indices.extend(std::iter::repeat_n(row as u32, n));
+        }
+    }
+    let first = offsets[0] as usize;
+    let len = offsets[batch.num_rows()] as usize - first;
+    let values = lists.values().slice(first, len);
+    let indices = arrow::array::UInt32Array::from(indices);
+    let rows = indices.len();
+    let columns = dependencies
+        .iter()
+        .map(|&d| {
+            if d == list {
+                // Elements of null lists have no rows: keep those of valid lists only.
+                let valid: Vec<u32> = (0..batch.num_rows())
+                    .filter(|r| lists.is_valid(*r))
+                    .flat_map(|r| {
+                        (offsets[r] as u32 - first as u32)..(offsets[r + 1] as u32 - first as u32)
+                    })
+                    .collect();
+                Ok(arrow::compute::take(
+                    &values,
+                    &arrow::array::UInt32Array::from(valid),
+                    None,
+                )?)
+            } else {
+                Ok(arrow::compute::take(
+                    batch.column(d).as_ref(),
+                    &indices,
+                    None,
+                )?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(with_columns(schema, columns, rows))
+}
+
 /// The Arrow schema of a DataFusion schema (without the qualifiers).
 pub(crate) fn arrow_schema(schema: &DFSchema) -> SchemaRef {
     Arc::new(schema.as_arrow().clone())
 }
 
 /// A batch of `columns` under `schema`; `rows` when there are no columns.
-fn with_columns(schema: &SchemaRef, columns: Vec<Arc<dyn Array>>, rows: usize) -> RecordBatch {
+pub(crate) fn with_columns(
+    schema: &SchemaRef,
+    columns: Vec<Arc<dyn Array>>,
+    rows: usize,
+) -> RecordBatch {
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
     match RecordBatch::try_new_with_options(schema.clone(), columns.clone(), &options) {
         Ok(batch) => batch,
