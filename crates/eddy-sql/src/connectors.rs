@@ -158,7 +158,7 @@ pub fn source(
     let name = table.def.name.as_str();
     match connector(table) {
         "filesystem" => {
-            let path = PathBuf::from(&table.options["path"]);
+            let path = file_path(&table.options["path"]);
             let format = Format::from_options(name, &table.options)?;
             let decoder = format::Decoder::new(table.physical.clone(), format, name)?;
             let lines = env.from_source(
@@ -254,6 +254,11 @@ pub fn sink(stream: DataStream<SqlBatch>, table: &TableEntry) -> Result<()> {
         sink.set_parallelism(p as u32);
     }
     Ok(())
+}
+
+/// A local path, with or without Flink's `file://` scheme.
+fn file_path(path: &str) -> PathBuf {
+    PathBuf::from(path.strip_prefix("file://").unwrap_or(path))
 }
 
 fn option_number(table: &TableEntry, key: &str) -> Result<Option<u64>> {

@@ -2,11 +2,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Int64Builder, ListBuilder};
+use std::ops::ControlFlow;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Builder, ListBuilder, StringBuilder};
 use arrow::datatypes::{DataType, Field, TimeUnit};
-use datafusion_common::{Result, ScalarValue};
+use datafusion_common::{DataFusionError, Result, ScalarValue};
 use datafusion_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion_sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, VisitMut, visit_expressions_mut,
 };
 
 /// Flink's functions, registered over DataFusion's of the same name.
@@ -17,6 +22,7 @@ pub fn flink_functions() -> Vec<Arc<ScalarUDF>> {
         flag: "g",
     }))];
     functions.extend(window_functions());
+    functions.extend(string_functions());
     functions
 }
 
@@ -179,5 +185,276 @@ impl ScalarUDFImpl for WindowBounds {
             list.nulls().cloned(),
         )?;
         Ok(ColumnarValue::Array(Arc::new(list)))
+    }
+}
+
+/// Rewrites calls of Flink functions that are DataFusion expressions under another name:
+/// `MOD(a, b)`, `IF(c, a, b)`, `HOUR(ts)` and the other time-unit functions, and
+/// `DATE_FORMAT(ts, 'pattern')` with a constant Java pattern.
+pub fn rewrite_calls<V: VisitMut>(node: &mut V) -> crate::Result<()> {
+    let mut error = None;
+    let _ = visit_expressions_mut(node, |expr: &mut Expr| {
+        match rewrite_call(expr) {
+            Ok(Some(new)) => *expr = new,
+            Ok(None) => {}
+            Err(e) => {
+                error = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn rewrite_call(expr: &Expr) -> crate::Result<Option<Expr>> {
+    let Expr::Function(f) = expr else {
+        return Ok(None);
+    };
+    let name = f.name.to_string().to_uppercase();
+    let FunctionArguments::List(list) = &f.args else {
+        return Ok(None);
+    };
+    let args: Vec<String> = list
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(format!("({e})")),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
+    let arity = |n: usize| -> crate::Result<()> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(crate::SqlError::validation(format!(
+                "{name} takes {n} argument{}, not {}",
+                if n == 1 { "" } else { "s" },
+                args.len()
+            )))
+        }
+    };
+    let sql = match name.as_str() {
+        "MOD" => {
+            arity(2)?;
+            format!("({} % {})", args[0], args[1])
+        }
+        "IF" => {
+            arity(3)?;
+            format!(
+                "(CASE WHEN {} THEN {} ELSE {} END)",
+                args[0], args[1], args[2]
+            )
+        }
+        "YEAR" | "QUARTER" | "MONTH" | "WEEK" | "HOUR" | "MINUTE" | "SECOND" | "DAYOFMONTH"
+        | "DAYOFYEAR" => {
+            arity(1)?;
+            let unit = match name.as_str() {
+                "DAYOFMONTH" => "DAY",
+                "DAYOFYEAR" => "DOY",
+                other => other,
+            };
+            format!("CAST(EXTRACT({unit} FROM {}) AS BIGINT)", args[0])
+        }
+        "DATE_FORMAT" => {
+            arity(2)?;
+            let pattern = match &list.args[1] {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+                    datafusion_sql::sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            if pattern.is_empty() {
+                return Err(crate::SqlError::unsupported(
+                    "DATE_FORMAT with a pattern that is not a string literal",
+                ));
+            }
+            format!("to_char({}, '{}')", args[0], java_to_chrono(&pattern)?)
+        }
+        _ => return Ok(None),
+    };
+    crate::parser::parse_expression(&sql).map(Some)
+}
+
+/// A Java `DateTimeFormatter` pattern (`yyyy-MM-dd HH:mm:ss.SSS`) as a chrono format.
+fn java_to_chrono(pattern: &str) -> crate::Result<String> {
+    let mut out = String::new();
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let mut n = 1;
+        while i + n < chars.len() && chars[i + n] == c {
+            n += 1;
+        }
+        let piece = match (c, n) {
+            ('y', 2) => "%y",
+            ('y', _) => "%Y",
+            ('M', 1) => "%-m",
+            ('M', 2) => "%m",
+            ('M', 3) => "%b",
+            ('M', _) => "%B",
+            ('d', 1) => "%-d",
+            ('d', _) => "%d",
+            ('H', 1) => "%-H",
+            ('H', _) => "%H",
+            ('h', _) => "%I",
+            ('m', 1) => "%-M",
+            ('m', _) => "%M",
+            ('s', 1) => "%-S",
+            ('s', _) => "%S",
+            ('S', 3) => "%3f",
+            ('S', 6) => "%6f",
+            ('S', 9) => "%9f",
+            ('a', _) => "%p",
+            ('E', 1..=3) => "%a",
+            ('E', _) => "%A",
+            ('D', _) => "%j",
+            ('\'', _) => {
+                // Quoted literal text.
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&ch| ch == '\'')
+                    .map(|p| i + 1 + p)
+                    .unwrap_or(chars.len());
+                out.extend(chars[i + 1..end].iter().filter(|&&ch| ch != '%'));
+                i = end + 1;
+                continue;
+            }
+            (c, _) if c.is_ascii_alphabetic() => {
+                return Err(crate::SqlError::unsupported(format!(
+                    "the DATE_FORMAT pattern letter '{c}' in '{pattern}'"
+                )));
+            }
+            _ => {
+                for _ in 0..n {
+                    if c == '%' {
+                        out.push_str("%%");
+                    } else {
+                        out.push(c);
+                    }
+                }
+                i += n;
+                continue;
+            }
+        };
+        out.push_str(piece);
+        i += n;
+    }
+    Ok(out)
+}
+
+/// `REGEXP_EXTRACT(s, regex [, group])`: the `group` (default 1) of the first match, NULL if
+/// none; `SPLIT_INDEX(s, delimiter, n)`: the `n`th (0-based) piece, NULL past the last.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StringFunction {
+    name: &'static str,
+    signature: Signature,
+}
+
+/// Flink's string functions DataFusion lacks.
+pub fn string_functions() -> Vec<Arc<ScalarUDF>> {
+    ["regexp_extract", "split_index"]
+        .into_iter()
+        .map(|name| {
+            Arc::new(ScalarUDF::new_from_impl(StringFunction {
+                name,
+                signature: Signature::variadic_any(Volatility::Immutable),
+            }))
+        })
+        .collect()
+}
+
+impl ScalarUDFImpl for StringFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let arity = if self.name == "split_index" {
+            3..=3
+        } else {
+            2..=3
+        };
+        if !arity.contains(&arg_types.len()) {
+            return datafusion_common::plan_err!(
+                "{} takes {} arguments, not {}",
+                self.name.to_uppercase(),
+                if self.name == "split_index" {
+                    "3"
+                } else {
+                    "2 or 3"
+                },
+                arg_types.len()
+            );
+        }
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let strings = |i: usize| -> Result<ArrayRef> {
+            let a = args.args[i].to_array(rows)?;
+            Ok(arrow::compute::cast(&a, &DataType::Utf8)?)
+        };
+        let text = strings(0)?;
+        let text = text.as_string::<i32>();
+        let second = strings(1)?;
+        let second = second.as_string::<i32>();
+        let third = match args.args.get(2) {
+            Some(a) => Some(arrow::compute::cast(&a.to_array(rows)?, &DataType::Int64)?),
+            None => None,
+        };
+        let third = third
+            .as_ref()
+            .map(|a| a.as_primitive::<arrow::datatypes::Int64Type>());
+        let mut out = StringBuilder::with_capacity(rows, rows * 8);
+        let mut cached: Option<(String, regex::Regex)> = None;
+        for row in 0..rows {
+            let n = match third {
+                Some(a) if a.is_null(row) => {
+                    out.append_null();
+                    continue;
+                }
+                Some(a) => a.value(row),
+                None => 1,
+            };
+            if text.is_null(row) || second.is_null(row) {
+                out.append_null();
+                continue;
+            }
+            let (s, p) = (text.value(row), second.value(row));
+            if self.name == "split_index" {
+                match usize::try_from(n).ok().and_then(|n| s.split(p).nth(n)) {
+                    Some(piece) => out.append_value(piece),
+                    None => out.append_null(),
+                }
+                continue;
+            }
+            if cached.as_ref().is_none_or(|(q, _)| q != p) {
+                let re = regex::Regex::new(p).map_err(|e| {
+                    DataFusionError::Execution(format!("REGEXP_EXTRACT: invalid regex '{p}': {e}"))
+                })?;
+                cached = Some((p.to_string(), re));
+            }
+            let group = cached
+                .as_ref()
+                .and_then(|(_, re)| re.captures(s))
+                .and_then(|c| usize::try_from(n).ok().and_then(|n| c.get(n)));
+            match group {
+                Some(m) => out.append_value(m.as_str()),
+                None => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }

@@ -21,7 +21,7 @@ pub mod types;
 pub mod windows;
 
 pub use batch::SqlBatch;
-/// The Arrow and DataFusion crates the SQL layer is built on, to write functions with.
-pub use {arrow, datafusion_common, datafusion_expr};
 pub use environment::{StreamTableEnvironment, Table, TableResult};
 pub use error::{Result, SqlError};
+/// The Arrow and DataFusion crates the SQL layer is built on, to write functions with.
+pub use {arrow, datafusion_common, datafusion_expr};

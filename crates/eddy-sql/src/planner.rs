@@ -213,7 +213,8 @@ impl Catalog {
         let options = ParserOptions {
             enable_ident_normalization: false,
             map_string_types_to_utf8view: false,
-            parse_float_as_decimal: false,
+            // Flink: `0.908` is a DECIMAL(3, 3), not a DOUBLE.
+            parse_float_as_decimal: true,
             ..ParserOptions::new()
         };
         SqlToRel::new_with_options(self, options)
@@ -222,6 +223,7 @@ impl Catalog {
     /// Plans, type-checks and optimizes a query.
     pub fn plan_query(&self, mut query: Query) -> Result<LogicalPlan> {
         crate::windows::rewrite(&mut query)?;
+        crate::functions::rewrite_calls(&mut query)?;
         let plan = self
             .sql_to_rel()
             .sql_statement_to_plan(ast::Statement::Query(Box::new(query)))?;
@@ -367,7 +369,8 @@ impl Catalog {
     }
 
     /// Plans a scalar expression over `schema`.
-    fn sql_expr(&self, expr: ast::Expr, schema: &DFSchema) -> Result<Expr> {
+    fn sql_expr(&self, mut expr: ast::Expr, schema: &DFSchema) -> Result<Expr> {
+        crate::functions::rewrite_calls(&mut expr)?;
         Ok(self
             .sql_to_rel()
             .sql_to_expr(expr, schema, &mut PlannerContext::new())?)

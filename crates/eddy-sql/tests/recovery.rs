@@ -55,9 +55,13 @@ impl ScalarUDFImpl for FailOnce {
         let ids = args.args[0].to_array(args.number_rows)?;
         let ids = ids.as_primitive::<Int64Type>();
         if ids.iter().any(|id| id == Some(AT)) && self.armed.swap(false, Ordering::SeqCst) {
-            return Err(DataFusionError::Execution(format!("injected failure at id {AT}")));
+            return Err(DataFusionError::Execution(format!(
+                "injected failure at id {AT}"
+            )));
         }
-        Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(vec![true; ids.len()]))))
+        Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(
+            vec![true; ids.len()],
+        ))))
     }
 }
 
@@ -93,7 +97,10 @@ fn expected() -> BTreeMap<(i64, i64), String> {
     windows
         .into_iter()
         .map(|((k, w), (n, total, top))| {
-            ((k, w), format!("{k},1970-01-01 00:00:{w:02},{n},{total},{top}"))
+            (
+                (k, w),
+                format!("{k},1970-01-01 00:00:{w:02},{n},{total},{top}"),
+            )
         })
         .collect()
 }
@@ -109,17 +116,27 @@ fn read_output(dir: &Path) -> BTreeMap<(i64, i64), String> {
             let fields: Vec<&str> = line.split(',').collect();
             let k: i64 = fields[0].parse().unwrap();
             let w: i64 = fields[1][17..19].parse().unwrap();
-            assert!(got.insert((k, w), line.to_string()).is_none(), "written twice: {line}");
+            assert!(
+                got.insert((k, w), line.to_string()).is_none(),
+                "written twice: {line}"
+            );
         }
     }
     got
 }
 
-fn environment(parallelism: u32, dir: &Path, savepoint: Option<&str>) -> StreamExecutionEnvironment {
+fn environment(
+    parallelism: u32,
+    dir: &Path,
+    savepoint: Option<&str>,
+) -> StreamExecutionEnvironment {
     let mut conf = Configuration::new();
     conf.set_string("parallelism.default", parallelism.to_string());
     conf.set_string("execution.checkpointing.interval", "100 ms");
-    conf.set_string("execution.checkpointing.dir", dir.join("checkpoints").display().to_string());
+    conf.set_string(
+        "execution.checkpointing.dir",
+        dir.join("checkpoints").display().to_string(),
+    );
     conf.set_string("restart-strategy.type", "fixed-delay");
     conf.set_string("restart-strategy.fixed-delay.delay", "10 ms");
     if let Some(path) = savepoint {
@@ -128,7 +145,10 @@ fn environment(parallelism: u32, dir: &Path, savepoint: Option<&str>) -> StreamE
     StreamExecutionEnvironment::with_configuration(conf)
 }
 
-fn table_environment(env: &StreamExecutionEnvironment, armed: bool) -> (StreamTableEnvironment, Arc<AtomicBool>) {
+fn table_environment(
+    env: &StreamExecutionEnvironment,
+    armed: bool,
+) -> (StreamTableEnvironment, Arc<AtomicBool>) {
     let tenv = StreamTableEnvironment::create(env);
     let flag = Arc::new(AtomicBool::new(armed));
     tenv.create_temporary_function(ScalarUDF::new_from_impl(FailOnce {
@@ -151,8 +171,13 @@ fn a_window_aggregation_recovers_from_a_failure_with_exactly_the_brute_force_row
         let out = dir.path().join("out");
         let env = environment(parallelism, dir.path(), None);
         let (tenv, armed) = table_environment(&env, true);
-        submit(&tenv, &script(&out, 8000)).await_completion().unwrap();
-        assert!(!armed.load(Ordering::SeqCst), "p = {parallelism}: the failure was not injected");
+        submit(&tenv, &script(&out, 8000))
+            .await_completion()
+            .unwrap();
+        assert!(
+            !armed.load(Ordering::SeqCst),
+            "p = {parallelism}: the failure was not injected"
+        );
         assert_eq!(read_output(&out), want, "p = {parallelism}");
     }
 }
@@ -169,13 +194,21 @@ fn a_sql_job_stopped_with_a_savepoint_resumes_at_another_parallelism() {
     };
     std::thread::sleep(Duration::from_millis(700));
     let savepoint = client
-        .stop_with_savepoint(false, Some(&dir.path().join("savepoints").display().to_string()))
+        .stop_with_savepoint(
+            false,
+            Some(&dir.path().join("savepoints").display().to_string()),
+        )
         .unwrap();
     let first = read_output(&out);
-    assert!(first.len() < want.len(), "the job ended before the savepoint");
+    assert!(
+        first.len() < want.len(),
+        "the job ended before the savepoint"
+    );
 
     let env = environment(3, dir.path(), Some(&savepoint));
     let (tenv, _) = table_environment(&env, false);
-    submit(&tenv, &script(&out, 2000)).await_completion().unwrap();
+    submit(&tenv, &script(&out, 2000))
+        .await_completion()
+        .unwrap();
     assert_eq!(read_output(&out), want);
 }
