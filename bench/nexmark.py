@@ -35,6 +35,8 @@ import tempfile
 import threading
 import time
 
+from nexmark_sql import QUERIES as SQL, SOURCE, UPDATING, VIEWS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.expanduser("~/.cache/eddy-tools")
 VENV = os.path.join(TOOLS, "flink-venv")
@@ -43,8 +45,11 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/eddy-ta
 NEXMARK = None  # the binary, once built
 QUERIES = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q14", "q15", "q16",
            "q17", "q18", "q20", "q21", "q22"]
-# Queries whose result is a changelog, with the number of leading columns that make the key.
-UPDATING = {"q4": 1, "q9": 1, "q15": 1, "q16": 2, "q17": 2, "q18": 2}
+# The queries `eddy sql` runs as the reference writes them (the statements of nexmark_sql.py,
+# unchanged); the others need SQL features Eddy does not have yet (joins, OVER, session
+# windows, updating aggregations).
+SQL_QUERIES = ["q0", "q1", "q2", "q14", "q21", "q22"]
+EDDY = None  # the `eddy` binary, for --sql
 # Queries whose reference leaves ties to arrival order, and the columns both engines must agree
 # on: q18 keeps each bidder's last bid per auction by `dateTime` alone, so of two bids in the
 # same millisecond either may be kept; its key and time must match.
@@ -79,6 +84,16 @@ def build_eddy(profile):
     return os.path.join(TARGET, profile, "nexmark")
 
 
+def build_eddy_cli(profile):
+    """Builds the `eddy` binary (its `sql` client runs SQL); returns its path."""
+    log(f"building the eddy binary ({profile})")
+    cmd = ["cargo", "build", "--locked", "-p", "eddy-cluster", "--bin", "eddy"]
+    if profile == "release":
+        cmd.append("--release")
+    subprocess.run(cmd, cwd=ROOT, check=True, env=dict(os.environ, CARGO_TARGET_DIR=TARGET))
+    return os.path.join(TARGET, profile, "eddy")
+
+
 def tree(root):
     """The pids of `root` and all its descendants."""
     children = collections.defaultdict(list)
@@ -111,8 +126,13 @@ def sample(pid):
         return None
 
 
-def measured(cmd, env=None):
-    """Runs `cmd`; returns (its last stdout line as JSON, peak RSS bytes, CPU seconds)."""
+def last_json(out):
+    """The last line of `out` that is a JSON object."""
+    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
+def measured(cmd, env=None, report=last_json):
+    """Runs `cmd`; returns (its stdout's `report`, peak RSS bytes, CPU seconds)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
     peak, cpu = 0, {}
@@ -137,8 +157,7 @@ def measured(cmd, env=None):
     watcher.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
-    last = [line for line in out.splitlines() if line.startswith("{")][-1]
-    return json.loads(last), peak, sum(cpu.values()) / TICKS
+    return report(out), peak, sum(cpu.values()) / TICKS
 
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
@@ -211,6 +230,30 @@ def run_eddy(query, args, inp, output=None, generator=False):
     return measured(cmd)
 
 
+def sql_report(out):
+    """The job's runtime, from `eddy sql`'s "[INFO] Job … finished in N ms." line."""
+    m = re.search(r"finished in (\d+) ms", out)
+    if not m:
+        raise RuntimeError(f"eddy sql printed no job runtime:\n{out[-2000:]}")
+    return {"seconds": int(m.group(1)) / 1000}
+
+
+def run_eddy_sql(query, args, inp, work, output=None):
+    """The query's reference SQL, run by `eddy sql -f` as Flink runs it (flink_nexmark.py)."""
+    columns, select = SQL[query]
+    connector = (f"'connector' = 'filesystem', 'path' = 'file://{os.path.abspath(output)}', "
+                 "'format' = 'csv'" if output else "'connector' = 'blackhole'")
+    script = os.path.join(work, f"{query}.sql")
+    with open(script, "w") as f:
+        f.write(SOURCE.format(path=os.path.abspath(inp)) + ";\n")
+        for view in VIEWS:
+            f.write(view + ";\n")
+        f.write(f"CREATE TABLE sink ({columns}) WITH ({connector});\n")
+        f.write(f"INSERT INTO sink {select};\n")
+    cmd = [EDDY, "sql", "-D", f"parallelism.default={args.parallelism}", "-f", script]
+    return measured(cmd, report=sql_report)
+
+
 def run_flink(python, query, args, inp, output=None):
     cmd = [python, os.path.join(ROOT, "bench", "flink_nexmark.py"), "--query", query,
            "--input", inp, "--parallelism", str(args.parallelism)]
@@ -271,14 +314,18 @@ def main():
     ap.add_argument("--work-dir", help="keep the input and outputs here")
     ap.add_argument("--chart", help="write an SVG chart of the results here")
     ap.add_argument("--json", help="write the results as JSON here")
+    ap.add_argument("--sql", action="store_true",
+                    help=f"also run the reference SQL on Eddy ({', '.join(SQL_QUERIES)})")
     args = ap.parse_args()
     queries = [q.strip() for q in args.queries.split(",") if q.strip()]
     unknown = [q for q in queries if q not in QUERIES]
     if unknown:
         ap.error(f"unknown queries {unknown}; known: {QUERIES}")
 
-    global NEXMARK
+    global NEXMARK, EDDY
     NEXMARK = build_eddy(args.profile)
+    if args.sql:
+        EDDY = build_eddy_cli(args.profile)
     python = None if args.eddy_only else ensure_flink()
     work = args.work_dir or tempfile.mkdtemp(prefix="nexmark-")
     inp = os.path.join(work, "input")
@@ -299,6 +346,11 @@ def main():
         r.update(eddy_eps=args.events / rep["seconds"], eddy_cpu=cpu, eddy_rss=peak)
         rep, peak, cpu = run_eddy(q, args, inp, generator=True)
         r.update(eddy_gen_eps=args.events / rep["seconds"], eddy_gen_rss=peak)
+        sql = args.sql and q in SQL_QUERIES
+        if sql:
+            log(f"{q}: Eddy SQL")
+            rep, peak, cpu = run_eddy_sql(q, args, inp, work)
+            r.update(sql_eps=args.events / rep["seconds"], sql_cpu=cpu, sql_rss=peak)
         if python:
             log(f"{q}: Flink")
             rep, peak, cpu = run_flink(python, q, args, inp)
@@ -309,6 +361,12 @@ def main():
             run_eddy(q, args, inp, output=out_e)
             eddy_rows = read_rows(out_e, UPDATING.get(q))
             r["rows"] = sum(eddy_rows.values())
+            if sql:
+                out_s = os.path.join(work, f"sql-{q}")
+                shutil.rmtree(out_s, ignore_errors=True)
+                run_eddy_sql(q, args, inp, work, output=out_s)
+                # SQL against the DataStream version here; against Flink below, through it.
+                r["sql_check"], r["sql_difference"] = compare(read_rows(out_s, None), eddy_rows)
             if python:
                 out_f = os.path.join(work, f"flink-{q}")
                 shutil.rmtree(out_f, ignore_errors=True)
@@ -324,6 +382,9 @@ def main():
         results.append(r)
         print_row(r, header=len(results) == 1)
 
+    if args.sql:
+        print()
+        print_sql_table([r for r in results if "sql_eps" in r])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
@@ -331,11 +392,14 @@ def main():
         chart(results, args.chart)
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
-    bad = [r["query"] for r in results if r.get("check") in ("DIFFERENT", "NO ROWS")]
+    bad = [r["query"] for r in results if r.get("check") in ("DIFFERENT", "NO ROWS")
+           or r.get("sql_check") == "DIFFERENT"]
     if bad:
         for r in results:
             if r.get("difference"):
                 log(f"{r['query']}: {r['difference']}")
+            if r.get("sql_difference"):
+                log(f"{r['query']} (SQL against DataStream): {r['sql_difference']}")
         sys.exit(f"outputs differ for {bad}")
 
 
@@ -366,6 +430,30 @@ def print_row(r, header):
         r.get("check", "-"),
     ]
     print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def print_sql_table(results):
+    """The SQL runs: Eddy SQL against Eddy's DataStream version and against Flink SQL."""
+    cols = ["query", "Eddy SQL ev/s", "Eddy SQL CPU s", "Eddy SQL MiB", "DataStream ev/s",
+            "SQL ÷ DataStream", "Flink SQL ev/s", "SQL × Flink", "memory ÷ Flink",
+            "SQL = DataStream"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("---" for _ in cols) + "|")
+    for r in results:
+        f = r.get("flink_eps")
+        cells = [
+            r["query"],
+            fmt_rate(r["sql_eps"]),
+            f"{r['sql_cpu']:.1f}",
+            f"{r['sql_rss'] / 2**20:.0f}",
+            fmt_rate(r["eddy_eps"]),
+            f"{r['sql_eps'] / r['eddy_eps']:.2f}",
+            fmt_rate(f) if f else "-",
+            f"{r['sql_eps'] / f:.1f}" if f else "-",
+            f"{r['flink_rss'] / r['sql_rss']:.0f}" if f else "-",
+            r.get("sql_check", "-"),
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ fn sql_file_example_writes_the_rows_brute_force_expects() {
     );
     assert!(stdout.contains("TIMESTAMP(3) *ROWTIME*"), "{stdout}");
     assert!(
-        stdout.contains("Job ID: ") && stdout.contains("finished."),
+        stdout.contains("Job ID: ") && stdout.contains(" finished in "),
         "{stdout}"
     );
 

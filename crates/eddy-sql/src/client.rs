@@ -74,8 +74,10 @@ fn run_one(tenv: &StreamTableEnvironment, statement: Statement) -> bool {
             let id = client.job_id();
             print!("{}", result.to_tableau()?);
             let _ = std::io::stdout().flush();
-            result.await_completion()?;
-            println!("[INFO] Job {id} finished.");
+            let runtime = result
+                .await_completion()?
+                .map_or(0, |r| r.net_runtime.as_millis());
+            println!("[INFO] Job {id} finished in {runtime} ms.");
             return Ok(());
         }
         print!("{}", result.to_tableau()?);

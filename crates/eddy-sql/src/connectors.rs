@@ -237,7 +237,7 @@ pub fn sink(stream: DataStream<SqlBatch>, table: &TableEntry) -> Result<()> {
             }
             lines.sink_to(
                 FileSink::for_row_format(
-                    &table.options["path"],
+                    file_path(&table.options["path"]),
                     SimpleStringEncoder::<String>::default(),
                 )
                 .with_rolling_policy(rolling),

@@ -101,14 +101,17 @@ impl TableResult {
         }
     }
 
-    /// Waits for the job of an `INSERT INTO` to end; an error if it failed.
-    pub fn await_completion(self) -> Result<()> {
-        if let TableResult::Job(client) = self {
-            client
-                .get_job_execution_result()
-                .map_err(eddy::Error::from)?;
+    /// Waits for the job of an `INSERT INTO` to end; its result (`None` for statements that
+    /// start no job), or an error if it failed.
+    pub fn await_completion(self) -> Result<Option<eddy::JobExecutionResult>> {
+        match self {
+            TableResult::Job(client) => Ok(Some(
+                client
+                    .get_job_execution_result()
+                    .map_err(eddy::Error::from)?,
+            )),
+            _ => Ok(None),
         }
-        Ok(())
     }
 }
 

@@ -11,7 +11,8 @@ use datafusion_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion_sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, VisitMut, visit_expressions_mut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, SelectItem, SetExpr, VisitMut,
+    VisitorMut, visit_expressions_mut,
 };
 
 /// Flink's functions, registered over DataFusion's of the same name.
@@ -351,10 +352,26 @@ fn java_to_chrono(pattern: &str) -> crate::Result<String> {
 
 /// `REGEXP_EXTRACT(s, regex [, group])`: the `group` (default 1) of the first match, NULL if
 /// none; `SPLIT_INDEX(s, delimiter, n)`: the `n`th (0-based) piece, NULL past the last.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 struct StringFunction {
     name: &'static str,
     signature: Signature,
+    /// Compiled patterns, by their text.
+    patterns: std::sync::Mutex<std::collections::HashMap<String, regex::Regex>>,
+}
+
+impl PartialEq for StringFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for StringFunction {}
+
+impl std::hash::Hash for StringFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
 }
 
 /// Flink's string functions DataFusion lacks.
@@ -365,6 +382,7 @@ pub fn string_functions() -> Vec<Arc<ScalarUDF>> {
             Arc::new(ScalarUDF::new_from_impl(StringFunction {
                 name,
                 signature: Signature::variadic_any(Volatility::Immutable),
+                patterns: Default::default(),
             }))
         })
         .collect()
@@ -441,9 +459,25 @@ impl ScalarUDFImpl for StringFunction {
                 continue;
             }
             if cached.as_ref().is_none_or(|(q, _)| q != p) {
-                let re = regex::Regex::new(p).map_err(|e| {
-                    DataFusionError::Execution(format!("REGEXP_EXTRACT: invalid regex '{p}': {e}"))
-                })?;
+                let mut patterns = self
+                    .patterns
+                    .lock()
+                    .map_err(|_| DataFusionError::Execution("a poisoned lock".into()))?;
+                let re = match patterns.get(p) {
+                    Some(re) => re.clone(),
+                    None => {
+                        let re = regex::Regex::new(p).map_err(|e| {
+                            DataFusionError::Execution(format!(
+                                "REGEXP_EXTRACT: invalid regex '{p}': {e}"
+                            ))
+                        })?;
+                        if patterns.len() > 64 {
+                            patterns.clear();
+                        }
+                        patterns.insert(p.to_string(), re.clone());
+                        re
+                    }
+                };
                 cached = Some((p.to_string(), re));
             }
             let group = cached
@@ -457,4 +491,42 @@ impl ScalarUDFImpl for StringFunction {
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
+}
+
+/// Names the columns of `SELECT a.b` as Flink does, `b`, where DataFusion would name a nested
+/// field access after its whole path.
+pub fn name_field_accesses(query: &mut Query) {
+    struct Namer;
+    impl VisitorMut for Namer {
+        type Break = ();
+        fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            name_in(&mut query.body);
+            ControlFlow::Continue(())
+        }
+    }
+    fn name_in(body: &mut SetExpr) {
+        match body {
+            SetExpr::Select(select) => {
+                for item in &mut select.projection {
+                    if let SelectItem::UnnamedExpr(expr @ Expr::CompoundIdentifier(_)) = item
+                        && let Expr::CompoundIdentifier(parts) = &*expr
+                        && parts.len() >= 2
+                        && let Some(last) = parts.last().cloned()
+                    {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: expr.clone(),
+                            alias: last,
+                        };
+                    }
+                }
+            }
+            SetExpr::Query(q) => name_in(&mut q.body),
+            SetExpr::SetOperation { left, right, .. } => {
+                name_in(left);
+                name_in(right);
+            }
+            _ => {}
+        }
+    }
+    let _ = query.visit(&mut Namer);
 }

@@ -224,6 +224,7 @@ impl Catalog {
     pub fn plan_query(&self, mut query: Query) -> Result<LogicalPlan> {
         crate::windows::rewrite(&mut query)?;
         crate::functions::rewrite_calls(&mut query)?;
+        crate::functions::name_field_accesses(&mut query);
         let plan = self
             .sql_to_rel()
             .sql_statement_to_plan(ast::Statement::Query(Box::new(query)))?;

@@ -94,7 +94,7 @@ fn run_file(path: &Path, parallelism: u32) {
             }
             match last {
                 eddy_sql::TableResult::Job(_) => {
-                    last.await_completion().map(|()| eddy_sql::TableResult::Ok)
+                    last.await_completion().map(|_| eddy_sql::TableResult::Ok)
                 }
                 other => Ok(other),
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use eddy::StreamExecutionEnvironment;
 use eddy::runtime::config::Configuration;
-use eddy_sql::arrow::array::{Array, AsArray, BooleanArray};
+use eddy_sql::arrow::array::{AsArray, BooleanArray};
 use eddy_sql::arrow::datatypes::{DataType, Int64Type};
 use eddy_sql::datafusion_common::{DataFusionError, Result as DfResult};
 use eddy_sql::datafusion_expr::{
