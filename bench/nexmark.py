@@ -7,6 +7,7 @@ produced the same rows, and print throughput, CPU time, peak memory and the Eddy
 
     python3 bench/nexmark.py                      # the full run, as in docs/benchmarks.md
     python3 bench/nexmark.py --events 200000 --eddy-only --queries q0,q5   # a smoke run
+    python3 bench/nexmark.py --sql --queries q0,q1   # also the reference SQL on `eddy sql`
 
 Flink comes from `pip install apache-flink` into a virtual environment under
 ~/.cache/eddy-tools (created on first use; Java 17 must be on the PATH). Measurements:

@@ -534,7 +534,7 @@ impl GroupAggregate {
             &self.output,
             columns,
             1,
-        )))
+        )?))
     }
 }
 

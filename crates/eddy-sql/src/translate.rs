@@ -119,10 +119,10 @@ impl<'a> Translator<'a> {
                     Some(indices) => {
                         let indices = indices.clone();
                         let schema = arrow_schema(&scan.projected_schema);
-                        stream.map(move |batch| {
+                        stream.try_map(move |batch| {
                             let columns =
                                 indices.iter().map(|i| batch.0.column(*i).clone()).collect();
-                            SqlBatch(with_columns(&schema, columns, batch.num_rows()))
+                            Ok(SqlBatch(with_columns(&schema, columns, batch.num_rows())?))
                         })
                     }
                 })
@@ -318,7 +318,6 @@ impl<'a> Translator<'a> {
 
 fn describe_node(plan: &LogicalPlan) -> String {
     match plan {
-        LogicalPlan::Aggregate(_) => "GROUP BY and aggregate functions".into(),
         LogicalPlan::Join(_) => "a join".into(),
         LogicalPlan::Sort(_) => "ORDER BY".into(),
         LogicalPlan::Window(_) => "OVER windows".into(),
@@ -373,7 +372,7 @@ fn unnest(
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(with_columns(schema, columns, rows))
+    with_columns(schema, columns, rows)
 }
 
 /// The Arrow schema of a DataFusion schema (without the qualifiers).
@@ -386,10 +385,10 @@ pub(crate) fn with_columns(
     schema: &SchemaRef,
     columns: Vec<Arc<dyn Array>>,
     rows: usize,
-) -> RecordBatch {
+) -> Result<RecordBatch> {
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
     match RecordBatch::try_new_with_options(schema.clone(), columns.clone(), &options) {
-        Ok(batch) => batch,
+        Ok(batch) => Ok(batch),
         // Only nullability can differ from what the plan says: relax it.
         Err(_) => {
             let relaxed = Arc::new(Schema::new(
@@ -399,17 +398,22 @@ pub(crate) fn with_columns(
                     .map(|f| f.as_ref().clone().with_nullable(true))
                     .collect::<Vec<_>>(),
             ));
-            RecordBatch::try_new_with_options(relaxed, columns, &options)
-                .unwrap_or_else(|_| RecordBatch::new_empty(schema.clone()))
+            Ok(RecordBatch::try_new_with_options(
+                relaxed, columns, &options,
+            )?)
         }
     }
 }
 
 /// The same rows under another schema's names.
 fn rename(stream: DataStream<SqlBatch>, schema: SchemaRef) -> DataStream<SqlBatch> {
-    stream.map(move |batch| {
+    stream.try_map(move |batch| {
         let rows = batch.num_rows();
-        SqlBatch(with_columns(&schema, batch.0.columns().to_vec(), rows))
+        Ok(SqlBatch(with_columns(
+            &schema,
+            batch.0.columns().to_vec(),
+            rows,
+        )?))
     })
 }
 
@@ -442,7 +446,7 @@ impl Evaluate {
             .iter()
             .map(|e| e.evaluate(&batch)?.into_array(rows))
             .collect::<datafusion_common::Result<Vec<_>>>()?;
-        Ok(Some(with_columns(schema, columns, rows)))
+        Ok(Some(with_columns(schema, columns, rows)?))
     }
 }
 
