@@ -53,6 +53,8 @@ pub struct AggCall {
     kind: AggKind,
     distinct: bool,
     arg: Option<usize>,
+    /// Position of the `FILTER (WHERE …)` condition in the arguments batch.
+    filter: Option<usize>,
     output: DataType,
 }
 
@@ -69,9 +71,9 @@ impl AggCall {
                 "aggregate expression {expr}"
             )));
         };
-        if params.filter.is_some() || !params.order_by.is_empty() {
+        if !params.order_by.is_empty() {
             return Err(SqlError::unsupported(format!(
-                "{expr}: FILTER and ORDER BY in aggregate calls"
+                "{expr}: ORDER BY in aggregate calls"
             )));
         }
         let kind = match func.name().to_lowercase().as_str() {
@@ -108,10 +110,15 @@ impl AggCall {
                 "{expr}: AVG with a {output} result (cast the argument to DOUBLE)"
             )));
         }
+        let filter = params.filter.as_ref().map(|f| {
+            args.push((**f).clone());
+            args.len() - 1
+        });
         Ok(AggCall {
             kind,
             distinct: params.distinct,
             arg,
+            filter,
             output,
         })
     }
@@ -572,6 +579,14 @@ impl KeyedProcessFunction<Vec<u8>, KeyedRows, SqlBatch> for GroupAggregate {
         let batch = rows.args.batch();
         for row in 0..batch.num_rows() {
             for (call, acc) in self.calls.iter().zip(accs.iter_mut()) {
+                if let Some(f) = call.filter
+                    && !matches!(
+                        Value::of(batch.column(f).as_ref(), row)?,
+                        Some(Value::Bool(true))
+                    )
+                {
+                    continue;
+                }
                 let value = match call.arg {
                     None => None,
                     Some(a) => Value::of(batch.column(a).as_ref(), row)?,

@@ -222,6 +222,7 @@ impl Catalog {
 
     /// Plans, type-checks and optimizes a query.
     pub fn plan_query(&self, mut query: Query) -> Result<LogicalPlan> {
+        crate::windows::rewrite_group_windows(&mut query)?;
         crate::windows::rewrite(&mut query)?;
         crate::functions::rewrite_calls(&mut query)?;
         crate::functions::name_field_accesses(&mut query);

@@ -8,7 +8,8 @@
 use std::ops::ControlFlow;
 
 use datafusion_sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, TableFactor, VisitMut, VisitorMut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, Select,
+    SetExpr, TableAlias, TableFactor, VisitMut, VisitorMut, visit_expressions_mut,
 };
 
 use crate::error::{Result, SqlError};
@@ -193,5 +194,141 @@ fn window_subquery(expr: &Expr) -> Result<Option<Query>> {
             "{}: cannot build its subquery",
             args.function
         ))),
+    }
+}
+
+/// Flink's older group-window syntax, `GROUP BY TUMBLE(ts, size)` (or `HOP(ts, slide, size)`)
+/// with `TUMBLE_START(…)`, `TUMBLE_END(…)`, `TUMBLE_ROWTIME(…)` in the select list, rewritten
+/// into the window TVF over the query's one table, grouped by `window_start, window_end`.
+pub fn rewrite_group_windows(query: &mut Query) -> Result<()> {
+    struct Rewriter(Option<SqlError>);
+    impl VisitorMut for Rewriter {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let SetExpr::Select(select) = query.body.as_mut()
+                && let Err(e) = group_window(select)
+            {
+                self.0 = Some(e);
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut rewriter = Rewriter(None);
+    let _ = query.visit(&mut rewriter);
+    match rewriter.0 {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn group_window(select: &mut Select) -> Result<()> {
+    let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else {
+        return Ok(());
+    };
+    let Some(position) = exprs.iter().position(|e| {
+        matches!(e, Expr::Function(f) if matches!(f.name.to_string().to_uppercase().as_str(), "TUMBLE" | "HOP"))
+    }) else {
+        return Ok(());
+    };
+    let Expr::Function(f) = exprs.remove(position) else {
+        return Ok(());
+    };
+    let kind = f.name.to_string().to_uppercase();
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(SqlError::validation(format!("{kind} needs arguments")));
+    };
+    let args: Vec<String> = list.args.iter().map(|a| a.to_string()).collect();
+    let (time, sizes) = match (kind.as_str(), args.as_slice()) {
+        ("TUMBLE", [time, size]) => (time, size.clone()),
+        ("HOP", [time, slide, size]) => (time, format!("{slide}, {size}")),
+        _ => {
+            return Err(SqlError::validation(format!(
+                "GROUP BY {kind}(…): expected {}",
+                if kind == "HOP" {
+                    "HOP(time_attribute, slide, size)"
+                } else {
+                    "TUMBLE(time_attribute, size)"
+                }
+            )));
+        }
+    };
+    let time = time.rsplit('.').next().unwrap_or(time);
+    let [from] = select.from.as_mut_slice() else {
+        return Err(SqlError::unsupported(format!(
+            "GROUP BY {kind}(…) over a join or several tables; use the window TVF"
+        )));
+    };
+    if !from.joins.is_empty() {
+        return Err(SqlError::unsupported(format!(
+            "GROUP BY {kind}(…) over a join; use the window TVF"
+        )));
+    }
+    let (table, alias) = match &from.relation {
+        TableFactor::Table { name, alias, .. } => (
+            name.to_string(),
+            alias.clone().or_else(|| {
+                name.0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| TableAlias {
+                        explicit: true,
+                        name: i.clone(),
+                        columns: Vec::new(),
+                        at: None,
+                    })
+            }),
+        ),
+        TableFactor::Derived {
+            subquery, alias, ..
+        } => (format!("({subquery})"), alias.clone()),
+        other => {
+            return Err(SqlError::unsupported(format!(
+                "GROUP BY {kind}(…) over {other}; use the window TVF"
+            )));
+        }
+    };
+    let sql = format!("SELECT * FROM TABLE({kind}(TABLE {table}, DESCRIPTOR({time}), {sizes}))");
+    let crate::parser::Statement::Query(tvf) = crate::parser::parse_statement(&sql)? else {
+        return Err(SqlError::validation(format!(
+            "GROUP BY {kind}: cannot rewrite"
+        )));
+    };
+    from.relation = TableFactor::Derived {
+        lateral: false,
+        subquery: tvf,
+        alias,
+        sample: None,
+    };
+    exprs.insert(position, Expr::Identifier(Ident::new("window_start")));
+    exprs.insert(position + 1, Expr::Identifier(Ident::new("window_end")));
+    // TUMBLE_START(…) and friends become the window's columns.
+    let mut error = None;
+    let mut replace = |expr: &mut Expr| {
+        if let Expr::Function(f) = expr {
+            let name = f.name.to_string().to_uppercase();
+            let column = match name.strip_prefix(&format!("{kind}_")) {
+                Some("START") => "window_start",
+                Some("END") => "window_end",
+                Some("ROWTIME") => "window_time",
+                Some(other) => {
+                    error = Some(SqlError::unsupported(format!("{kind}_{other}")));
+                    return ControlFlow::Break(());
+                }
+                None => return ControlFlow::Continue(()),
+            };
+            *expr = Expr::Identifier(Ident::new(column));
+        }
+        ControlFlow::Continue(())
+    };
+    for item in &mut select.projection {
+        let _ = visit_expressions_mut(item, &mut replace);
+    }
+    if let Some(having) = &mut select.having {
+        let _ = visit_expressions_mut(having, &mut replace);
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
