@@ -410,14 +410,27 @@ impl SplitByKey {
                 .push(i as u32);
         }
         let mut out = Vec::with_capacity(order.len());
+        let window_ends = match self.window_end {
+            None => None,
+            Some(w) => Some(
+                crate::translate::millis(keys[w].as_ref())
+                    .ok_or_else(|| SqlError::validation("window_end is not a TIMESTAMP"))?,
+            ),
+        };
+        let window_ends = window_ends
+            .as_ref()
+            .map(|a| a.as_primitive::<arrow::datatypes::TimestampMillisecondType>());
         for key in order {
             let indices = UInt32Array::from(groups[key].clone());
             let first = indices.value(0) as usize;
-            let window_end = match self.window_end {
+            let window_end = match window_ends {
                 None => i64::MAX,
-                Some(w) => millis(keys[w].as_ref(), first).ok_or_else(|| {
-                    SqlError::validation("a row has no window_end: NULL event time")
-                })?,
+                Some(ends) if ends.is_valid(first) => ends.value(first),
+                Some(_) => {
+                    return Err(SqlError::validation(
+                        "a row has no window_end: its event time is NULL",
+                    ));
+                }
             };
             let columns = args
                 .iter()
@@ -465,38 +478,6 @@ fn row_converter(types: &[DataType]) -> Result<RowConverter> {
     Ok(RowConverter::new(
         types.iter().map(|t| SortField::new(t.clone())).collect(),
     )?)
-}
-
-/// Row `row` of a timestamp array, in milliseconds.
-fn millis(array: &dyn Array, row: usize) -> Option<i64> {
-    use arrow::datatypes::{
-        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-        TimestampSecondType,
-    };
-    if array.is_null(row) {
-        return None;
-    }
-    match array.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            Some(array.as_primitive::<TimestampMillisecondType>().value(row))
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => Some(
-            array
-                .as_primitive::<TimestampMicrosecondType>()
-                .value(row)
-                .div_euclid(1_000),
-        ),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => Some(
-            array
-                .as_primitive::<TimestampNanosecondType>()
-                .value(row)
-                .div_euclid(1_000_000),
-        ),
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            Some(array.as_primitive::<TimestampSecondType>().value(row) * 1_000)
-        }
-        _ => None,
-    }
 }
 
 /// Aggregates the rows of each key in keyed state; emits when the key's window (or the

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::compute::{concat, filter_record_batch};
+use arrow::datatypes::TimestampMillisecondType;
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::DFSchema;
@@ -520,24 +521,14 @@ impl OneInputOperator<SqlBatch, SqlBatch> for AssignWatermarks {
 
 /// The largest timestamp of a timestamp array, in milliseconds.
 fn max_millis(values: &dyn Array) -> Option<i64> {
-    use arrow::datatypes::{
-        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-        TimestampSecondType,
-    };
+    arrow::compute::max(millis(values)?.as_primitive::<TimestampMillisecondType>())
+}
+
+/// A timestamp array (any unit) in milliseconds; `None` if it holds no timestamps.
+pub(crate) fn millis(values: &dyn Array) -> Option<ArrayRef> {
     match values.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            arrow::compute::max(values.as_primitive::<TimestampMillisecondType>())
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            arrow::compute::max(values.as_primitive::<TimestampMicrosecondType>())
-                .map(|v| v.div_euclid(1_000))
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            arrow::compute::max(values.as_primitive::<TimestampNanosecondType>())
-                .map(|v| v.div_euclid(1_000_000))
-        }
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            arrow::compute::max(values.as_primitive::<TimestampSecondType>()).map(|v| v * 1_000)
+        DataType::Timestamp(..) => {
+            arrow::compute::cast(values, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok()
         }
         _ => None,
     }
