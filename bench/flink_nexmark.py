@@ -11,7 +11,9 @@ import time
 
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
-from nexmark_sql import QUERIES, SOURCE, UPDATING, VIEWS
+from nexmark_sql import QUERIES, SOURCE, UPDATING, VIEWS, WINDOW_QUERIES
+
+QUERIES = {**QUERIES, **WINDOW_QUERIES}
 
 
 def main():

@@ -36,7 +36,9 @@ import tempfile
 import threading
 import time
 
-from nexmark_sql import QUERIES as SQL, SOURCE, UPDATING, VIEWS
+from nexmark_sql import QUERIES as REFERENCE_SQL, SOURCE, UPDATING, VIEWS, WINDOW_QUERIES
+
+SQL = {**REFERENCE_SQL, **WINDOW_QUERIES}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.expanduser("~/.cache/eddy-tools")

@@ -204,3 +204,18 @@ QUERIES = {
 
 # Queries whose result is a changelog, with the number of leading columns that make the key.
 UPDATING = {"q4": 1, "q9": 1, "q15": 1, "q16": 2, "q17": 2, "q18": 2}
+
+# Window aggregations over the bid view that are not Nexmark queries (q5 and q7 join theirs
+# with another aggregation): the window operators alone, for bench/sql_windows.py.
+WINDOW_QUERIES = {
+    "tumble": ("auction BIGINT, num BIGINT, max_price BIGINT, starttime TIMESTAMP(3)",
+               """SELECT auction, count(*) AS num, max(price) AS max_price,
+                         window_start AS starttime
+                  FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+                  GROUP BY auction, window_start, window_end"""),
+    "hop": ("auction BIGINT, num BIGINT, starttime TIMESTAMP(3)",
+            """SELECT auction, count(*) AS num, window_start AS starttime
+               FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND,
+                              INTERVAL '10' SECOND))
+               GROUP BY auction, window_start, window_end"""),
+}

@@ -21,6 +21,7 @@ use crate::batch::SqlBatch;
 use crate::error::{Result, SqlError, did_you_mean};
 use crate::format::{self, Format};
 use crate::planner::TableEntry;
+use crate::source::BatchWatermark;
 
 /// The connectors and the options each accepts (`#` stands for a field's name).
 const CONNECTORS: &[(&str, &[&str])] = &[
@@ -151,9 +152,11 @@ fn connector(table: &TableEntry) -> &str {
 }
 
 /// The rows of a table's connector, as batches of its physical schema.
+/// `watermark`, for a table with `WATERMARK FOR`, is generated per split of the source.
 pub fn source(
     env: &StreamExecutionEnvironment,
     table: &TableEntry,
+    watermark: Option<BatchWatermark>,
 ) -> Result<DataStream<SqlBatch>> {
     let name = table.def.name.as_str();
     match connector(table) {
@@ -161,14 +164,24 @@ pub fn source(
             let path = file_path(&table.options["path"]);
             let format = Format::from_options(name, &table.options)?;
             let decoder = format::Decoder::new(table.physical.clone(), format, name)?;
-            let lines = env.from_source(
+            let strategy = match &watermark {
+                Some(_) => crate::source::source_watermarks(),
+                None => WatermarkStrategy::no_watermarks(),
+            };
+            let files = crate::source::LinesSource::new(
                 FileSource::for_text_lines(path),
-                WatermarkStrategy::no_watermarks(),
-                name,
+                decoder,
+                watermark,
             );
-            Ok(lines.transform(&format!("Decode: {name}"), move || decoder.clone()))
+            Ok(env.from_source(files, strategy, name))
         }
-        "datagen" => datagen(env, table),
+        "datagen" => {
+            let strategy = match watermark {
+                Some(w) => crate::source::strategy(w),
+                None => WatermarkStrategy::no_watermarks(),
+            };
+            datagen(env, table, strategy)
+        }
         other => Err(SqlError::validation(format!(
             "table '{name}' cannot be read: connector '{other}' is a sink only"
         ))),
@@ -289,7 +302,11 @@ fn option_bool(table: &TableEntry, key: &str) -> Result<Option<bool>> {
 /// each field `random` (between `min` and `max`, strings of `length`) or a `sequence` from
 /// `start` to `end`. Values are a function of the row's index, so a restored job regenerates
 /// the same rows.
-fn datagen(env: &StreamExecutionEnvironment, table: &TableEntry) -> Result<DataStream<SqlBatch>> {
+fn datagen(
+    env: &StreamExecutionEnvironment,
+    table: &TableEntry,
+    strategy: WatermarkStrategy<SqlBatch>,
+) -> Result<DataStream<SqlBatch>> {
     let name = table.def.name.clone();
     let schema = table.physical.clone();
     let mut fields = Vec::new();
@@ -377,7 +394,7 @@ fn datagen(env: &StreamExecutionEnvironment, table: &TableEntry) -> Result<DataS
         elements,
     )
     .with_rate_limit(rows_per_second / batch as f64);
-    Ok(env.from_source(source, WatermarkStrategy::no_watermarks(), &table.def.name))
+    Ok(env.from_source(source, strategy, &table.def.name))
 }
 
 #[derive(Debug)]

@@ -186,7 +186,7 @@ impl Decoder {
         }
     }
 
-    fn decode(&self, lines: &[&str]) -> RuntimeResult<Vec<RecordBatch>> {
+    pub(crate) fn decode(&self, lines: &[&str]) -> RuntimeResult<Vec<RecordBatch>> {
         match self.decode_lines(lines) {
             Ok(batch) => Ok(batch.into_iter().collect()),
             Err(_) => {

@@ -16,6 +16,7 @@ pub mod format;
 pub mod functions;
 pub mod parser;
 pub mod planner;
+pub mod source;
 pub mod translate;
 pub mod types;
 pub mod windows;

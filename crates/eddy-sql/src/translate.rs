@@ -15,7 +15,7 @@ use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use eddy::runtime::RuntimeError;
-use eddy::runtime::element::{StreamRecord, Watermark};
+use eddy::runtime::element::StreamRecord;
 use eddy::runtime::operator::{OneInputOperator, Output};
 use eddy::{DataStream, StreamExecutionEnvironment};
 
@@ -23,7 +23,8 @@ use crate::aggregate::{AggCall, GroupAggregate, KeyedRows, SplitByKey};
 use crate::batch::SqlBatch;
 use crate::connectors;
 use crate::error::{Result, SqlError};
-use crate::planner::{Catalog, CatalogObject, ScanSource};
+use crate::planner::{Catalog, CatalogObject, ScanSource, TableEntry};
+use crate::source::BatchWatermark;
 
 /// Builds the operators of one job from logical plans.
 pub struct Translator<'a> {
@@ -92,21 +93,11 @@ impl<'a> Translator<'a> {
                                 "Object '{table}' not found"
                             )));
                         };
-                        connectors::source(self.env, entry)?
+                        connectors::source(self.env, entry, self.batch_watermark(entry)?)?
                     }
+                    // Its source generates the watermarks, per split.
                     ScanSource::Object(CatalogObject::Table(entry)) => {
-                        let stream = self.translate(&entry.scan)?;
-                        match &entry.watermark {
-                            None => stream,
-                            Some((_, expr)) => {
-                                let expr = self.physical_expr(expr, entry.scan.schema())?;
-                                let op = AssignWatermarks {
-                                    expr,
-                                    current: i64::MIN,
-                                };
-                                stream.transform("WatermarkAssigner", move || op.clone())
-                            }
-                        }
+                        self.translate(&entry.scan)?
                     }
                     ScanSource::Object(CatalogObject::View(view)) => self.translate(&view.plan)?,
                 };
@@ -296,6 +287,37 @@ impl<'a> Translator<'a> {
             .name(name))
     }
 
+    /// How the table's source computes a batch's watermark: its computed columns, then the
+    /// `WATERMARK FOR` expression, the largest value.
+    fn batch_watermark(&self, entry: &TableEntry) -> Result<Option<BatchWatermark>> {
+        let Some((_, expr)) = &entry.watermark else {
+            return Ok(None);
+        };
+        let computed = match &entry.scan {
+            LogicalPlan::Projection(p) => Some(Evaluate {
+                filter: None,
+                project: Some((
+                    self.physical_exprs(&p.expr, p.input.schema())?,
+                    arrow_schema(&p.schema),
+                )),
+            }),
+            _ => None,
+        };
+        let expr = self.physical_expr(expr, entry.scan.schema())?;
+        Ok(Some(Arc::new(move |batch: &RecordBatch| {
+            let batch = match &computed {
+                Some(c) => c.apply(batch.clone()).ok()??,
+                None => batch.clone(),
+            };
+            let values = expr
+                .evaluate(&batch)
+                .ok()?
+                .into_array(batch.num_rows())
+                .ok()?;
+            max_millis(values.as_ref())
+        })))
+    }
+
     fn physical_expr(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(create_physical_expr(
             expr,
@@ -470,52 +492,6 @@ impl OneInputOperator<SqlBatch, SqlBatch> for Evaluate {
             return Ok(());
         }
         out.collect(records)
-    }
-}
-
-/// Emits a watermark after each batch: the largest value of the table's watermark expression
-/// seen so far (Flink's watermark assigner with `WATERMARK FOR … AS …`).
-#[derive(Clone)]
-struct AssignWatermarks {
-    expr: Arc<dyn PhysicalExpr>,
-    current: i64,
-}
-
-impl OneInputOperator<SqlBatch, SqlBatch> for AssignWatermarks {
-    fn process_batch(
-        &mut self,
-        batch: Vec<StreamRecord<SqlBatch>>,
-        out: &mut dyn Output<SqlBatch>,
-    ) -> eddy::runtime::Result<()> {
-        let mut max = self.current;
-        for record in &batch {
-            let values = self
-                .expr
-                .evaluate(record.value.batch())
-                .and_then(|v| v.into_array(record.value.num_rows()))
-                .map_err(RuntimeError::user)?;
-            if let Some(m) = max_millis(values.as_ref()) {
-                max = max.max(m);
-            }
-        }
-        out.collect(batch)?;
-        if max > self.current {
-            self.current = max;
-            out.emit_watermark(Watermark(max))?;
-        }
-        Ok(())
-    }
-
-    fn process_watermark(
-        &mut self,
-        watermark: Watermark,
-        out: &mut dyn Output<SqlBatch>,
-    ) -> eddy::runtime::Result<()> {
-        // Only the end of bounded input passes: the table's own watermarks replace the rest.
-        if watermark == Watermark::MAX {
-            out.emit_watermark(watermark)?;
-        }
-        Ok(())
     }
 }
 
