@@ -1,9 +1,10 @@
 //! The filesystem connector's source: the file source's splits decoded into record batches.
 //!
-//! A subtask reads its splits (several files, or several parts of a large one) side by side, a
-//! batch from each in turn, and its watermark is the least of its splits' watermarks, a split
-//! not yet opened counting as the start of time: files that each cover the same hours, as
-//! generated or exported data often does, give no late rows however many a subtask reads.
+//! A subtask reads its files side by side, a batch from each in turn, and the splits of one file
+//! in order; its watermark is the least of its files' watermarks, a file not yet opened counting
+//! as the start of time. Files that each cover the same hours, as generated or exported data
+//! often does, give no late rows however many a subtask reads, and a file's later parts do not
+//! hold back the watermark of its earlier ones.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -54,8 +55,8 @@ impl WatermarkGenerator<SqlBatch> for LargestSoFar {
 /// set here rather than by the runtime's record-counted batches.
 const LINES_PER_BATCH: usize = 4096;
 
-/// Splits a subtask keeps open at once; the others wait (and hold the watermark back).
-const MAX_OPEN_SPLITS: usize = 64;
+/// Files a subtask keeps open at once; the others wait (and hold the watermark back).
+const MAX_OPEN_FILES: usize = 64;
 
 /// Batches of rows decoded from the lines of files.
 pub struct LinesSource {
@@ -101,35 +102,55 @@ impl Source<SqlBatch> for LinesSource {
     }
 }
 
-struct OpenSplit {
+struct OpenFile {
+    path: std::path::PathBuf,
+    /// The reader of the file's current split.
     reader: TextLineReader,
-    /// The largest watermark value of the split's rows so far.
+    /// The largest watermark value of the file's rows so far.
     watermark: i64,
 }
 
-/// Reads a subtask's splits side by side, one line reader each.
+/// Reads a subtask's files side by side, one line reader each.
 pub struct LinesReader {
     files: FileSource,
     ctx: SourceReaderContext,
     decoder: Decoder,
     watermark: Option<BatchWatermark>,
     pending: VecDeque<FileSplit>,
-    open: Vec<OpenSplit>,
+    open: Vec<OpenFile>,
     /// The open split to read from next.
     next: usize,
 }
 
 impl LinesReader {
-    /// The least watermark of the unfinished splits.
+    /// The least watermark of the unfinished files.
     fn watermark(&self) -> i64 {
-        if !self.pending.is_empty() {
+        let unopened = self
+            .pending
+            .iter()
+            .any(|split| self.open.iter().all(|f| f.path != split.path));
+        if unopened {
             return i64::MIN;
         }
         self.open
             .iter()
-            .map(|s| s.watermark)
+            .map(|f| f.watermark)
             .min()
             .unwrap_or(i64::MIN)
+    }
+
+    /// A reader of the next pending split of `path` (of a file not open, for `None`).
+    fn next_split_of(&mut self, path: Option<&std::path::Path>) -> Result<Option<TextLineReader>> {
+        let position = self.pending.iter().position(|split| match path {
+            Some(p) => split.path == p,
+            None => self.open.iter().all(|f| f.path != split.path),
+        });
+        let Some(split) = position.and_then(|i| self.pending.remove(i)) else {
+            return Ok(None);
+        };
+        let mut reader = self.files.create_reader(&self.ctx)?;
+        reader.add_splits(vec![split])?;
+        Ok(Some(reader))
     }
 }
 
@@ -142,12 +163,20 @@ impl SourceReader<SqlBatch> for LinesReader {
     }
 
     fn poll_next(&mut self, output: &mut ReaderOutput<SqlBatch>) -> Result<InputStatus> {
-        while self.open.len() < MAX_OPEN_SPLITS
-            && let Some(split) = self.pending.pop_front()
-        {
-            let mut reader = self.files.create_reader(&self.ctx)?;
-            reader.add_splits(vec![split])?;
-            self.open.push(OpenSplit {
+        while self.open.len() < MAX_OPEN_FILES {
+            let Some(path) = self
+                .pending
+                .iter()
+                .find(|split| self.open.iter().all(|f| f.path != split.path))
+                .map(|split| split.path.clone())
+            else {
+                break;
+            };
+            let Some(reader) = self.next_split_of(None)? else {
+                break;
+            };
+            self.open.push(OpenFile {
+                path,
                 reader,
                 watermark: i64::MIN,
             });
@@ -186,7 +215,14 @@ impl SourceReader<SqlBatch> for LinesReader {
             }
         }
         if matches!(status, InputStatus::EndOfInput) {
-            self.open.remove(index);
+            // The file's next split, in order, or the file is done.
+            let path = self.open[index].path.clone();
+            match self.next_split_of(Some(&path))? {
+                Some(reader) => self.open[index].reader = reader,
+                None => {
+                    self.open.remove(index);
+                }
+            }
         } else {
             self.next = index + 1;
         }
@@ -202,8 +238,8 @@ impl SourceReader<SqlBatch> for LinesReader {
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Vec<FileSplit>> {
         let mut state = Vec::new();
-        for split in &mut self.open {
-            state.extend(split.reader.snapshot_state(checkpoint_id)?);
+        for file in &mut self.open {
+            state.extend(file.reader.snapshot_state(checkpoint_id)?);
         }
         state.extend(self.pending.iter().cloned());
         Ok(state)
