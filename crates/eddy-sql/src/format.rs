@@ -9,10 +9,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy::runtime::Result as RuntimeResult;
 use eddy::runtime::RuntimeError;
-use eddy::runtime::element::{StreamRecord, Watermark};
-use eddy::runtime::operator::{OneInputOperator, Output};
 
-use crate::batch::SqlBatch;
 use crate::error::{Result, SqlError, did_you_mean};
 
 /// Flink's SQL timestamp text in JSON and CSV: `2024-01-01 10:00:00.123` (the fraction only
@@ -127,7 +124,7 @@ impl Format {
     }
 }
 
-/// Decodes text lines into batches: one batch per batch of lines (an operator).
+/// Decodes text lines into record batches.
 #[derive(Clone)]
 pub struct Decoder {
     schema: SchemaRef,
@@ -214,41 +211,6 @@ impl Decoder {
                 Ok(batches)
             }
         }
-    }
-}
-
-impl OneInputOperator<String, SqlBatch> for Decoder {
-    fn process_batch(
-        &mut self,
-        batch: Vec<StreamRecord<String>>,
-        out: &mut dyn Output<SqlBatch>,
-    ) -> RuntimeResult<()> {
-        let lines: Vec<&str> = batch
-            .iter()
-            .map(|r| r.value.as_str())
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let decoded = self.decode(&lines)?;
-        let records: Vec<_> = decoded
-            .into_iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| StreamRecord::new(SqlBatch(b)))
-            .collect();
-        if records.is_empty() {
-            return Ok(());
-        }
-        out.collect(records)
-    }
-
-    fn process_watermark(
-        &mut self,
-        watermark: Watermark,
-        out: &mut dyn Output<SqlBatch>,
-    ) -> RuntimeResult<()> {
-        out.emit_watermark(watermark)
     }
 }
 
