@@ -77,24 +77,24 @@ def ensure_flink():
     return python
 
 
-def build_eddy(profile):
-    """Builds the nexmark binary; returns its path."""
-    log(f"building the nexmark binary ({profile})")
-    cmd = ["cargo", "build", "--locked", "-p", "eddy-nexmark", "--bin", "nexmark"]
+def build_binary(package, binary, profile):
+    """Builds `binary` of the cargo package `package`; returns its path."""
+    log(f"building the {binary} binary ({profile})")
+    cmd = ["cargo", "build", "--locked", "-p", package, "--bin", binary]
     if profile == "release":
         cmd.append("--release")
     subprocess.run(cmd, cwd=ROOT, check=True, env=dict(os.environ, CARGO_TARGET_DIR=TARGET))
-    return os.path.join(TARGET, profile, "nexmark")
+    return os.path.join(TARGET, profile, binary)
+
+
+def build_eddy(profile):
+    """The nexmark binary (the DataStream queries and the generator)."""
+    return build_binary("eddy-nexmark", "nexmark", profile)
 
 
 def build_eddy_cli(profile):
-    """Builds the `eddy` binary (its `sql` client runs SQL); returns its path."""
-    log(f"building the eddy binary ({profile})")
-    cmd = ["cargo", "build", "--locked", "-p", "eddy-cluster", "--bin", "eddy"]
-    if profile == "release":
-        cmd.append("--release")
-    subprocess.run(cmd, cwd=ROOT, check=True, env=dict(os.environ, CARGO_TARGET_DIR=TARGET))
-    return os.path.join(TARGET, profile, "eddy")
+    """The `eddy` binary, whose `sql` client runs the SQL."""
+    return build_binary("eddy-cluster", "eddy", profile)
 
 
 def tree(root):

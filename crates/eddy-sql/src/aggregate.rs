@@ -421,7 +421,7 @@ impl SplitByKey {
             .as_ref()
             .map(|a| a.as_primitive::<arrow::datatypes::TimestampMillisecondType>());
         for key in order {
-            let indices = UInt32Array::from(groups[key].clone());
+            let indices = UInt32Array::from(groups.remove(key).unwrap_or_default());
             let first = indices.value(0) as usize;
             let window_end = match window_ends {
                 None => i64::MAX,

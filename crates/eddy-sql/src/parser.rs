@@ -436,23 +436,13 @@ impl<'a> FlinkParser<'a> {
         }
         if self.parser.parse_keyword(Keyword::EXECUTE) {
             self.parser
-                .expect_keyword(Keyword::STATEMENT)
-                .map_err(parse_error)?;
-            self.parser
-                .expect_keyword(Keyword::SET)
-                .map_err(parse_error)?;
-            self.parser
-                .expect_keyword(Keyword::BEGIN)
+                .expect_keywords(&[Keyword::STATEMENT, Keyword::SET, Keyword::BEGIN])
                 .map_err(parse_error)?;
             return self.statement_set();
         }
-        if self.parser.peek_keyword(Keyword::BEGIN) {
-            self.parser.next_token();
+        if self.parser.parse_keyword(Keyword::BEGIN) {
             self.parser
-                .expect_keyword(Keyword::STATEMENT)
-                .map_err(parse_error)?;
-            self.parser
-                .expect_keyword(Keyword::SET)
+                .expect_keywords(&[Keyword::STATEMENT, Keyword::SET])
                 .map_err(parse_error)?;
             let _ = self.parser.consume_token(&Token::SemiColon);
             return self.statement_set();
