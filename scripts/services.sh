@@ -1,8 +1,9 @@
 # Installs (once) and starts the servers the tests and benchmarks talk to. Sourced by
-# scripts/test.sh; `scripts/services.sh postgres|kafka|all` runs it by hand, and
-# `scripts/services.sh kafka-broker` runs a broker for the examples. Everything it
-# installs goes to $EDDY_TOOLS (default $HOME/.cache/eddy-tools) or comes from Debian's packages;
-# every step is idempotent.
+# scripts/test.sh; `scripts/services.sh postgres|kafka|zookeeper|all` runs it by hand,
+# `scripts/services.sh kafka-broker` runs a broker for the examples and
+# `scripts/services.sh zookeeper-server` a ZooKeeper server for a high-availability cluster.
+# Everything it installs goes to $EDDY_TOOLS (default $HOME/.cache/eddy-tools) or comes from
+# Debian's packages; every step is idempotent.
 
 EDDY_TOOLS="${EDDY_TOOLS:-$HOME/.cache/eddy-tools}"
 _services_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -83,6 +84,37 @@ ensure_kafka() {
     export EDDY_KAFKA_LIBS="$home/libs"
 }
 
+# Apache ZooKeeper's server jars (the version pinned in scripts/zookeeper/pom.xml) from Maven
+# Central, into $EDDY_TOOLS/zookeeper-VERSION/libs; exports EDDY_ZOOKEEPER_LIBS. The
+# high-availability tests start their own servers from it (eddy_cluster::ha::testing).
+ensure_zookeeper() {
+    local version home
+    version="$(sed -n 's:.*<zookeeper.version>\(.*\)</zookeeper.version>.*:\1:p' "$_services_dir/zookeeper/pom.xml")"
+    home="$EDDY_TOOLS/zookeeper-$version"
+    if [ ! -f "$home/.complete" ]; then
+        command -v java >/dev/null || _apt_install openjdk-17-jre-headless
+        command -v mvn >/dev/null || _apt_install maven
+        echo "fetching Apache ZooKeeper $version into $home"
+        rm -rf "$home"
+        mvn -q -B -f "$_services_dir/zookeeper/pom.xml" dependency:copy-dependencies \
+            -DoutputDirectory="$home/libs"
+        touch "$home/.complete"
+    fi
+    export EDDY_ZOOKEEPER_LIBS="$home/libs"
+}
+
+# A single ZooKeeper server on 127.0.0.1:PORT (default 2181) with its data in DIR (default
+# $EDDY_TOOLS/zookeeper-server), in the foreground: the quorum of a high-availability cluster
+# started by hand (`high-availability.zookeeper.quorum: 127.0.0.1:2181`).
+zookeeper_server() {
+    local port="${1:-2181}" dir="${2:-$EDDY_TOOLS/zookeeper-server}"
+    ensure_zookeeper
+    mkdir -p "$dir"
+    echo "ZooKeeper on 127.0.0.1:$port (data in $dir)"
+    exec java -Xmx256m -Dzookeeper.admin.enableServer=false -cp "$EDDY_ZOOKEEPER_LIBS/*" \
+        org.apache.zookeeper.server.ZooKeeperServerMain "$port" "$dir"
+}
+
 # Apache Flink's own CLI and REST client classes (PyPI's apache-flink, the version the Nexmark
 # and latency benchmarks compare against) in a virtual environment under $EDDY_TOOLS; exports
 # EDDY_FLINK_HOME. The tests drive Flink's CLI and check the REST API with Flink's classes.
@@ -139,9 +171,11 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     case "${1:-all}" in
         postgres) ensure_postgres ;;
         kafka) ensure_kafka; echo "EDDY_KAFKA_LIBS=$EDDY_KAFKA_LIBS" ;;
+        zookeeper) ensure_zookeeper; echo "EDDY_ZOOKEEPER_LIBS=$EDDY_ZOOKEEPER_LIBS" ;;
         flink) ensure_flink; echo "EDDY_FLINK_HOME=$EDDY_FLINK_HOME" ;;
         kafka-broker) shift; kafka_broker "$@" ;;
-        all) ensure_postgres; ensure_kafka; ensure_flink ;;
-        *) echo "usage: $0 [postgres|kafka|flink|all] | kafka-broker [PORT [DIR]]" >&2; exit 2 ;;
+        zookeeper-server) shift; zookeeper_server "$@" ;;
+        all) ensure_postgres; ensure_kafka; ensure_zookeeper; ensure_flink ;;
+        *) echo "usage: $0 [postgres|kafka|zookeeper|flink|all] | kafka-broker [PORT [DIR]] | zookeeper-server [PORT [DIR]]" >&2; exit 2 ;;
     esac
 fi

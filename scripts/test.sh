@@ -20,12 +20,14 @@ step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 # The servers the tests talk to: Postgres on 127.0.0.1:5432 (installed from Debian's packages
-# and started when nothing listens there), Apache Kafka's jars from Maven Central (each Kafka
-# test starts its own brokers from them) and Flink's CLI from PyPI. See scripts/services.sh.
-step "test servers and tools (Postgres, Apache Kafka, Apache Flink's CLI)"
+# and started when nothing listens there), Apache Kafka's and Apache ZooKeeper's jars from Maven
+# Central (each Kafka or high-availability test starts its own servers from them) and Flink's
+# CLI from PyPI. See scripts/services.sh.
+step "test servers and tools (Postgres, Apache Kafka, Apache ZooKeeper, Apache Flink's CLI)"
 source scripts/services.sh
 ensure_postgres
 ensure_kafka
+ensure_zookeeper
 ensure_flink
 TOOLS="$EDDY_TOOLS"
 

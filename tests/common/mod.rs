@@ -259,3 +259,53 @@ pub fn check_region_failover(dir: &Path, records: i64, keys: i64, parallelism: u
         "parallelism {parallelism}: nothing but the failed subtask restarted"
     );
 }
+
+/// Events for the `event_time_windows` example in a CSV file in `dir`, and the windows a
+/// brute-force model fires for them (sliding 200/50, out-of-orderness 20, lateness 10).
+pub fn window_input(dir: &Path, seed: u64, n: usize) -> (PathBuf, Vec<String>) {
+    let events = window_oracle::random_events(seed, n, 6, 40);
+    let path = dir.join(format!("events-{seed}.csv"));
+    let text: String = events
+        .iter()
+        .map(|e| format!("{},{},{}\n", e.key, e.ts, e.value))
+        .collect();
+    std::fs::write(&path, text).expect("write the events");
+    let (fired, _) = window_oracle::run(&events, window_oracle::Assigner::Sliding(200, 50), 20, 10);
+    let expected = window_oracle::sorted(
+        fired
+            .iter()
+            .map(|(k, s, e, c, sum)| format!("{k},{s},{e},{c},{sum}"))
+            .collect(),
+    );
+    (path, expected)
+}
+
+/// Arguments of an `event_time_windows` run named `run` over `input`, checkpointing every
+/// 100 ms and reading `rate` records/s; returns its output directory and the arguments.
+pub fn window_args(dir: &Path, input: &Path, run: &str, rate: u32) -> (PathBuf, Vec<String>) {
+    let out = dir.join(run).join("out");
+    let path = |p: &Path| p.display().to_string();
+    let args = [
+        "--input".into(),
+        path(input),
+        "--output".into(),
+        path(&out),
+        "--late-output".into(),
+        path(&dir.join(run).join("late")),
+        "--window".into(),
+        "sliding:200:50".into(),
+        "--out-of-orderness".into(),
+        "20".into(),
+        "--allowed-lateness".into(),
+        "10".into(),
+        "--watermarks".into(),
+        "per-record".into(),
+        "--checkpoint-interval".into(),
+        "100".into(),
+        "--checkpoint-dir".into(),
+        path(&dir.join(run).join("checkpoints")),
+        "--source-rate".into(),
+        rate.to_string(),
+    ];
+    (out, args.to_vec())
+}

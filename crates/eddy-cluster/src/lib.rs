@@ -9,6 +9,8 @@
 //! - [`client`]: the CLI's verbs (`run`, `list`, `cancel`, `stop`, `savepoint`, `info`) over the
 //!   REST API.
 //! - [`application`]: `run-application`, an application cluster on this machine.
+//! - [`ha`]: high availability with ZooKeeper: leader election among JobManagers, and the job
+//!   graphs, programs and checkpoint pointers a new leader resumes jobs from.
 //!
 //! The JobManager and TaskManagers talk over one TCP connection each ([`protocol`]); worker
 //! processes talk to the job master with the runtime's worker protocol
@@ -19,6 +21,7 @@
 
 pub mod application;
 pub mod client;
+pub mod ha;
 pub mod jobmanager;
 pub mod logging;
 pub mod process;
@@ -48,6 +51,10 @@ pub enum ClusterError {
     /// Something the user asked for cannot be done.
     #[error("{0}")]
     Invalid(String),
+    /// High availability failed: ZooKeeper cannot be reached, a record in it is not valid, or
+    /// this JobManager is no longer the leader.
+    #[error("high availability: {0}")]
+    HighAvailability(String),
 }
 
 impl ClusterError {

@@ -107,7 +107,8 @@ enum Command {
     },
     /// Submits a program to the cluster.
     Run {
-        /// The JobManager's REST address (default: rest.address:rest.port).
+        /// The JobManager's REST address (default: with high availability the leader's, from
+        /// ZooKeeper; otherwise rest.address:rest.port).
         #[arg(short = 'm', long = "jobmanager")]
         jobmanager: Option<String>,
         /// Return once the job is submitted.
@@ -198,15 +199,31 @@ fn configuration(cli: &Cli) -> anyhow::Result<Configuration> {
     Ok(config)
 }
 
+/// The REST client of `-m`, or with high availability of the leader ZooKeeper names, or of
+/// `rest.address:rest.port`.
 fn rest_client(config: &Configuration, m: &Option<String>) -> anyhow::Result<RestClient> {
-    let address = match m {
-        Some(a) => a.clone(),
-        None => format!(
-            "{}:{}",
-            config.get(&options::REST_ADDRESS)?,
-            config.get(&options::REST_PORT)?
-        ),
-    };
+    if let Some(a) = m {
+        return Ok(RestClient::new(a)?);
+    }
+    if let Some(settings) = eddy_cluster::ha::HaSettings::from_config(config)? {
+        let zk = eddy_cluster::ha::ZooKeeper::connect(&settings)?;
+        let leader = zk
+            .wait_for_leader(settings.connection_timeout)?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no JobManager is the leader in ZooKeeper at {} ({}) after {:?}",
+                    settings.quorum,
+                    settings.root,
+                    settings.connection_timeout
+                )
+            })?;
+        return Ok(RestClient::new(&leader.rest_address)?);
+    }
+    let address = format!(
+        "{}:{}",
+        config.get(&options::REST_ADDRESS)?,
+        config.get(&options::REST_PORT)?
+    );
     Ok(RestClient::new(&address)?)
 }
 

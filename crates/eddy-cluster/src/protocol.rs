@@ -25,6 +25,9 @@ pub struct Registration {
     pub prometheus_port: Option<u16>,
     /// Its log file, if it logs to one.
     pub log_file: Option<String>,
+    /// With high availability: the leader session (from ZooKeeper) it registers for. A
+    /// JobManager refuses a registration for any session but its own.
+    pub leader_session: Option<String>,
 }
 
 /// From a TaskManager to the JobManager.
@@ -55,6 +58,13 @@ pub enum JobManagerMessage {
     Registered {
         /// Where the TaskManager downloads programs: the REST address.
         rest_address: String,
+        /// The JobManager's leader session, with high availability.
+        leader_session: Option<String>,
+    },
+    /// Registration refused (it named another leader session): why.
+    Refused {
+        /// Why, naming both sessions.
+        reason: String,
     },
     /// Start a worker process for a job's attempt.
     StartWorker(StartWorker),

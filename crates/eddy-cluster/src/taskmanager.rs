@@ -47,14 +47,42 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
         config.get(&options::JOBMANAGER_RPC_PORT)?
     );
     let interval = config.get(&options::HEARTBEAT_INTERVAL)?;
+    let ha = crate::ha::HaSettings::from_config(&config)?;
+    let mut zk = match &ha {
+        Some(settings) => Some(crate::ha::ZooKeeper::connect(settings)?),
+        None => None,
+    };
     let work_dir = work_dir.join(&id);
     std::fs::create_dir_all(work_dir.join("blobs"))
         .map_err(|e| ClusterError::io(format!("cannot create {}", work_dir.display()), e))?;
     let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
     let prometheus_port = serve_metrics(&config, &host, slots, &workers, &id, &work_dir)?;
-    println!("TaskManager {id}: {slots} slot(s), JobManager at {jm}");
+    match &ha {
+        Some(settings) => println!(
+            "TaskManager {id}: {slots} slot(s), JobManager leader from ZooKeeper at {}",
+            settings.quorum
+        ),
+        None => println!("TaskManager {id}: {slots} slot(s), JobManager at {jm}"),
+    }
     loop {
-        let stream = connect(&jm);
+        // With high availability: the leader, found in ZooKeeper (a new session if the old one
+        // ended), whose session the registration and every worker start are fenced with.
+        let leader = match (&ha, &mut zk) {
+            (Some(settings), Some(zk)) => match current_leader(settings, zk) {
+                Some(leader) => Some(leader),
+                None => continue,
+            },
+            _ => None,
+        };
+        let address = leader
+            .as_ref()
+            .map_or(jm.as_str(), |l| l.rpc_address.as_str());
+        let Some(stream) = connect(address, leader.is_some()) else {
+            continue;
+        };
+        if let (Some(leader), Some(zk)) = (&leader, &zk) {
+            follow_leader(zk.clone(), leader.clone(), &stream)?;
+        }
         let registration = Registration {
             id: id.clone(),
             host: host.clone(),
@@ -62,8 +90,21 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
             pid: std::process::id(),
             prometheus_port,
             log_file: log_file.as_ref().map(|p| p.display().to_string()),
+            leader_session: leader.as_ref().map(|l| l.session_id.clone()),
         };
-        match session(stream, registration, interval, &work_dir, &jm, &workers) {
+        let fence = match (&leader, &zk) {
+            (Some(leader), Some(zk)) => Some((zk.clone(), leader.clone())),
+            _ => None,
+        };
+        match session(
+            stream,
+            registration,
+            interval,
+            &work_dir,
+            address,
+            &workers,
+            fence,
+        ) {
             Ok(()) => tracing::warn!("the JobManager closed the connection; registering again"),
             Err(e) => tracing::warn!(error = %e, "lost the JobManager; registering again"),
         }
@@ -75,6 +116,57 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The leader as ZooKeeper knows it, waiting up to a few seconds for one; opens a new session
+/// if the old one ended. `None` to ask again.
+fn current_leader(
+    settings: &crate::ha::HaSettings,
+    zk: &mut Arc<crate::ha::ZooKeeper>,
+) -> Option<crate::ha::LeaderInfo> {
+    if zk.session_ended() {
+        match crate::ha::ZooKeeper::connect(settings) {
+            Ok(new) => *zk = new,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach ZooKeeper; trying again");
+                std::thread::sleep(Duration::from_secs(1));
+                return None;
+            }
+        }
+    }
+    match zk.wait_for_leader(Duration::from_secs(5)) {
+        Ok(Some(leader)) => Some(leader),
+        Ok(None) => {
+            tracing::info!("no JobManager leader yet");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the JobManager leader; trying again");
+            std::thread::sleep(Duration::from_millis(500));
+            None
+        }
+    }
+}
+
+/// Closes `stream` once ZooKeeper names a leader other than `leader`, which ends the session
+/// with it: the workers of its jobs stop, and the TaskManager registers with the new leader.
+fn follow_leader(
+    zk: Arc<crate::ha::ZooKeeper>,
+    leader: crate::ha::LeaderInfo,
+    stream: &TcpStream,
+) -> Result<()> {
+    let stream = stream
+        .try_clone()
+        .map_err(|e| ClusterError::io("connection", e))?;
+    std::thread::Builder::new()
+        .name("leader watch".into())
+        .spawn(move || {
+            zk.wait_for_leader_change(&leader);
+            tracing::warn!(old = %leader.session_id, "the JobManager leader changed; leaving the old one");
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        })
+        .map_err(|e| ClusterError::io("cannot start the leader watch", e))?;
+    Ok(())
 }
 
 /// Serves this TaskManager's metrics and those of its workers' tasks at `/metrics` on a port of
@@ -249,16 +341,38 @@ fn read_log(id: &str, name: &str) -> axum::response::Response {
     }
 }
 
-fn connect(address: &str) -> TcpStream {
+/// Connects to the JobManager at `address`, retrying until it is up (as Flink's TaskManagers
+/// do); a leader found in ZooKeeper (`give_up`) gets a few seconds, since it may have died
+/// since it was elected (`None`: ask ZooKeeper again).
+fn connect(address: &str, give_up: bool) -> Option<TcpStream> {
     let mut delay = Duration::from_millis(50);
+    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match TcpStream::connect(address) {
-            Ok(s) => return s,
+            Ok(s) => return Some(s),
             Err(e) => {
                 tracing::info!(jobmanager = address, error = %e, "JobManager not reachable yet");
+                if give_up && Instant::now() > deadline {
+                    return None;
+                }
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
+        }
+    }
+}
+
+/// The ZooKeeper session and the leader a session with a JobManager is fenced with.
+type Fence = Option<(Arc<crate::ha::ZooKeeper>, crate::ha::LeaderInfo)>;
+
+/// Whether the leader ZooKeeper names now is still `fence`'s (always without high
+/// availability): read afresh before a worker starts, so a JobManager that lost the leadership
+/// cannot deploy here even before the leader watch has noticed.
+fn still_leader(fence: &Fence) -> bool {
+    match fence {
+        None => true,
+        Some((zk, leader)) => {
+            matches!(zk.leader(), Ok(Some(l)) if l.session_id == leader.session_id)
         }
     }
 }
@@ -270,6 +384,7 @@ fn session(
     work_dir: &Path,
     jm: &str,
     workers: &Workers,
+    fence: Fence,
 ) -> Result<()> {
     let _ = stream.set_nodelay(true);
     let writer = Arc::new(Mutex::new(BufWriter::new(
@@ -285,7 +400,21 @@ fn session(
     }
     let mut reader = BufReader::new(stream);
     let rest = match read_message::<JobManagerMessage>(&mut reader)? {
-        Some(JobManagerMessage::Registered { rest_address }) => rest_address,
+        Some(JobManagerMessage::Registered {
+            rest_address,
+            leader_session,
+        }) if leader_session == registration.leader_session => rest_address,
+        Some(JobManagerMessage::Registered { leader_session, .. }) => {
+            return Err(ClusterError::Invalid(format!(
+                "the JobManager answered for leader session {leader_session:?}, not {:?}",
+                registration.leader_session
+            )));
+        }
+        Some(JobManagerMessage::Refused { reason }) => {
+            return Err(ClusterError::Invalid(format!(
+                "registration refused: {reason}"
+            )));
+        }
         _ => return Err(ClusterError::Invalid("registration refused".into())),
     };
     tracing::info!(taskmanager = %registration.id, rest = %rest, "registered with the JobManager");
@@ -341,6 +470,14 @@ fn session(
     }
     let result = loop {
         match read_message::<JobManagerMessage>(&mut reader) {
+            Ok(Some(JobManagerMessage::StartWorker(_))) if !still_leader(&fence) => {
+                tracing::warn!(
+                    "a JobManager that is no longer the leader asked for a worker; leaving it"
+                );
+                break Err(ClusterError::HighAvailability(
+                    "the JobManager lost its leadership".into(),
+                ));
+            }
             Ok(Some(JobManagerMessage::StartWorker(start))) => {
                 if let Err(e) = start_worker(&start, &registration, work_dir, jm, &rest, workers) {
                     // The job master sees no worker connect and fails the attempt with a
@@ -376,7 +513,7 @@ fn session(
                 }
                 std::process::exit(0);
             }
-            Ok(Some(JobManagerMessage::Registered { .. })) => {}
+            Ok(Some(JobManagerMessage::Registered { .. } | JobManagerMessage::Refused { .. })) => {}
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.into()),
         }

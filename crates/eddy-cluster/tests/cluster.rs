@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::window_oracle::{self, Assigner, sorted};
+use common::window_oracle::sorted;
 use common::{
     brute_force_counts, check_region_failover, committed_lines, example_bin, random_text,
-    read_counts,
+    read_counts, window_args, window_input,
 };
 use serde_json::Value;
 
@@ -417,55 +417,6 @@ fn sum_metric(text: &str, metric: &str, labels: &[&str]) -> f64 {
 
 fn text_input(cluster: &TestCluster) -> String {
     std::fs::read_to_string(cluster.dir.path().join("words.txt")).unwrap()
-}
-
-/// Events for `event_time_windows`, and the windows a brute-force model fires for them.
-fn window_input(dir: &Path, seed: u64, n: usize) -> (PathBuf, Vec<String>) {
-    let events = window_oracle::random_events(seed, n, 6, 40);
-    let path = dir.join(format!("events-{seed}.csv"));
-    let text: String = events
-        .iter()
-        .map(|e| format!("{},{},{}\n", e.key, e.ts, e.value))
-        .collect();
-    std::fs::write(&path, text).unwrap();
-    let (fired, _) = window_oracle::run(&events, Assigner::Sliding(200, 50), 20, 10);
-    let expected = sorted(
-        fired
-            .iter()
-            .map(|(k, s, e, c, sum)| format!("{k},{s},{e},{c},{sum}"))
-            .collect(),
-    );
-    (path, expected)
-}
-
-/// Arguments of an `event_time_windows` run named `run` over `input`, checkpointing every
-/// 100 ms and reading `rate` records/s; returns its output directory and the arguments.
-fn window_args(dir: &Path, input: &Path, run: &str, rate: u32) -> (PathBuf, Vec<String>) {
-    let out = dir.join(run).join("out");
-    let path = |p: &Path| p.to_str().unwrap().to_string();
-    let args = [
-        "--input".into(),
-        path(input),
-        "--output".into(),
-        path(&out),
-        "--late-output".into(),
-        path(&dir.join(run).join("late")),
-        "--window".into(),
-        "sliding:200:50".into(),
-        "--out-of-orderness".into(),
-        "20".into(),
-        "--allowed-lateness".into(),
-        "10".into(),
-        "--watermarks".into(),
-        "per-record".into(),
-        "--checkpoint-interval".into(),
-        "100".into(),
-        "--checkpoint-dir".into(),
-        path(&dir.join(run).join("checkpoints")),
-        "--source-rate".into(),
-        rate.to_string(),
-    ];
-    (out, args.to_vec())
 }
 
 #[test]

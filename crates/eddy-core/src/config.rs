@@ -179,6 +179,17 @@ config_enum!(
 );
 
 config_enum!(
+    /// How JobManagers find and replace their leader (`high-availability.type`).
+    HighAvailabilityType {
+        /// One JobManager, no failover of the JobManager itself.
+        None = "NONE",
+        /// Several JobManagers elect a leader in ZooKeeper, which also holds the pointers to job
+        /// graphs, programs and completed checkpoints in `high-availability.storageDir`.
+        ZooKeeper = "ZOOKEEPER",
+    }
+);
+
+config_enum!(
     /// What a task failure restarts (`jobmanager.execution.failover-strategy`).
     FailoverStrategy {
         /// Every task of the job.
@@ -282,6 +293,20 @@ pub mod options {
         BUFFER_TIMEOUT_ENABLED: bool = "execution.buffer-timeout.enabled", default "true";
         /// The longest a record waits in an output buffer before it is sent; 0 sends every record once the batch it came in is processed.
         BUFFER_TIMEOUT: Duration = "execution.buffer-timeout.interval" ["execution.buffer-timeout"], default "100 ms";
+        /// NONE or ZOOKEEPER: whether JobManagers elect a leader and recover running jobs when it dies.
+        HA_TYPE: HighAvailabilityType = "high-availability.type" ["high-availability"], default "NONE";
+        /// ZooKeeper servers (`host:port,host:port`) for high availability.
+        HA_ZOOKEEPER_QUORUM: String = "high-availability.zookeeper.quorum";
+        /// The ZooKeeper node under which every cluster keeps its high-availability data.
+        HA_ZOOKEEPER_ROOT: String = "high-availability.zookeeper.path.root", default "/flink";
+        /// This cluster's node under the root; JobManagers with the same id form one cluster.
+        HA_CLUSTER_ID: String = "high-availability.cluster-id" ["high-availability.zookeeper.path.namespace"], default "/default";
+        /// Where the leader writes job graphs, programs and checkpoint pointers before it acknowledges them; ZooKeeper holds only pointers to them. Must be shared by every JobManager.
+        HA_STORAGE_DIR: String = "high-availability.storageDir" ["high-availability.zookeeper.storageDir"];
+        /// The ZooKeeper session timeout: a leader silent this long loses its leadership.
+        HA_ZOOKEEPER_SESSION_TIMEOUT: Duration = "high-availability.zookeeper.client.session-timeout", default "60 s";
+        /// How long a process tries to reach ZooKeeper before it gives up with an error.
+        HA_ZOOKEEPER_CONNECTION_TIMEOUT: Duration = "high-availability.zookeeper.client.connection-timeout", default "15 s";
         /// Slots each TaskManager offers.
         TASK_SLOTS: u32 = "taskmanager.numberOfTaskSlots", default "1";
         /// The TaskManager's id (default: generated).
@@ -404,7 +429,19 @@ pub const IGNORED_FLINK_PREFIXES: &[&str] = &[
     "jobmanager.bind-host",
     "taskmanager.bind-host",
     "taskmanager.host",
-    "high-availability",
+    // High-availability keys of Flink's that Eddy's ZooKeeper layout has no use for.
+    "high-availability.jobmanager.port",
+    "high-availability.job-delay",
+    "high-availability.kubernetes.",
+    "high-availability.zookeeper.client.acl",
+    "high-availability.zookeeper.client.max-retry-attempts",
+    "high-availability.zookeeper.client.retry-wait",
+    "high-availability.zookeeper.client.tolerate-suspended-connections",
+    "high-availability.zookeeper.client.ensemble-tracker",
+    "high-availability.zookeeper.path.jobgraphs",
+    "high-availability.zookeeper.path.checkpoints",
+    "high-availability.zookeeper.path.checkpoint-counter",
+    "high-availability.zookeeper.path.running-registry",
     "kubernetes.",
     "security.",
     "web.",

@@ -429,6 +429,7 @@ impl<T: Send + 'static> Source<T> for KafkaSource<T> {
             consumer,
             dead_letters,
             splits: BTreeMap::new(),
+            unannounced: Vec::new(),
             index: ctx.task_info.subtask_index,
             parallelism: ctx.task_info.parallelism,
             no_more_splits: false,
@@ -461,6 +462,8 @@ pub struct KafkaSourceReader<T> {
     headers: Vec<(String, Option<Vec<u8>>)>,
     /// Final positions of partitions read to their stopping offsets (bounded mode).
     finished: Vec<(String, i32, i64)>,
+    /// Partitions taken since the last poll, whose watermark generators are not created yet.
+    unannounced: Vec<(String, i32)>,
 }
 
 impl<T: Send + 'static> KafkaSourceReader<T> {
@@ -506,6 +509,7 @@ impl<T: Send + 'static> KafkaSourceReader<T> {
             {
                 continue; // nothing to read
             }
+            self.unannounced.push((s.topic.clone(), s.partition));
             self.splits.insert((s.topic.clone(), s.partition), s);
         }
         self.reassign()
@@ -653,6 +657,14 @@ impl<T: Send + 'static> SourceReader<T> for KafkaSourceReader<T> {
         {
             self.discover()?;
             self.next_discovery = Some(Instant::now() + interval);
+        }
+        // A partition holds the watermark back from the moment it is taken, not from its
+        // first record: a partition fetched late must not find its records late (Flink's
+        // per-split watermarks). One that stays empty needs `with_idleness`, as in Flink.
+        for key in std::mem::take(&mut self.unannounced) {
+            if let Some(split) = self.splits.get(&key) {
+                output.set_current_split(&split.split_id());
+            }
         }
         let mut read = 0usize;
         let mut finished = Vec::new();

@@ -83,6 +83,10 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+    /// The high-availability services (where a JobManager records completed checkpoints and
+    /// takes checkpoint ids) failed, or this JobManager is no longer the leader.
+    #[error("high availability: {0}")]
+    HighAvailability(String),
     /// The job graph cannot run (bad parallelism, missing user code, ...).
     #[error("invalid job: {0}")]
     InvalidJob(String),
@@ -135,6 +139,7 @@ impl RuntimeError {
             | RuntimeError::Storage { .. }
             | RuntimeError::StateBackend(_)
             | RuntimeError::CheckpointAborted { .. }
+            | RuntimeError::HighAvailability(_)
             | RuntimeError::ChannelClosed
             | RuntimeError::Remote { .. }
             | RuntimeError::Cancelled => ErrorDomain::External,

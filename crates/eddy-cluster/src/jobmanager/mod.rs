@@ -31,7 +31,7 @@ use eddy_core::config::{Configuration, options};
 use eddy_core::graph::JobGraph;
 use eddy_core::ids::JobId;
 use eddy_runtime::executor::remote::{WorkerHello, WorkerMessage, read_message, write_message};
-use eddy_runtime::executor::{JobClient, JobStatus, MiniCluster, PLAN_OUTPUT_ENV};
+use eddy_runtime::executor::{JobClient, JobStatus, MiniCluster, PLAN_OUTPUT_ENV, SubmitOptions};
 use parking_lot::{Condvar, Mutex};
 use sha2::{Digest, Sha256};
 
@@ -179,6 +179,9 @@ pub struct Cluster {
     /// Worker processes that have connected and await their job master.
     pending_workers: Mutex<HashMap<(JobId, u32), Sender<ConnectedWorker>>>,
     heartbeat_timeout: Duration,
+    /// With high availability: this JobManager's leadership, which records jobs and
+    /// checkpoints in ZooKeeper.
+    pub leadership: Option<crate::ha::Leadership>,
 }
 
 impl Cluster {
@@ -221,7 +224,8 @@ impl Cluster {
         Ok(jar)
     }
 
-    /// Runs an uploaded program to learn its JobGraph, then starts a job master for it.
+    /// Runs an uploaded program to learn its JobGraph, then starts a job master for it. With
+    /// high availability, the job is recorded in ZooKeeper before it starts.
     pub fn run_jar(self: &Arc<Self>, jar_id: &str, request: RunRequest) -> Result<JobId> {
         let jar = self
             .jars
@@ -252,6 +256,35 @@ impl Cluster {
             &self.work_dir,
         )?;
         let job_id = graph.job_id;
+        let record = crate::ha::JobRecord {
+            name: jar.name.clone(),
+            program: jar.id.clone(),
+            args: request.args.clone(),
+            dynamic_properties,
+            submitted: eddy_core::time::now_millis(),
+        };
+        let mut submit = SubmitOptions::default();
+        if let Some(leadership) = &self.leadership {
+            let json = serde_json::to_vec(&graph)
+                .map_err(|e| ClusterError::Invalid(format!("cannot encode the JobGraph: {e}")))?;
+            let program = std::fs::read(&jar.path)
+                .map_err(|e| ClusterError::io(format!("cannot read {}", jar.path.display()), e))?;
+            leadership.put_job(job_id, &json, &program, &record)?;
+            submit.checkpoint_store = Some(leadership.checkpoint_store(job_id));
+        }
+        self.start_job(graph, &record, submit)?;
+        tracing::info!(job_id = %job_id, program = %jar.name, "job submitted");
+        Ok(job_id)
+    }
+
+    /// Starts a job master for `graph`, whose program and arguments `record` names.
+    fn start_job(
+        self: &Arc<Self>,
+        graph: JobGraph,
+        record: &crate::ha::JobRecord,
+        submit: SubmitOptions,
+    ) -> Result<()> {
+        let job_id = graph.job_id;
         let monitor = deployer::JobMonitor::default();
         let deployer = deployer::RemoteDeployer::new(
             self.clone(),
@@ -259,15 +292,16 @@ impl Cluster {
             StartWorker {
                 job_id: job_id.to_string(),
                 attempt: 0,
-                blob: jar.id.clone(),
-                args: request.args.clone(),
-                dynamic_properties,
+                blob: record.program.clone(),
+                args: record.args.clone(),
+                dynamic_properties: record.dynamic_properties.clone(),
             },
             monitor.clone(),
         );
         let graph = Arc::new(graph);
-        let client = MiniCluster::submit_with((*graph).clone(), Box::new(deployer))?;
-        tracing::info!(job = %graph.name, job_id = %job_id, program = %jar.name, "job submitted");
+        let client =
+            MiniCluster::submit_with_options((*graph).clone(), Box::new(deployer), submit)?;
+        tracing::info!(job = %graph.name, job_id = %job_id, "job master started");
         let mut jobs = self.jobs.lock();
         jobs.push_back((
             job_id,
@@ -293,7 +327,50 @@ impl Cluster {
             };
             jobs.remove(pos);
         }
-        Ok(job_id)
+        Ok(())
+    }
+
+    /// Resumes the jobs recorded in ZooKeeper, each from its latest completed checkpoint: what
+    /// a JobManager does when it becomes the leader. A record that cannot be read is reported
+    /// and left in place; the other jobs resume. Returns the ids of the resumed jobs.
+    fn recover_jobs(self: &Arc<Self>, leadership: &crate::ha::Leadership) -> Result<Vec<JobId>> {
+        let mut recovered = Vec::new();
+        for (node, read) in leadership.jobs()? {
+            let resumed = read.and_then(|(record, graph)| {
+                let graph: JobGraph = serde_json::from_slice(&graph).map_err(|e| {
+                    ClusterError::HighAvailability(format!(
+                        "job {node}'s recorded JobGraph is not valid: {e}"
+                    ))
+                })?;
+                let job_id = graph.job_id;
+                let program = std::fs::read(leadership.program_path(&record.program))
+                    .map_err(|e| ClusterError::io(format!("job {node}'s program"), e))?;
+                self.store_jar(&record.name, &program)?;
+                let checkpoints = leadership.checkpoints(job_id)?;
+                let latest = checkpoints.first().map(|c| c.id);
+                let submit = SubmitOptions {
+                    checkpoint_store: Some(leadership.checkpoint_store(job_id)),
+                    resume_from: checkpoints.into_iter().map(|c| c.path).collect(),
+                };
+                self.start_job(graph, &record, submit)?;
+                Ok((job_id, latest))
+            });
+            match resumed {
+                Ok((job_id, checkpoint)) => {
+                    tracing::info!(job_id = %job_id, ?checkpoint, "job recovered from ZooKeeper");
+                    println!(
+                        "Recovered job {job_id} from {}",
+                        checkpoint.map_or("its start".into(), |id| format!("checkpoint {id}"))
+                    );
+                    recovered.push(job_id);
+                }
+                Err(e) => {
+                    tracing::error!(job = %node, error = %e, "cannot recover a job");
+                    eprintln!("eddy: cannot recover job {node}: {e}");
+                }
+            }
+        }
+        Ok(recovered)
     }
 
     /// Forgets the worker connections of a job's attempt.
@@ -400,29 +477,42 @@ pub fn run(
              web/ folder of a Flink distribution's lib/flink-dist-*.jar and name that folder)"
         )));
     }
-    let rpc_host = config.get(&options::JOBMANAGER_RPC_ADDRESS)?;
-    let rpc_port = config.get(&options::JOBMANAGER_RPC_PORT)?;
-    let rpc = TcpListener::bind((rpc_host.as_str(), rpc_port))
-        .map_err(|e| ClusterError::io(format!("cannot listen on {rpc_host}:{rpc_port}"), e))?;
-    let rpc_port = rpc
-        .local_addr()
-        .map_err(|e| ClusterError::io("rpc listener", e))?
-        .port();
-    let rest_bind = config.get(&options::REST_BIND_ADDRESS)?;
-    let rest_port = config.get(&options::REST_PORT)?;
-    let rest = std::net::TcpListener::bind((rest_bind.as_str(), rest_port))
-        .map_err(|e| ClusterError::io(format!("cannot listen on {rest_bind}:{rest_port}"), e))?;
-    let rest_port = rest
-        .local_addr()
-        .map_err(|e| ClusterError::io("rest listener", e))?
-        .port();
-    let rest_host = config.get(&options::REST_ADDRESS)?;
+    let ha = match crate::ha::HaSettings::from_config(&config)? {
+        Some(settings) => {
+            let zk = crate::ha::ZooKeeper::connect(&settings)?;
+            println!(
+                "JobManager: high availability through ZooKeeper at {} ({}); waiting for the \
+                 leadership",
+                settings.quorum, settings.root
+            );
+            Some(zk)
+        }
+        None => None,
+    };
+    let mut listeners = None;
+    let leadership = match &ha {
+        Some(zk) => Some(zk.elect(|| {
+            let bound = bind(&config)?;
+            let info = crate::ha::LeaderInfo {
+                session_id: uuid::Uuid::new_v4().to_string(),
+                rest_address: bound.rest_address.clone(),
+                rpc_address: bound.rpc_address.clone(),
+            };
+            listeners = Some(bound);
+            Ok(info)
+        })?),
+        None => None,
+    };
+    let bound = match listeners {
+        Some(b) => b,
+        None => bind(&config)?,
+    };
     std::fs::create_dir_all(&work_dir)
         .map_err(|e| ClusterError::io(format!("cannot create {}", work_dir.display()), e))?;
     let cluster = Arc::new(Cluster {
         heartbeat_timeout: config.get(&options::HEARTBEAT_TIMEOUT)?,
-        rpc_address: format!("{rpc_host}:{rpc_port}"),
-        rest_address: format!("http://{rest_host}:{rest_port}"),
+        rpc_address: bound.rpc_address,
+        rest_address: bound.rest_address,
         config,
         work_dir,
         log_file,
@@ -432,7 +522,9 @@ pub fn run(
         jobs: Mutex::new(VecDeque::new()),
         operations: Mutex::new(HashMap::new()),
         pending_workers: Mutex::new(HashMap::new()),
+        leadership,
     });
+    let (rpc, rest, rest_bind) = (bound.rpc, bound.rest, bound.rest_bind);
     {
         let cluster = cluster.clone();
         std::thread::Builder::new()
@@ -452,6 +544,25 @@ pub fn run(
         "JobManager: REST API and web UI at {}, RPC at {}",
         cluster.rest_address, cluster.rpc_address
     );
+    let mut recovered = Vec::new();
+    if let Some(leadership) = &cluster.leadership {
+        println!(
+            "JobManager: leader (session {})",
+            leadership.info().session_id
+        );
+        tracing::info!(session = %leadership.info().session_id, "this JobManager is the leader");
+        let lost = leadership.clone();
+        std::thread::Builder::new()
+            .name("leadership".into())
+            .spawn(move || {
+                let why = lost.wait_until_lost();
+                tracing::error!(reason = %why, "lost the leadership; exiting");
+                eprintln!("eddy: this JobManager lost its leadership ({why}); exiting");
+                std::process::exit(1);
+            })
+            .map_err(|e| ClusterError::io("cannot start the leadership watcher", e))?;
+        recovered = cluster.recover_jobs(leadership)?;
+    }
     if let Some(app) = application {
         let cluster = cluster.clone();
         let shutdown = cluster
@@ -460,7 +571,7 @@ pub fn run(
         std::thread::Builder::new()
             .name("application".into())
             .spawn(move || {
-                let (finished, reason) = match run_application(&cluster, &app) {
+                let (finished, reason) = match run_application(&cluster, &app, &recovered) {
                     Ok((job_id, state)) => {
                         println!("Job {job_id} ended: {state}");
                         (state == "FINISHED", format!("job {job_id} ended: {state}"))
@@ -494,8 +605,51 @@ pub fn run(
 }
 
 /// Runs an application's program as a job and waits for it to end; returns the job's id and
-/// final state.
-fn run_application(cluster: &Arc<Cluster>, app: &Application) -> Result<(JobId, &'static str)> {
+/// final state. A job recovered from ZooKeeper (high availability) is the application's: the
+/// program does not run again, its job is waited for.
+fn run_application(
+    cluster: &Arc<Cluster>,
+    app: &Application,
+    recovered: &[JobId],
+) -> Result<(JobId, &'static str)> {
+    let job_id = match recovered.first() {
+        Some(id) => *id,
+        None => {
+            // With high availability, an application whose job already ended does not run again.
+            let ended = match &cluster.leadership {
+                Some(l) => l.job_results()?.into_iter().next(),
+                None => None,
+            };
+            if let Some((job, state)) = ended {
+                println!("The application's job {job} already ended: {state}");
+                let state = match state.as_str() {
+                    "FINISHED" => "FINISHED",
+                    "CANCELED" => "CANCELED",
+                    _ => "FAILED",
+                };
+                let job_id = job.parse().map_err(|_| {
+                    ClusterError::HighAvailability(format!("job result {job} is not a job id"))
+                })?;
+                return Ok((job_id, state));
+            }
+            submit_application(cluster, app)?
+        }
+    };
+    let client = cluster
+        .job(&job_id.to_string(), |e| e.client.clone())
+        .ok_or_else(|| ClusterError::Invalid(format!("job {job_id} is gone")))?;
+    Ok(match client.get_job_execution_result() {
+        Ok(_) => (job_id, "FINISHED"),
+        Err(eddy_runtime::executor::JobError::Cancelled { .. }) => (job_id, "CANCELED"),
+        Err(e) => {
+            eprintln!("Root cause: {e}");
+            (job_id, "FAILED")
+        }
+    })
+}
+
+/// Stores an application's program and submits its job.
+fn submit_application(cluster: &Arc<Cluster>, app: &Application) -> Result<JobId> {
     let bytes = std::fs::read(&app.program).map_err(|e| {
         ClusterError::io(
             format!("cannot read the program {}", app.program.display()),
@@ -509,16 +663,44 @@ fn run_application(cluster: &Arc<Cluster>, app: &Application) -> Result<(JobId, 
     let jar = cluster.store_jar(&name, &bytes)?;
     let job_id = cluster.run_jar(&jar.id, app.request.clone())?;
     println!("Job has been submitted with JobID {job_id}");
-    let client = cluster
-        .job(&job_id.to_string(), |e| e.client.clone())
-        .ok_or_else(|| ClusterError::Invalid(format!("job {job_id} is gone")))?;
-    Ok(match client.get_job_execution_result() {
-        Ok(_) => (job_id, "FINISHED"),
-        Err(eddy_runtime::executor::JobError::Cancelled { .. }) => (job_id, "CANCELED"),
-        Err(e) => {
-            eprintln!("Root cause: {e}");
-            (job_id, "FAILED")
-        }
+    Ok(job_id)
+}
+
+/// The JobManager's listening sockets.
+struct Bound {
+    rpc: TcpListener,
+    rest: TcpListener,
+    rest_bind: String,
+    rpc_address: String,
+    rest_address: String,
+}
+
+/// Binds the RPC port (`jobmanager.rpc.address`/`port`) and the REST port
+/// (`rest.bind-address`/`rest.port`); port 0 takes a free one.
+fn bind(config: &Configuration) -> Result<Bound> {
+    let rpc_host = config.get(&options::JOBMANAGER_RPC_ADDRESS)?;
+    let rpc_port = config.get(&options::JOBMANAGER_RPC_PORT)?;
+    let rpc = TcpListener::bind((rpc_host.as_str(), rpc_port))
+        .map_err(|e| ClusterError::io(format!("cannot listen on {rpc_host}:{rpc_port}"), e))?;
+    let rpc_port = rpc
+        .local_addr()
+        .map_err(|e| ClusterError::io("rpc listener", e))?
+        .port();
+    let rest_bind = config.get(&options::REST_BIND_ADDRESS)?;
+    let rest_port = config.get(&options::REST_PORT)?;
+    let rest = TcpListener::bind((rest_bind.as_str(), rest_port))
+        .map_err(|e| ClusterError::io(format!("cannot listen on {rest_bind}:{rest_port}"), e))?;
+    let rest_port = rest
+        .local_addr()
+        .map_err(|e| ClusterError::io("rest listener", e))?
+        .port();
+    let rest_host = config.get(&options::REST_ADDRESS)?;
+    Ok(Bound {
+        rpc,
+        rest,
+        rest_bind,
+        rpc_address: format!("{rpc_host}:{rpc_port}"),
+        rest_address: format!("http://{rest_host}:{rest_port}"),
     })
 }
 
@@ -633,10 +815,24 @@ fn serve_taskmanager(cluster: &Arc<Cluster>, stream: TcpStream) -> Result<()> {
             .try_clone()
             .map_err(|e| ClusterError::io("connection", e))?,
     )));
+    let own_session = cluster
+        .leadership
+        .as_ref()
+        .map(|l| l.info().session_id.clone());
+    if registration.leader_session != own_session {
+        let reason = format!(
+            "TaskManager {id} registers for leader session {:?}, this JobManager's is {:?}",
+            registration.leader_session, own_session
+        );
+        tracing::warn!(reason, "registration refused");
+        write_message(&mut *writer.lock(), &JobManagerMessage::Refused { reason })?;
+        return Ok(());
+    }
     write_message(
         &mut *writer.lock(),
         &JobManagerMessage::Registered {
             rest_address: cluster.rest_address.clone(),
+            leader_session: own_session,
         },
     )?;
     {

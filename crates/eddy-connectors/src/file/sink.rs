@@ -2,7 +2,7 @@
 //! format).
 //!
 //! Rows go to a hidden in-progress file, `.part-<run>-<subtask>-<n>.inprogress`, where `<run>`
-//! names the job and its restart attempt. Readers only ever see complete part files under their
+//! names the job, its restart attempt and the process writing it. Readers only ever see complete part files under their
 //! final name `part-<run>-<subtask>-<n>`:
 //!
 //! - **With checkpoints** the sink is exactly-once (two-phase commit). At each checkpoint
@@ -98,11 +98,16 @@ impl<T, E: Encoder<T>> FileSink<T, E> {
     }
 }
 
-/// The run token in part file names: the job and its restart attempt.
+/// The run token in part file names: the job, its restart attempt, and a nonce of this
+/// process. Attempt numbers start again when another JobManager takes a job over (high
+/// availability), so the nonce keeps a new run from reusing, and overwriting, the names of
+/// part files an earlier run committed.
 fn run_token(ctx: &SinkWriterContext) -> String {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let nonce = NONCE.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
     let job = ctx.task_info.job_id.to_string();
     format!(
-        "{}a{}",
+        "{}a{}r{nonce}",
         &job[..12.min(job.len())],
         ctx.task_info.attempt_number
     )

@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use super::metadata::{CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot};
 use super::storage::{StorageLocation, block_on};
+use super::store::{CheckpointPointer, CompletedCheckpointStore};
 use crate::error::{Result, RuntimeError};
 use crate::state::{BackendConfig, BackendKind, LsmOptions};
 use crate::task::{SnapshotTargets, SubtaskCheckpointStats, TaskMessage};
@@ -261,6 +262,8 @@ pub struct CheckpointCoordinator {
     root: StorageLocation,
     shared: StorageLocation,
     targets: SnapshotTargets,
+    /// Where completed checkpoints are recorded and ids come from.
+    store: Box<dyn CompletedCheckpointStore>,
     next_id: u64,
     pending: BTreeMap<u64, Pending>,
     completed: VecDeque<CompletedCheckpoint>,
@@ -283,13 +286,15 @@ pub struct CheckpointCoordinator {
 }
 
 impl CheckpointCoordinator {
-    /// A coordinator for `job`, continuing checkpoint ids after `first_id - 1`.
+    /// A coordinator for `job`, continuing checkpoint ids after `first_id - 1`, that records its
+    /// checkpoints in `store` and takes their ids from it.
     pub fn new(
         settings: CheckpointSettings,
         job: Arc<JobGraph>,
         targets: SnapshotTargets,
         stats: Arc<Mutex<CheckpointingStatistics>>,
         first_id: u64,
+        store: Box<dyn CompletedCheckpointStore>,
     ) -> Result<Self> {
         let root =
             StorageLocation::parse(&settings.checkpoints_dir)?.child(&job.job_id.to_string());
@@ -301,6 +306,7 @@ impl CheckpointCoordinator {
             shared,
             root,
             targets,
+            store,
             next_id: first_id.max(1),
             pending: BTreeMap::new(),
             completed: VecDeque::new(),
@@ -376,7 +382,15 @@ impl CheckpointCoordinator {
         let due = self.final_requested || self.next_periodic.is_some_and(|t| now >= t);
         if due && self.can_trigger_periodic(now) {
             self.final_requested = false;
-            self.trigger(SnapshotKind::Checkpoint, None, None, tasks)?;
+            match self.trigger(SnapshotKind::Checkpoint, None, None, tasks) {
+                Ok(_) => {}
+                // No id from the store (ZooKeeper unreachable for a moment): the next periodic
+                // checkpoint tries again (and serves as the final one, if this was).
+                Err(RuntimeError::HighAvailability(reason)) => {
+                    tracing::warn!(job = %self.job.name, reason, "cannot start a checkpoint");
+                }
+                Err(e) => return Err(e),
+            }
             self.next_periodic = self.settings.interval.map(|i| now + i);
         }
         Ok(())
@@ -401,8 +415,8 @@ impl CheckpointCoordinator {
         reply: Option<SavepointReply>,
         tasks: &dyn TaskMessenger,
     ) -> Result<u64> {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.store.next_checkpoint_id(self.next_id)?;
+        self.next_id = id + 1;
         let (meta_dir, files_dir) = if kind.is_savepoint() {
             let base = dir
                 .or_else(|| self.settings.savepoints_dir.clone())
@@ -584,7 +598,12 @@ impl CheckpointCoordinator {
         let Some(mut p) = self.pending.remove(&id) else {
             return Ok(());
         };
-        match self.finalize(id, &p) {
+        let recorded = self.finalize(id, &p).and_then(|completed| {
+            self.store
+                .add_checkpoint(&self.pointers_with(&completed))
+                .map(|()| completed)
+        });
+        match recorded {
             Ok(completed) => {
                 let path = completed.dir.display().to_string();
                 p.stats.status = CheckpointStatus::Completed;
@@ -632,14 +651,36 @@ impl CheckpointCoordinator {
             }
             Err(e) => {
                 self.pending.insert(id, p);
-                self.abort(
-                    id,
-                    &format!("its metadata could not be written: {e}"),
-                    tasks,
-                    true,
-                )
+                self.abort(id, &format!("it could not be recorded: {e}"), tasks, true)
             }
         }
+    }
+
+    /// The checkpoints a restore may use once `new` has completed, newest first: the newest
+    /// `num_retained` checkpoints and the latest savepoint.
+    fn pointers_with(&self, new: &CompletedCheckpoint) -> Vec<CheckpointPointer> {
+        let mut checkpoints: Vec<&CompletedCheckpoint> = self.completed.iter().collect();
+        let mut savepoint = self.latest_savepoint.as_ref();
+        if new.savepoint {
+            savepoint = Some(new);
+        } else {
+            checkpoints.push(new);
+        }
+        let skip = checkpoints
+            .len()
+            .saturating_sub(self.settings.num_retained as usize);
+        let mut all: Vec<&CompletedCheckpoint> = checkpoints
+            .into_iter()
+            .skip(skip)
+            .chain(savepoint)
+            .collect();
+        all.sort_by_key(|c| std::cmp::Reverse(c.id));
+        all.into_iter()
+            .map(|c| CheckpointPointer {
+                id: c.id,
+                path: c.dir.display().to_string(),
+            })
+            .collect()
     }
 
     /// Builds and writes `_metadata` for a checkpoint every task acknowledged.
@@ -908,6 +949,10 @@ impl CheckpointCoordinator {
     /// cancelled with checkpoints retained.
     pub fn shutdown(&mut self, outcome: JobOutcome, tasks: &dyn TaskMessenger) {
         self.abort_all("the job ended", tasks);
+        if let Err(e) = self.store.shutdown(outcome) {
+            tracing::warn!(job = %self.job.name, error = %e, "the job's checkpoints are kept");
+            return;
+        }
         let keep = match outcome {
             JobOutcome::Finished => false,
             JobOutcome::Cancelled => {

@@ -14,3 +14,4 @@ pub mod format;
 pub mod metadata;
 pub mod restore;
 pub mod storage;
+pub mod store;

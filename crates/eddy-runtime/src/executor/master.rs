@@ -22,6 +22,7 @@ use crate::checkpoint::coordinator::{
     TaskMessenger,
 };
 use crate::checkpoint::restore::{RestorePlan, RestoreSource};
+use crate::checkpoint::store::CompletedCheckpointStore;
 use crate::error::{Result, RuntimeError};
 use crate::metrics::MetricRegistry;
 use crate::task::{SnapshotTargets, TaskMessage};
@@ -121,6 +122,7 @@ impl JobMaster {
         cancellation_timeout: Duration,
         stats: Arc<Mutex<CheckpointingStatistics>>,
         first_checkpoint_id: u64,
+        store: Box<dyn CompletedCheckpointStore>,
     ) -> Result<Self> {
         let targets = SnapshotTargets::default();
         let coordinator = CheckpointCoordinator::new(
@@ -129,6 +131,7 @@ impl JobMaster {
             targets.clone(),
             stats,
             first_checkpoint_id,
+            store,
         )?;
         let (events_tx, events) = crossbeam_channel::unbounded();
         let cancelled = shared.cancelled.clone();

@@ -35,6 +35,7 @@ use crate::checkpoint::coordinator::{CheckpointSettings, CheckpointingStatistics
 use crate::checkpoint::metadata::SubtaskSnapshot;
 use crate::checkpoint::restore::{RestorePlan, RestoreSource};
 use crate::checkpoint::storage::StorageLocation;
+use crate::checkpoint::store::{CompletedCheckpointStore, StandaloneCheckpointStore};
 use crate::error::{Result, RuntimeError};
 use crate::metrics::{MetricRegistry, MetricSnapshot};
 use crate::registry::UserCodeRegistry;
@@ -516,6 +517,45 @@ pub fn launch(job: JobGraph, registry: UserCodeRegistry) -> Result<JobClient> {
 /// Runs jobs inside this process.
 pub struct MiniCluster;
 
+/// How [`MiniCluster::submit_with_options`] starts a job.
+#[derive(Default)]
+pub struct SubmitOptions {
+    /// Where completed checkpoints are recorded and checkpoint ids come from (default: nowhere
+    /// outside the job master).
+    pub checkpoint_store: Option<Box<dyn CompletedCheckpointStore>>,
+    /// Completed checkpoints of an earlier run of this same job, newest first: the job resumes
+    /// from the first that can be read, as after a failover. How a JobManager that took over
+    /// the leadership resumes the jobs of the one before it.
+    pub resume_from: Vec<String>,
+}
+
+/// The restore plan of a job resuming from its own checkpoints (`candidates`, newest first):
+/// the first one that can be read.
+fn resume_plan(
+    job: &Arc<JobGraph>,
+    candidates: &[String],
+    allow: bool,
+) -> Result<Arc<RestorePlan>> {
+    let mut errors = Vec::new();
+    for path in candidates {
+        let loaded = StorageLocation::parse(path)
+            .and_then(|location| RestoreSource::load(location, true))
+            .and_then(|source| RestorePlan::new(Arc::new(source), job, allow));
+        match loaded {
+            Ok(plan) => return Ok(Arc::new(plan)),
+            Err(e) => {
+                tracing::warn!(job = %job.name, checkpoint = %path, error = %e, "cannot resume from a checkpoint; trying an older one");
+                errors.push(format!("{path}: {e}"));
+            }
+        }
+    }
+    Err(RuntimeError::Restore(format!(
+        "job {} cannot resume: none of its completed checkpoints can be read ({})",
+        job.job_id,
+        errors.join("; ")
+    )))
+}
+
 impl MiniCluster {
     /// Deploys `job` and returns at once with a client for it. Errors in the job's
     /// configuration, or in the savepoint it restores from (`execution.savepoint.path`), are
@@ -532,6 +572,17 @@ impl MiniCluster {
     /// Like [`MiniCluster::submit`], with the tasks started by `deployer`: this is how the
     /// JobManager runs a job master for a job whose tasks run on TaskManagers.
     pub fn submit_with(job: JobGraph, deployer: Box<dyn TaskDeployer>) -> Result<JobClient> {
+        Self::submit_with_options(job, deployer, SubmitOptions::default())
+    }
+
+    /// Like [`MiniCluster::submit_with`], with the job's checkpoints recorded in
+    /// `options.checkpoint_store` and, for a job that ran before under another JobManager,
+    /// resumed from the newest of `options.resume_from` that can be read.
+    pub fn submit_with_options(
+        job: JobGraph,
+        deployer: Box<dyn TaskDeployer>,
+        options: SubmitOptions,
+    ) -> Result<JobClient> {
         let metrics = MetricRegistry::new();
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let checkpoints = Arc::new(Mutex::new(CheckpointingStatistics::default()));
@@ -557,18 +608,25 @@ impl MiniCluster {
         let settings = CheckpointSettings::from_config(&job.config)?;
         let restart = RestartStrategy::from_config(&job.config, settings.enabled())?;
         let job = Arc::new(job);
+        let allow = job.config.get(&options::SAVEPOINT_IGNORE_UNCLAIMED_STATE)?;
 
-        let initial = match job.config.get_optional(&options::SAVEPOINT_PATH)? {
-            Some(path) => {
-                let location = StorageLocation::parse(&path)?;
-                let source = RestoreSource::load(location, false).map_err(|e| {
-                    RuntimeError::Restore(format!("cannot restore from '{path}': {e}"))
-                })?;
-                let allow = job.config.get(&options::SAVEPOINT_IGNORE_UNCLAIMED_STATE)?;
-                Some(Arc::new(RestorePlan::new(Arc::new(source), &job, allow)?))
+        let initial = if !options.resume_from.is_empty() {
+            Some(resume_plan(&job, &options.resume_from, allow)?)
+        } else {
+            match job.config.get_optional(&options::SAVEPOINT_PATH)? {
+                Some(path) => {
+                    let location = StorageLocation::parse(&path)?;
+                    let source = RestoreSource::load(location, false).map_err(|e| {
+                        RuntimeError::Restore(format!("cannot restore from '{path}': {e}"))
+                    })?;
+                    Some(Arc::new(RestorePlan::new(Arc::new(source), &job, allow)?))
+                }
+                None => None,
             }
-            None => None,
         };
+        let store = options
+            .checkpoint_store
+            .unwrap_or_else(|| Box::new(StandaloneCheckpointStore));
 
         let master = master::JobMaster::new(
             shared.clone(),
@@ -580,7 +638,8 @@ impl MiniCluster {
             restart,
             cancellation_timeout,
             checkpoints,
-            initial.as_ref().map(|p| p.checkpoint_id() + 1).unwrap_or(1),
+            initial.as_ref().map_or(1, |p| p.checkpoint_id() + 1),
+            store,
         )?;
         std::thread::Builder::new()
             .name(format!("jobmaster {}", job.name))
