@@ -276,16 +276,27 @@ mod tests {
             .arg("5")
             .spawn()
             .unwrap();
-        let dump = thread_dump("test", &[child.id()]);
+        // The thread may not have reached its sleep yet on a busy machine: dump until it has.
+        let mut attempts = 0;
+        let (infos, text) = loop {
+            let dump = thread_dump("test", &[child.id()]);
+            let infos = dump["threadInfos"].as_array().unwrap().clone();
+            let text = infos
+                .iter()
+                .find(|t| t["threadName"] == "dump-me")
+                .expect("the named thread is listed")["stringifiedThreadInfo"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            attempts += 1;
+            if text.contains("SLEEPING") || attempts == 100 {
+                break (infos, text);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         child.kill().unwrap();
         child.wait().unwrap();
         named.join().unwrap();
-        let infos = dump["threadInfos"].as_array().unwrap();
-        let mine = infos
-            .iter()
-            .find(|t| t["threadName"] == "dump-me")
-            .expect("the named thread is listed");
-        let text = mine["stringifiedThreadInfo"].as_str().unwrap();
         assert!(
             text.starts_with("\"dump-me\" tid=") && text.contains("(test)"),
             "{text}"

@@ -90,6 +90,12 @@ impl HaCluster {
     }
 
     fn start_jobmanager(&mut self, i: usize) {
+        self.start_jobmanager_with(i, &[]);
+    }
+
+    /// Starts JobManager `i` with `extra` arguments after `jobmanager`; its standard output and
+    /// error go to files in its log directory.
+    fn start_jobmanager_with(&mut self, i: usize, extra: &[String]) {
         let rest_port = free_port();
         let log = self.dir.path().join(format!("log-jm{i}"));
         std::fs::create_dir_all(&log).unwrap();
@@ -100,12 +106,22 @@ impl HaCluster {
             .args(["-D", "metrics.reporter.prom.port=0"])
             .args(["jobmanager", "--work-dir"])
             .arg(self.dir.path().join(format!("jm{i}")))
+            .args(extra)
             .env("EDDY_LOG_DIR", &log)
-            .stdout(Stdio::null())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(log.join("stdout.txt")).unwrap())
             .stderr(std::fs::File::create(log.join("stderr.txt")).unwrap())
             .spawn()
             .unwrap();
-        self.jobmanagers.push((rest_port, Some(child)));
+        while self.jobmanagers.len() <= i {
+            self.jobmanagers.push((0, None));
+        }
+        self.jobmanagers[i] = (rest_port, Some(child));
+    }
+
+    fn stdout(&self, jm: usize) -> String {
+        let dir = self.dir.path().join(format!("log-jm{jm}"));
+        std::fs::read_to_string(dir.join("stdout.txt")).unwrap_or_default()
     }
 
     fn start_taskmanager(&mut self, i: usize) {
@@ -447,6 +463,92 @@ fn a_paused_leader_is_replaced_and_cannot_act_after_it_resumes() {
         "the deposed leader says why it exits: {stderr}"
     );
     check_resumed_job(&cluster, new, &job, before, &out, &expected);
+}
+
+#[test]
+fn an_application_cluster_resumes_its_job_on_a_new_leader_instead_of_running_the_program_again() {
+    let mut cluster = HaCluster {
+        dir: tempfile::tempdir().unwrap(),
+        zookeeper: ZooKeeperServer::start().expect("a ZooKeeper server"),
+        jobmanagers: Vec::new(),
+        taskmanagers: Vec::new(),
+    };
+    let d = cluster.dir.path().to_path_buf();
+    let (input, expected) = window_input(&d, 31, 6_000);
+    let (out, args) = window_args(&d, &input, "app", 1000);
+    let mut application = vec![
+        "--application".to_string(),
+        example_bin("event_time_windows").display().to_string(),
+        "-p".into(),
+        "2".into(),
+        "--".into(),
+    ];
+    application.extend(args);
+    cluster.start_jobmanager_with(0, &application);
+    cluster.start_taskmanager(0);
+    let first = cluster.wait_for_leader(None);
+    assert_eq!(first, 0);
+    cluster.wait_until("the application's job runs", |c| {
+        c.get(0, "/jobs/overview")
+            .and_then(|o| o["jobs"][0]["state"].as_str().map(str::to_string))
+            .as_deref()
+            == Some("RUNNING")
+    });
+    let job = cluster.get(0, "/jobs/overview").unwrap()["jobs"][0]["jid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = cluster.wait_checkpoint(0, &job, 2);
+    cluster.start_jobmanager_with(1, &application);
+
+    let mut old = cluster.jobmanagers[0].1.take().unwrap();
+    old.kill().unwrap();
+    old.wait().unwrap();
+    let new = cluster.wait_for_leader(Some(0));
+    assert_eq!(new, 1);
+    let status = cluster.wait_exit(1, Duration::from_secs(120));
+    let stdout = cluster.stdout(1);
+    assert!(
+        status.success(),
+        "the application finished: {stdout}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        stdout.contains(&format!("Recovered job {job} from checkpoint")),
+        "the new leader resumed the job: {stdout}"
+    );
+    assert!(
+        !stdout.contains("Job has been submitted"),
+        "the program did not run again: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("Job {job} ended: FINISHED")),
+        "{stdout}"
+    );
+    let restored = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("Recovered job {job} from checkpoint ")))
+        .and_then(|id| id.trim().parse::<u64>().ok())
+        .unwrap();
+    assert!(
+        restored >= before,
+        "resumed from {restored}, older than {before}"
+    );
+    assert_same_windows(sorted(committed_lines(&out)), &expected, &cluster.logs());
+
+    // Once the job has ended, a JobManager of the same application cluster does not run it
+    // again either.
+    cluster.start_jobmanager_with(2, &application);
+    let status = cluster.wait_exit(2, Duration::from_secs(60));
+    let stdout = cluster.stdout(2);
+    assert!(status.success(), "{stdout}\n{}", cluster.logs());
+    assert!(
+        stdout.contains(&format!(
+            "The application's job {job} already ended: FINISHED"
+        )),
+        "{stdout}"
+    );
+    assert_same_windows(sorted(committed_lines(&out)), &expected, &cluster.logs());
 }
 
 /// `eddy <args>` with `-D` properties; its status and standard error, within 60 s.
