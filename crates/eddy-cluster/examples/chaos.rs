@@ -804,24 +804,37 @@ fn main() -> Result<()> {
         &expected,
     );
 
-    let mut recoveries: Vec<Duration> = events.iter().filter_map(|e| e.2).collect();
-    recoveries.sort();
     let mut counts: BTreeMap<Fault, usize> = BTreeMap::new();
     for (f, _, _) in &events {
         *counts.entry(*f).or_default() += 1;
     }
     let secs = |d: Duration| (d.as_secs_f64() * 100.0).round() / 100.0;
+    // Recovery times of every failure that disturbed the job, and per kind of failure.
+    let summary = |of: Option<Fault>| {
+        let mut times: Vec<Duration> = events
+            .iter()
+            .filter(|e| of.is_none_or(|f| e.0 == f))
+            .filter_map(|e| e.2)
+            .collect();
+        times.sort();
+        json!({
+            "count": times.len(),
+            "p50": secs(percentile(&times, 0.5)),
+            "p99": secs(percentile(&times, 0.99)),
+            "max": secs(times.last().copied().unwrap_or_default()),
+        })
+    };
+    let mut recovery = serde_json::Map::new();
+    recovery.insert("all".into(), summary(None));
+    for fault in counts.keys() {
+        recovery.insert(fault.name().into(), summary(Some(*fault)));
+    }
     let report = json!({
         "duration_s": args.duration_secs,
         "events_produced": produced,
         "windows_expected": expected.len(),
         "failures": counts.iter().map(|(f, n)| (f.name(), *n)).collect::<BTreeMap<_, _>>(),
-        "recovery_s": {
-            "count": recoveries.len(),
-            "p50": secs(percentile(&recoveries, 0.5)),
-            "p99": secs(percentile(&recoveries, 0.99)),
-            "max": secs(recoveries.last().copied().unwrap_or_default()),
-        },
+        "recovery_s": recovery,
         "postgres": {"rows": pg.rows, "lost": pg.lost, "duplicated": pg.duplicated, "wrong": pg.wrong, "examples": pg.examples},
         "kafka": {"rows": kf.rows, "lost": kf.lost, "duplicated": kf.duplicated, "wrong": kf.wrong, "examples": kf.examples},
     });
