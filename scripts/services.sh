@@ -66,41 +66,36 @@ ensure_postgres() {
     fi
 }
 
-# Apache Kafka's broker jars (the version pinned in scripts/kafka/pom.xml) from Maven Central,
-# into $EDDY_TOOLS/kafka-VERSION/libs; exports EDDY_KAFKA_LIBS. The tests start brokers from it.
-ensure_kafka() {
-    local version home
-    version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$_services_dir/kafka/pom.xml")"
-    home="$EDDY_TOOLS/kafka-$version"
+# The jars scripts/NAME/pom.xml names (the version in its <NAME.version>), copied from Maven
+# Central into $EDDY_TOOLS/NAME-VERSION/libs once; prints that directory.
+_maven_libs() {
+    local name="$1" version home
+    version="$(sed -n "s:.*<$name.version>\(.*\)</$name.version>.*:\1:p" "$_services_dir/$name/pom.xml")"
+    home="$EDDY_TOOLS/$name-$version"
     if [ ! -f "$home/.complete" ]; then
-        command -v java >/dev/null || _apt_install openjdk-17-jre-headless
-        command -v mvn >/dev/null || _apt_install maven
-        echo "fetching Apache Kafka $version into $home"
+        command -v java >/dev/null || _apt_install openjdk-17-jre-headless >&2
+        command -v mvn >/dev/null || _apt_install maven >&2
+        echo "fetching $name $version from Maven Central into $home" >&2
         rm -rf "$home"
-        mvn -q -B -f "$_services_dir/kafka/pom.xml" dependency:copy-dependencies \
-            -DoutputDirectory="$home/libs"
+        mvn -q -B -f "$_services_dir/$name/pom.xml" dependency:copy-dependencies \
+            -DoutputDirectory="$home/libs" >&2 || return 1
         touch "$home/.complete"
     fi
-    export EDDY_KAFKA_LIBS="$home/libs"
+    echo "$home/libs"
 }
 
-# Apache ZooKeeper's server jars (the version pinned in scripts/zookeeper/pom.xml) from Maven
-# Central, into $EDDY_TOOLS/zookeeper-VERSION/libs; exports EDDY_ZOOKEEPER_LIBS. The
+# Apache Kafka's broker jars (scripts/kafka/pom.xml); exports EDDY_KAFKA_LIBS. The tests start
+# brokers from it.
+ensure_kafka() {
+    EDDY_KAFKA_LIBS="$(_maven_libs kafka)" || return 1
+    export EDDY_KAFKA_LIBS
+}
+
+# Apache ZooKeeper's server jars (scripts/zookeeper/pom.xml); exports EDDY_ZOOKEEPER_LIBS. The
 # high-availability tests start their own servers from it (eddy_cluster::ha::testing).
 ensure_zookeeper() {
-    local version home
-    version="$(sed -n 's:.*<zookeeper.version>\(.*\)</zookeeper.version>.*:\1:p' "$_services_dir/zookeeper/pom.xml")"
-    home="$EDDY_TOOLS/zookeeper-$version"
-    if [ ! -f "$home/.complete" ]; then
-        command -v java >/dev/null || _apt_install openjdk-17-jre-headless
-        command -v mvn >/dev/null || _apt_install maven
-        echo "fetching Apache ZooKeeper $version into $home"
-        rm -rf "$home"
-        mvn -q -B -f "$_services_dir/zookeeper/pom.xml" dependency:copy-dependencies \
-            -DoutputDirectory="$home/libs"
-        touch "$home/.complete"
-    fi
-    export EDDY_ZOOKEEPER_LIBS="$home/libs"
+    EDDY_ZOOKEEPER_LIBS="$(_maven_libs zookeeper)" || return 1
+    export EDDY_ZOOKEEPER_LIBS
 }
 
 # A single ZooKeeper server on 127.0.0.1:PORT (default 2181) with its data in DIR (default

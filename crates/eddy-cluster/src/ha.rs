@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_core::config::{Configuration, HighAvailabilityType, options};
+use eddy_core::config::{ConfigOption, Configuration, HighAvailabilityType, options};
 use eddy_core::ids::JobId;
 use eddy_runtime::RuntimeError;
 use eddy_runtime::checkpoint::coordinator::JobOutcome;
@@ -62,16 +62,11 @@ impl HaSettings {
         if config.get(&options::HA_TYPE)? == HighAvailabilityType::None {
             return Ok(None);
         }
-        let quorum = config
-            .get_optional(&options::HA_ZOOKEEPER_QUORUM)?
-            .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| {
-                ClusterError::Invalid(format!(
-                    "high-availability.type is ZOOKEEPER but {} is not set: name the ZooKeeper \
-                     servers, e.g. 'zk1:2181,zk2:2181,zk3:2181'",
-                    options::HA_ZOOKEEPER_QUORUM.key
-                ))
-            })?;
+        let quorum = required(
+            config,
+            &options::HA_ZOOKEEPER_QUORUM,
+            "name the ZooKeeper servers, e.g. 'zk1:2181,zk2:2181,zk3:2181'",
+        )?;
         for server in quorum.split(',') {
             let ok = server
                 .trim()
@@ -109,17 +104,12 @@ impl HaSettings {
                 options::HA_CLUSTER_ID.key
             )));
         }
-        let storage = config
-            .get_optional(&options::HA_STORAGE_DIR)?
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                ClusterError::Invalid(format!(
-                    "high-availability.type is ZOOKEEPER but {} is not set: name a directory \
-                     every JobManager can reach, where the leader keeps job graphs, programs \
-                     and checkpoint pointers",
-                    options::HA_STORAGE_DIR.key
-                ))
-            })?;
+        let storage = required(
+            config,
+            &options::HA_STORAGE_DIR,
+            "name a directory every JobManager can reach, where the leader keeps job graphs, \
+             programs and checkpoint pointers",
+        )?;
         let storage = match storage.strip_prefix("file://") {
             Some(path) => path.to_string(),
             None if storage.contains("://") => {
@@ -139,6 +129,20 @@ impl HaSettings {
             connection_timeout: config.get(&options::HA_ZOOKEEPER_CONNECTION_TIMEOUT)?,
         }))
     }
+}
+
+/// The value of `option`, which high availability needs; without one, an error naming it and
+/// saying what to give (`hint`).
+fn required(config: &Configuration, option: &ConfigOption<String>, hint: &str) -> Result<String> {
+    config
+        .get_optional(option)?
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| {
+            ClusterError::Invalid(format!(
+                "high-availability.type is ZOOKEEPER but {} is not set: {hint}",
+                option.key
+            ))
+        })
 }
 
 /// The leader's addresses, published in the `leader` node.

@@ -80,7 +80,11 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
         let Some(stream) = connect(address, leader.is_some()) else {
             continue;
         };
-        if let (Some(leader), Some(zk)) = (&leader, &zk) {
+        let fence = match (&leader, &zk) {
+            (Some(leader), Some(zk)) => Some((zk.clone(), leader.clone())),
+            _ => None,
+        };
+        if let Some((zk, leader)) = &fence {
             follow_leader(zk.clone(), leader.clone(), &stream)?;
         }
         let registration = Registration {
@@ -91,10 +95,6 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
             prometheus_port,
             log_file: log_file.as_ref().map(|p| p.display().to_string()),
             leader_session: leader.as_ref().map(|l| l.session_id.clone()),
-        };
-        let fence = match (&leader, &zk) {
-            (Some(leader), Some(zk)) => Some((zk.clone(), leader.clone())),
-            _ => None,
         };
         match session(
             stream,

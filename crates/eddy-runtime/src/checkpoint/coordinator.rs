@@ -599,9 +599,18 @@ impl CheckpointCoordinator {
             return Ok(());
         };
         let recorded = self.finalize(id, &p).and_then(|completed| {
-            self.store
-                .add_checkpoint(&self.pointers_with(&completed))
-                .map(|()| completed)
+            match self.store.add_checkpoint(&self.pointers_with(&completed)) {
+                Ok(()) => Ok(completed),
+                Err(e) => {
+                    // Not completed: its metadata must not make it look so to a reader of the
+                    // directory. (Its id is this JobManager's alone, from the store's counter.)
+                    let meta = completed.dir.file(super::metadata::METADATA_FILE);
+                    if let Err(d) = block_on(completed.dir.delete(&meta)) {
+                        tracing::warn!(error = %d, "cannot delete an unrecorded checkpoint's metadata");
+                    }
+                    Err(e)
+                }
+            }
         });
         match recorded {
             Ok(completed) => {
