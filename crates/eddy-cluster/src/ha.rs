@@ -28,6 +28,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use eddy_core::config::{ConfigOption, Configuration, HighAvailabilityType, options};
@@ -331,21 +332,37 @@ impl ZooKeeper {
     }
 
     /// Blocks until the leader is no longer `current` (it changed or went away), or until the
-    /// session ends.
-    pub fn wait_for_leader_change(&self, current: &LeaderInfo) {
+    /// session ends; returns `false` instead once `stop` is set (checked twice a second).
+    pub fn wait_for_leader_change(&self, current: &LeaderInfo, stop: &AtomicBool) -> bool {
         let path = self.path("leader");
         loop {
             let Ok((Some(_), watcher)) = self.block_on(self.client.check_and_watch_stat(&path))
             else {
-                return;
+                return true;
             };
             match self.leader() {
                 Ok(Some(l)) if &l == current => {}
-                _ => return,
+                _ => return true,
             }
-            self.block_on(watcher.changed());
+            let stopped = self.block_on(async {
+                let changed = watcher.changed();
+                tokio::pin!(changed);
+                loop {
+                    tokio::select! {
+                        _ = &mut changed => return false,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                            if stop.load(Ordering::Relaxed) {
+                                return true;
+                            }
+                        }
+                    }
+                }
+            });
+            if stopped {
+                return false;
+            }
             if self.session_ended() {
-                return;
+                return true;
             }
         }
     }

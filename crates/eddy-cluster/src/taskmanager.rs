@@ -84,9 +84,10 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
             (Some(leader), Some(zk)) => Some((zk.clone(), leader.clone())),
             _ => None,
         };
-        if let Some((zk, leader)) = &fence {
-            follow_leader(zk.clone(), leader.clone(), &stream)?;
-        }
+        let watch = match &fence {
+            Some((zk, leader)) => Some(follow_leader(zk.clone(), leader.clone(), &stream)?),
+            None => None,
+        };
         let registration = Registration {
             id: id.clone(),
             host: host.clone(),
@@ -107,6 +108,9 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
         ) {
             Ok(()) => tracing::warn!("the JobManager closed the connection; registering again"),
             Err(e) => tracing::warn!(error = %e, "lost the JobManager; registering again"),
+        }
+        if let Some(stop) = watch {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         // Without a JobManager, the workers' jobs cannot go on.
         for ((job, attempt), mut child) in workers.lock().drain() {
@@ -150,23 +154,27 @@ fn current_leader(
 
 /// Closes `stream` once ZooKeeper names a leader other than `leader`, which ends the session
 /// with it: the workers of its jobs stop, and the TaskManager registers with the new leader.
+/// The watch ends when the returned flag is set (the session ended for another reason).
 fn follow_leader(
     zk: Arc<crate::ha::ZooKeeper>,
     leader: crate::ha::LeaderInfo,
     stream: &TcpStream,
-) -> Result<()> {
+) -> Result<Arc<std::sync::atomic::AtomicBool>> {
     let stream = stream
         .try_clone()
         .map_err(|e| ClusterError::io("connection", e))?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
     std::thread::Builder::new()
         .name("leader watch".into())
         .spawn(move || {
-            zk.wait_for_leader_change(&leader);
-            tracing::warn!(old = %leader.session_id, "the JobManager leader changed; leaving the old one");
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            if zk.wait_for_leader_change(&leader, &stopped) {
+                tracing::warn!(old = %leader.session_id, "the JobManager leader changed; leaving the old one");
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
         })
         .map_err(|e| ClusterError::io("cannot start the leader watch", e))?;
-    Ok(())
+    Ok(stop)
 }
 
 /// Serves this TaskManager's metrics and those of its workers' tasks at `/metrics` on a port of
