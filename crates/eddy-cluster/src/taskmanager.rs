@@ -77,7 +77,13 @@ pub fn run(config: Configuration, work_dir: PathBuf) -> Result<()> {
         let address = leader
             .as_ref()
             .map_or(jm.as_str(), |l| l.rpc_address.as_str());
-        let Some(stream) = connect(address, leader.is_some()) else {
+        // A leader that died is still named in ZooKeeper until its session expires: keep
+        // trying it until ZooKeeper names another.
+        let still_leader = || match (&leader, &zk) {
+            (Some(l), Some(zk)) => matches!(zk.leader(), Ok(Some(now)) if now == *l),
+            _ => true,
+        };
+        let Some(stream) = connect(address, still_leader) else {
             continue;
         };
         let fence = match (&leader, &zk) {
@@ -350,21 +356,19 @@ fn read_log(id: &str, name: &str) -> axum::response::Response {
 }
 
 /// Connects to the JobManager at `address`, retrying until it is up (as Flink's TaskManagers
-/// do); a leader found in ZooKeeper (`give_up`) gets a few seconds, since it may have died
-/// since it was elected (`None`: ask ZooKeeper again).
-fn connect(address: &str, give_up: bool) -> Option<TcpStream> {
+/// do) while `wanted` says it is still the one to connect to (`None` once it is not).
+fn connect(address: &str, wanted: impl Fn() -> bool) -> Option<TcpStream> {
     let mut delay = Duration::from_millis(50);
-    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match TcpStream::connect(address) {
             Ok(s) => return Some(s),
             Err(e) => {
                 tracing::info!(jobmanager = address, error = %e, "JobManager not reachable yet");
-                if give_up && Instant::now() > deadline {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(500));
+                if !wanted() {
                     return None;
                 }
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }
